@@ -1,0 +1,428 @@
+//! The core: an [`http::Request`] in, an [`http::Response`] out. Routing,
+//! authentication, authorization and the calls into `ops`; knows nothing of
+//! tiny_http, stdin or CGI.
+#![forbid(unsafe_code)]
+
+pub mod access_log;
+pub mod http;
+
+use std::io::{self, Read};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde_json::json;
+
+use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
+use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
+use crate::ops::{EntryStream, OpError, Systemd, MAX_RUNS};
+use crate::secure_file::Fingerprint;
+use crate::tail_state::TailState;
+use http::{parse_query, Request, Response};
+
+/// Runs listed when a request does not say how many.
+pub const DEFAULT_RUNS: usize = 20;
+
+/// The token file, read again when it changes on disk (so `token add` and
+/// `token revoke` take effect without a restart). A file that no longer
+/// parses is reported and the last good one kept.
+pub struct TokenStore {
+    path: PathBuf,
+    cached: Mutex<(Option<Fingerprint>, Arc<TokenFile>)>,
+}
+
+impl TokenStore {
+    pub fn load(path: PathBuf) -> Result<TokenStore, String> {
+        let fingerprint = crate::secure_file::fingerprint(&path);
+        let file = read_token_file(&path)?;
+        Ok(TokenStore { path, cached: Mutex::new((fingerprint, Arc::new(file))) })
+    }
+
+    #[cfg(test)]
+    pub fn fixed(file: TokenFile) -> TokenStore {
+        TokenStore { path: PathBuf::new(), cached: Mutex::new((None, Arc::new(file))) }
+    }
+
+    pub fn current(&self) -> Arc<TokenFile> {
+        let Ok(mut cached) = self.cached.lock() else { return Arc::new(TokenFile::default()) };
+        if self.path.as_os_str().is_empty() {
+            return Arc::clone(&cached.1);
+        }
+        let now = crate::secure_file::fingerprint(&self.path);
+        if now != cached.0 {
+            match read_token_file(&self.path) {
+                Ok(file) => *cached = (now, Arc::new(file)),
+                Err(e) => {
+                    log::error!("{e}; keeping the token file as it was last read");
+                    cached.0 = now;
+                }
+            }
+        }
+        Arc::clone(&cached.1)
+    }
+}
+
+pub fn read_token_file(path: &std::path::Path) -> Result<TokenFile, String> {
+    let text = crate::secure_file::read_private(path)?;
+    TokenFile::parse(&path.display().to_string(), &text)
+}
+
+pub struct Api {
+    pub systemd: Systemd,
+    pub tokens: TokenStore,
+    pub tails: TailState,
+}
+
+/// A route's answer before the access-log fields are filled in.
+type Answer = Result<Response, Reject>;
+
+/// A request turned away: status and the `{"msg"}` the client sees.
+#[derive(Debug)]
+pub struct Reject {
+    status: u16,
+    msg: &'static str,
+    allow: Option<&'static str>,
+}
+
+impl Reject {
+    pub fn new(status: u16, msg: &'static str) -> Reject {
+        Reject { status, msg, allow: None }
+    }
+
+    pub fn into_response(self) -> Response {
+        let response = Response::error(self.status, self.msg);
+        match (self.status, self.allow) {
+            (401, _) => response.with_header("WWW-Authenticate", "Bearer realm=\"jobgate\"".into()),
+            (405, Some(allow)) => response.with_header("Allow", allow.into()),
+            _ => response,
+        }
+    }
+}
+
+impl Api {
+    /// Answers one request. Never panics on input; every error is a JSON
+    /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
+    pub fn handle(&self, req: &Request) -> Response {
+        let segments: Vec<&str> = req.path.strip_prefix('/').unwrap_or("\u{0}").split('/').collect();
+        let mut ctx = Context { route: "-", job: None, token: None };
+        let answer = self.route(req, &segments, &mut ctx);
+        let mut response = answer.unwrap_or_else(Reject::into_response);
+        response.route = ctx.route;
+        response.job = ctx.job;
+        response.token = ctx.token;
+        response
+    }
+
+    fn route(&self, req: &Request, segments: &[&str], ctx: &mut Context) -> Answer {
+        let method = req.method.as_str();
+        match segments {
+            [""] => {
+                ctx.route = "/";
+                allow(method, "GET")?;
+                Ok(Response::json(200, &describe()))
+            }
+            ["api", "jobs"] => {
+                ctx.route = "/api/jobs";
+                allow(method, "GET")?;
+                let token = self.authenticate(req, ctx)?;
+                let jobs: Vec<_> =
+                    self.systemd.jobs().map_err(internal)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
+                Ok(Response::json(200, &crate::render::jobs(&jobs)))
+            }
+            ["api", "job", job, rest @ ..] => {
+                let (route, verb, run) = match rest {
+                    [] => ("/api/job/{job}", "POST", None),
+                    ["stop"] => ("/api/job/{job}/stop", "POST", None),
+                    ["state"] => ("/api/job/{job}/state", "GET", None),
+                    ["logs"] => ("/api/job/{job}/logs", "GET", None),
+                    ["tail"] => ("/api/job/{job}/tail", "GET", None),
+                    ["runs"] => ("/api/job/{job}/runs", "GET", None),
+                    ["runs", run, "logs"] => ("/api/job/{job}/runs/{run}/logs", "GET", Some(*run)),
+                    _ => return Err(Reject::new(404, "Not found")),
+                };
+                ctx.route = route;
+                allow(method, verb)?;
+                let token = self.authenticate(req, ctx)?;
+                let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                ctx.job = Some(job.to_string());
+                let needs = if verb == "POST" { Scope::Rw } else { Scope::Ro };
+                if auth::decide(&token, needs, Some(&job)) == Decision::Denied {
+                    return Err(Reject::new(403, "Not permitted"));
+                }
+                let query = Query::parse(req)?;
+                match route {
+                    "/api/job/{job}" => self.start(&job),
+                    "/api/job/{job}/stop" => self.stop(&job),
+                    "/api/job/{job}/state" => self.state(&job),
+                    "/api/job/{job}/logs" => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
+                    "/api/job/{job}/runs/{run}/logs" => {
+                        let run = run.and_then(RunId::parse).ok_or_else(|| Reject::new(400, "Invalid run"))?;
+                        self.logs(&job, &query, RunSelector::Id(run))
+                    }
+                    "/api/job/{job}/tail" => self.tail(&job, &token, &query),
+                    _ => self.runs(&job, &query),
+                }
+            }
+            _ => Err(Reject::new(404, "Not found")),
+        }
+    }
+
+    /// The token from `Authorization: Bearer` (preferred) or `?token=`.
+    fn authenticate(&self, req: &Request, ctx: &mut Context) -> Result<TokenEntry, Reject> {
+        let unauthorized = || Reject::new(401, "Missing or invalid token");
+        let presented = match req.header("Authorization") {
+            Some(value) => bearer(value).ok_or_else(unauthorized)?.to_string(),
+            None => {
+                let pairs = parse_query(&req.query).map_err(|_| Reject::new(400, "Invalid query"))?;
+                pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v).ok_or_else(unauthorized)?
+            }
+        };
+        let tokens = self.tokens.current();
+        let entry = tokens.lookup(&presented).ok_or_else(unauthorized)?;
+        ctx.token = Some(entry.name.clone());
+        Ok(entry.clone())
+    }
+
+    fn start(&self, job: &JobName) -> Answer {
+        self.systemd.start(job).map_err(op_error)?;
+        Ok(Response::json(200, &json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str()})))
+    }
+
+    fn stop(&self, job: &JobName) -> Answer {
+        self.systemd.stop(job).map_err(op_error)?;
+        Ok(Response::json(200, &json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()})))
+    }
+
+    fn state(&self, job: &JobName) -> Answer {
+        let state = self.systemd.state(job).map_err(op_error)?;
+        Ok(Response::json(200, &crate::render::state(job, &state)))
+    }
+
+    fn runs(&self, job: &JobName, query: &Query) -> Answer {
+        self.systemd.state(job).map_err(op_error)?;
+        let runs = self.systemd.runs(job, query.limit.unwrap_or(DEFAULT_RUNS)).map_err(op_error)?;
+        Ok(Response::json(200, &crate::render::runs(&runs)))
+    }
+
+    fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
+        let state = self.systemd.state(job).map_err(op_error)?;
+        let run = self.systemd.resolve_run(job, &state, &which).map_err(op_error)?;
+        let lines = Some(query.lines.unwrap_or_default());
+        let entries = match &run {
+            Some(run) => Some(self.systemd.run_output(job, run, lines, None).map_err(op_error)?),
+            None => None,
+        };
+        let body = LogBody::new(entries, run, query.text);
+        Ok(Response::stream(if query.text { http::TEXT } else { http::JSON }, Box::new(body)))
+    }
+
+    fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
+        let state = self.systemd.state(job).map_err(op_error)?;
+        let Some(run) = self.systemd.resolve_run(job, &state, &RunSelector::Last).map_err(op_error)? else {
+            return Ok(tail_answer(query.text, &[], None, None));
+        };
+        // Without a cursor, go on from where this token left off in this run.
+        let stored = match &query.cursor {
+            Some(_) => None,
+            None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run).map(|(_, c)| c),
+        };
+        let after = query.cursor.as_ref().or(stored.as_ref());
+        let tail = self.systemd.tail(job, &run, after).map_err(op_error)?;
+        if query.cursor.is_none() {
+            if let Some(cursor) = &tail.cursor {
+                if let Err(e) = self.tails.save(&token.name, job, &run, cursor) {
+                    let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
+                    return Err(internal(OpError::Failed(why)));
+                }
+            }
+        }
+        Ok(tail_answer(query.text, &tail.lines, tail.cursor.as_ref(), Some(&run)))
+    }
+}
+
+struct Context {
+    route: &'static str,
+    job: Option<String>,
+    token: Option<String>,
+}
+
+/// The query parameters jobgate knows, each checked; others are ignored.
+#[derive(Default)]
+struct Query {
+    lines: Option<Lines>,
+    run: Option<RunSelector>,
+    cursor: Option<Cursor>,
+    limit: Option<usize>,
+    text: bool,
+}
+
+impl Query {
+    fn parse(req: &Request) -> Result<Query, Reject> {
+        let pairs = parse_query(&req.query).map_err(|_| Reject::new(400, "Invalid query"))?;
+        let mut query = Query::default();
+        let accept_text = req.header("Accept").is_some_and(|a| a.trim().starts_with("text/plain"));
+        query.text = accept_text;
+        for (key, value) in pairs {
+            match key.as_str() {
+                "lines" => query.lines = Some(Lines::parse(&value).ok_or_else(|| Reject::new(400, "Invalid lines"))?),
+                "run" => query.run = Some(RunSelector::parse(&value).ok_or_else(|| Reject::new(400, "Invalid run"))?),
+                "cursor" => {
+                    query.cursor = Some(Cursor::parse(&value).ok_or_else(|| Reject::new(400, "Invalid cursor"))?)
+                }
+                "limit" => {
+                    let limit = value.parse::<usize>().ok().filter(|n| (1..=MAX_RUNS).contains(n));
+                    query.limit = Some(limit.ok_or_else(|| Reject::new(400, "Invalid limit"))?);
+                }
+                "format" => {
+                    query.text = match value.as_str() {
+                        "text" => true,
+                        "json" => false,
+                        _ => return Err(Reject::new(400, "Invalid format")),
+                    }
+                }
+                _ => {}
+            }
+        }
+        Ok(query)
+    }
+}
+
+fn allow(method: &str, allowed: &'static str) -> Result<(), Reject> {
+    if method == allowed {
+        Ok(())
+    } else {
+        Err(Reject { allow: Some(allowed), ..Reject::new(405, "Method not allowed") })
+    }
+}
+
+fn bearer(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+fn op_error(e: OpError) -> Reject {
+    match e {
+        OpError::UnknownJob => Reject::new(404, "Unknown job"),
+        OpError::AlreadyActive => Reject::new(425, "Job is already active"),
+        OpError::Failed(why) => internal(OpError::Failed(why)),
+    }
+}
+
+/// The cause goes to the log; the client learns only that it failed.
+fn internal(e: OpError) -> Reject {
+    log::error!("{e}");
+    Reject::new(500, "Internal error")
+}
+
+fn describe() -> serde_json::Value {
+    json!({
+        "name": "jobgate",
+        "version": env!("CARGO_PKG_VERSION"),
+        "endpoints": {
+            "GET /api/jobs": "list the jobs this token may see",
+            "POST /api/job/JOB": "start JOB",
+            "POST /api/job/JOB/stop": "stop JOB",
+            "GET /api/job/JOB/state": "state of JOB",
+            "GET /api/job/JOB/logs?lines=N&run=RUN": "log lines of one run (default: the last)",
+            "GET /api/job/JOB/tail?cursor=C": "lines of the current run after cursor C (default: since this token's last tail)",
+            "GET /api/job/JOB/runs?limit=N": "run history, newest first",
+            "GET /api/job/JOB/runs/RUN/logs": "log lines of run RUN",
+        }
+    })
+}
+
+fn tail_answer(text: bool, lines: &[String], cursor: Option<&Cursor>, run: Option<&RunId>) -> Response {
+    let cursor = cursor.map(|c| c.as_str().to_string());
+    let response = if text {
+        let mut body = String::new();
+        for line in lines {
+            body.push_str(line);
+            body.push('\n');
+        }
+        Response::bytes(200, http::TEXT, body.into_bytes())
+    } else {
+        Response::json(200, &json!({"logs": lines, "cursor": cursor, "run": run.map(|r| r.as_str())}))
+    };
+    match cursor {
+        Some(cursor) => response.with_header("X-Jobgate-Cursor", cursor),
+        None => response,
+    }
+}
+
+/// A `logs` answer written as the journal is read: `{"logs":[` … `],"run":…}`
+/// in JSON, or one line each in text. Holds one entry at a time.
+struct LogBody {
+    entries: Option<EntryStream>,
+    run: Option<RunId>,
+    text: bool,
+    started: bool,
+    first: bool,
+    done: bool,
+    pending: Vec<u8>,
+    at: usize,
+}
+
+impl LogBody {
+    fn new(entries: Option<EntryStream>, run: Option<RunId>, text: bool) -> LogBody {
+        LogBody { entries, run, text, started: false, first: true, done: false, pending: Vec::new(), at: 0 }
+    }
+
+    /// Puts the next piece of the answer in `pending`; false when finished.
+    fn next_piece(&mut self) -> io::Result<bool> {
+        self.pending.clear();
+        self.at = 0;
+        if self.done {
+            return Ok(false);
+        }
+        if !self.started {
+            self.started = true;
+            if !self.text {
+                self.pending.extend_from_slice(b"{\"logs\":[");
+                return Ok(true);
+            }
+        }
+        match self.entries.as_mut().and_then(Iterator::next) {
+            Some(entry) => {
+                let message = entry?.message;
+                if self.text {
+                    self.pending.extend_from_slice(message.as_bytes());
+                    self.pending.push(b'\n');
+                } else {
+                    if !self.first {
+                        self.pending.push(b',');
+                    }
+                    serde_json::to_writer(&mut self.pending, &message).map_err(io::Error::other)?;
+                }
+                self.first = false;
+            }
+            None => {
+                self.done = true;
+                if !self.text {
+                    let tail = json!({"run": self.run.as_ref().map(|r| r.as_str())}).to_string();
+                    // `{"run":…}` becomes `],"run":…}`.
+                    self.pending.extend_from_slice(b"],");
+                    self.pending.extend_from_slice(&tail.as_bytes()[1..]);
+                    self.pending.push(b'\n');
+                }
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl Read for LogBody {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at >= self.pending.len() {
+            if !self.next_piece()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.pending.len() - self.at);
+        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests;

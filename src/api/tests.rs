@@ -1,0 +1,202 @@
+//! Routing, authentication and authorization of the core, with a recorded
+//! runner standing in for systemd (the real one is in tests/system).
+
+use std::io::Read;
+use std::sync::Arc;
+
+use super::http::{Body, Request, Response};
+use super::*;
+use crate::auth::{hex, sha256};
+use crate::names::Prefix;
+use crate::systemd::argv::Tools;
+use crate::systemd::run::RecordingRunner;
+
+const RW: &str = "jgt_rw";
+const RO: &str = "jgt_ro";
+const DEPLOY: &str = "jgt_deploy";
+const RUN: &str = "0123456789abcdef0123456789abcdef";
+
+fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
+    let text = format!(
+        "rw rw sha256:{}\nro ro sha256:{}\ndeploy rw sha256:{} ci-test-deploy@*\n",
+        hex(&sha256(RW)),
+        hex(&sha256(RO)),
+        hex(&sha256(DEPLOY))
+    );
+    let tokens = TokenStore::fixed(TokenFile::parse("tokens", &text).expect("tokens"));
+    let runner = Arc::new(runner);
+    let prefix = Prefix::parse("ci-test-").expect("prefix");
+    let state_dir = std::env::temp_dir().join(format!("jobgate-api-test-{}", std::process::id()));
+    let api = Api {
+        systemd: Systemd::new(prefix, Tools::default(), runner.clone()),
+        tokens,
+        tails: TailState::new(state_dir),
+    };
+    (api, runner)
+}
+
+fn loaded(active: &str) -> RecordingRunner {
+    RecordingRunner::default().answer(
+        &["show"],
+        true,
+        &format!("LoadState=loaded\nActiveState={active}\nInvocationID={RUN}\n"),
+    )
+}
+
+fn call(api: &Api, method: &str, target: &str, token: Option<&str>) -> (u16, String) {
+    let mut req = Request::new(method, target);
+    if let Some(token) = token {
+        req = req.with_header("Authorization", &format!("Bearer {token}"));
+    }
+    let response = api.handle(&req);
+    (response.status, body_text(response))
+}
+
+fn body_text(response: Response) -> String {
+    match response.body {
+        Body::Bytes(bytes) => String::from_utf8_lossy(&bytes).into_owned(),
+        Body::Stream(mut reader) => {
+            let mut text = String::new();
+            reader.read_to_string(&mut text).expect("stream");
+            text
+        }
+    }
+}
+
+#[test]
+fn describe_needs_no_token() {
+    let (api, _) = api_with(loaded("inactive"));
+    let (status, body) = call(&api, "GET", "/", None);
+    assert_eq!(status, 200);
+    assert!(body.contains("\"name\":\"jobgate\""), "{body}");
+}
+
+#[test]
+fn status_codes_table() {
+    let (api, _) = api_with(loaded("active"));
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        ("GET", "/nope", Some(RW), 404, "Not found"),
+        ("GET", "/api/job/ci-test-a/nope", Some(RW), 404, "Not found"),
+        ("GET", "/api/job/ci-test-a/state/", Some(RW), 404, "Not found"),
+        ("GET", "/api/job/ci-test-a", Some(RW), 405, "Method not allowed"),
+        ("POST", "/api/job/ci-test-a/state", Some(RW), 405, "Method not allowed"),
+        ("DELETE", "/api/jobs", Some(RW), 405, "Method not allowed"),
+        ("GET", "/api/job/ci-test-a/state", None, 401, "Missing or invalid token"),
+        ("GET", "/api/job/ci-test-a/state", Some("wrong"), 401, "Missing or invalid token"),
+        ("GET", "/api/job/ci-test-a%2F..%2Fx/state", Some(RW), 400, "Invalid job"),
+        ("GET", "/api/job/ssh/state", Some(RW), 400, "Invalid job"),
+        ("GET", "/api/job/ci-test-a.service/state", Some(RW), 400, "Invalid job"),
+        ("POST", "/api/job/ci-test-a", Some(RO), 403, "Not permitted"),
+        ("POST", "/api/job/ci-test-a/stop", Some(RO), 403, "Not permitted"),
+        ("GET", "/api/job/ci-test-a/state", Some(DEPLOY), 403, "Not permitted"),
+        ("POST", "/api/job/ci-test-a", Some(RW), 425, "Job is already active"),
+        ("GET", "/api/job/ci-test-a/logs?lines=abc", Some(RO), 400, "Invalid lines"),
+        ("GET", "/api/job/ci-test-a/logs?run=..", Some(RO), 400, "Invalid run"),
+        ("GET", "/api/job/ci-test-a/tail?cursor=--all", Some(RO), 400, "Invalid cursor"),
+        ("GET", "/api/job/ci-test-a/runs?limit=0", Some(RO), 400, "Invalid limit"),
+        ("GET", "/api/job/ci-test-a/logs?format=xml", Some(RO), 400, "Invalid format"),
+        ("GET", "/api/job/ci-test-a/logs?x=%zz", Some(RO), 400, "Invalid query"),
+        ("GET", "/api/job/ci-test-a/runs/nope/logs", Some(RO), 400, "Invalid run"),
+    ];
+    for (method, target, token, status, msg) in cases {
+        let (got, body) = call(&api, method, target, *token);
+        assert_eq!(got, *status, "{method} {target}: {body}");
+        assert_eq!(body.trim(), json!({ "msg": msg }).to_string(), "{method} {target}");
+    }
+}
+
+#[test]
+fn a_bad_name_runs_nothing() {
+    let (api, runner) = api_with(loaded("inactive"));
+    for target in ["/api/job/ci-test-a;id", "/api/job/--help", "/api/job/ci-test-*", "/api/job/ci-test-a%00"] {
+        assert_eq!(call(&api, "POST", target, Some(RW)).0, 400, "{target}");
+    }
+    assert!(runner.recorded().is_empty());
+}
+
+#[test]
+fn unknown_jobs_are_404() {
+    let runner = RecordingRunner::default().answer(&["show"], true, "LoadState=not-found\n");
+    let (api, runner) = api_with(runner);
+    assert_eq!(
+        call(&api, "POST", "/api/job/ci-test-nope", Some(RW)),
+        (404, json!({"msg": "Unknown job"}).to_string() + "\n")
+    );
+    assert_eq!(runner.recorded().len(), 1, "only the show call ran");
+}
+
+#[test]
+fn start_answers_with_job_and_unit() {
+    let (api, runner) = api_with(loaded("inactive"));
+    let (status, body) = call(&api, "POST", "/api/job/ci-test-deploy@main", Some(DEPLOY));
+    assert_eq!(status, 200, "{body}");
+    let value: serde_json::Value = serde_json::from_str(&body).expect("json");
+    assert_eq!(
+        value,
+        json!({"msg": "Job started", "job": "ci-test-deploy@main", "unit": "ci-test-deploy@main.service"})
+    );
+    let start = runner.recorded().pop().expect("a call");
+    assert_eq!(start[start.len() - 3..], ["--no-block", "--", "ci-test-deploy@main.service"]);
+}
+
+#[test]
+fn token_in_the_query_is_accepted() {
+    let (api, _) = api_with(loaded("inactive"));
+    let (status, _) = call(&api, "GET", &format!("/api/job/ci-test-a/state?token={RO}"), None);
+    assert_eq!(status, 200);
+}
+
+#[test]
+fn logs_stream_as_json_and_text() {
+    let journal = format!(
+        "{{\"MESSAGE\":\"one \\\"quoted\\\"\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"_SYSTEMD_INVOCATION_ID\":\"{RUN}\"}}\n\
+         {{\"MESSAGE\":\"two\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"_SYSTEMD_INVOCATION_ID\":\"{RUN}\"}}\n"
+    );
+    let (api, _) =
+        api_with(loaded("active").answer(&["_SYSTEMD_INVOCATION_ID=0123456789abcdef0123456789abcdef"], true, &journal));
+    let (status, body) = call(&api, "GET", "/api/job/ci-test-a/logs", Some(RO));
+    assert_eq!(status, 200);
+    let value: serde_json::Value = serde_json::from_str(&body).expect("valid json");
+    assert_eq!(value, json!({"logs": ["one \"quoted\"", "two"], "run": RUN}));
+    let (_, text) = call(&api, "GET", "/api/job/ci-test-a/logs?format=text", Some(RO));
+    assert_eq!(text, "one \"quoted\"\ntwo\n");
+}
+
+#[test]
+fn logs_of_a_job_that_never_ran_are_empty_not_everything() {
+    let runner =
+        RecordingRunner::default().answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\nInvocationID=\n");
+    let (api, runner) = api_with(runner);
+    let (status, body) = call(&api, "GET", "/api/job/ci-test-a/logs", Some(RO));
+    assert_eq!((status, body.trim()), (200, r#"{"logs":[],"run":null}"#));
+    assert!(runner.recorded().iter().all(|argv| !argv.iter().any(|a| a.starts_with("_SYSTEMD_INVOCATION_ID"))));
+}
+
+#[test]
+fn jobs_are_filtered_by_the_token_patterns() {
+    let runner = RecordingRunner::default()
+        .answer(&["list-unit-files"], true, "ci-test-a.service static -\nci-test-deploy@.service static -\n")
+        .answer(&["list-units"], true, "ci-test-deploy@main.service loaded active running x\n");
+    let (api, _) = api_with(runner);
+    let (_, all) = call(&api, "GET", "/api/jobs", Some(RO));
+    let value: serde_json::Value = serde_json::from_str(&all).expect("json");
+    assert_eq!(
+        value,
+        json!({"jobs": [
+            {"job": "ci-test-a", "unit": "ci-test-a.service", "state": "inactive"},
+            {"job": "ci-test-deploy@main", "unit": "ci-test-deploy@main.service", "state": "active"},
+        ]})
+    );
+    let (_, some) = call(&api, "GET", "/api/jobs", Some(DEPLOY));
+    assert!(!some.contains("\"ci-test-a\""), "{some}");
+}
+
+#[test]
+fn access_log_fields_never_hold_the_token() {
+    let (api, _) = api_with(loaded("inactive"));
+    let req = Request::new("GET", &format!("/api/job/ci-test-a/state?token={RO}"));
+    let response = api.handle(&req);
+    let line = access_log::line("GET", &response, std::time::Duration::ZERO);
+    assert_eq!(line, "GET /api/job/{job}/state job=ci-test-a token=ro status=200 ms=0");
+    assert!(!line.contains(RO));
+}

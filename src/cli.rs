@@ -1,0 +1,282 @@
+//! The command line: argh structs (the raw arguments) and their one
+//! conversion into a validated [`Config`] and [`Command`] before anything runs.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+
+use argh::FromArgs;
+
+use crate::auth::{self, Scope};
+use crate::names::{JobName, Lines, Prefix, RunSelector};
+use crate::systemd::argv::{JournalAccess, Tools};
+
+#[derive(FromArgs)]
+/// jobgate: let CI start systemd jobs, watch their state and read their logs
+/// over HTTP, and nothing else.
+pub struct Args {
+    /// unit prefix that makes a service a job (default: ci-test-)
+    #[argh(option, default = "String::from(\"ci-test-\")")]
+    prefix: String,
+    /// token file (default: /etc/jobgate/tokens)
+    #[argh(option, default = "PathBuf::from(\"/etc/jobgate/tokens\")")]
+    tokens: PathBuf,
+    /// state directory for tail cursors (default: $STATE_DIRECTORY, else /var/lib/jobgate)
+    #[argh(option)]
+    state_dir: Option<PathBuf>,
+    /// path of systemctl (default: /usr/bin/systemctl)
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/systemctl\")")]
+    systemctl: PathBuf,
+    /// path of journalctl (default: /usr/bin/journalctl)
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/journalctl\")")]
+    journalctl: PathBuf,
+    /// path of sudo (default: /usr/bin/sudo)
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/sudo\")")]
+    sudo: PathBuf,
+    /// how to read the journal: group (as a member of systemd-journal, the default) or sudo
+    #[argh(option, default = "String::from(\"group\")")]
+    journal: String,
+    /// print JSON instead of text (admin commands)
+    #[argh(switch)]
+    json: bool,
+    #[argh(subcommand)]
+    command: Sub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum Sub {
+    Serve(ServeArgs),
+    Jobs(JobsArgs),
+    Start(StartArgs),
+    Stop(StopArgs),
+    State(StateArgs),
+    Runs(RunsArgs),
+    Logs(LogsArgs),
+    Check(CheckArgs),
+    Token(TokenArgs),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "serve")]
+/// serve the HTTP API
+struct ServeArgs {
+    /// address to listen on (default: 127.0.0.1:8000)
+    #[argh(option, default = "String::from(\"127.0.0.1:8000\")")]
+    listen: String,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "jobs")]
+/// list the jobs under the prefix
+struct JobsArgs {}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "start")]
+/// start a job (refused while it is active)
+struct StartArgs {
+    #[argh(positional)]
+    job: String,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "stop")]
+/// stop a job
+struct StopArgs {
+    #[argh(positional)]
+    job: String,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "state")]
+/// show a job's state
+struct StateArgs {
+    #[argh(positional)]
+    job: String,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "runs")]
+/// list a job's runs, newest first
+struct RunsArgs {
+    #[argh(positional)]
+    job: String,
+    /// how many runs (1 to 100, default 20)
+    #[argh(option, default = "20")]
+    limit: usize,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "logs")]
+/// print the log lines of a run
+struct LogsArgs {
+    #[argh(positional)]
+    job: String,
+    /// how many of the run's last lines (default 1000, at most 20000)
+    #[argh(option)]
+    lines: Option<String>,
+    /// which run: last (default) or a run id
+    #[argh(option)]
+    run: Option<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check")]
+/// check the prefix, the token file and the sudo rule
+struct CheckArgs {}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "token")]
+/// manage tokens: add, list, revoke
+struct TokenArgs {
+    #[argh(subcommand)]
+    command: TokenSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum TokenSub {
+    Add(TokenAddArgs),
+    List(TokenListArgs),
+    Revoke(TokenRevokeArgs),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "add")]
+/// make a new token, add it to the token file and print it once
+struct TokenAddArgs {
+    #[argh(positional)]
+    name: String,
+    /// ro (read) or rw (read, start and stop)
+    #[argh(option)]
+    scope: String,
+    /// limit the token to jobs matching this glob (repeatable)
+    #[argh(option)]
+    job: Vec<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "list")]
+/// list tokens: names, scopes and job patterns (never hashes)
+struct TokenListArgs {}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "revoke")]
+/// remove a token by name
+struct TokenRevokeArgs {
+    #[argh(positional)]
+    name: String,
+}
+
+/// Everything a command needs, validated.
+pub struct Config {
+    pub prefix: Prefix,
+    pub tokens: PathBuf,
+    pub state_dir: PathBuf,
+    pub tools: Tools,
+    pub json: bool,
+}
+
+pub enum Command {
+    Serve { listen: String },
+    Jobs,
+    Start(JobName),
+    Stop(JobName),
+    State(JobName),
+    Runs { job: JobName, limit: usize },
+    Logs { job: JobName, lines: Lines, run: RunSelector },
+    Check,
+    TokenAdd { name: String, scope: Scope, patterns: Vec<String> },
+    TokenList,
+    TokenRevoke { name: String },
+}
+
+impl Args {
+    /// Checks every argument; the error is one line for stderr.
+    pub fn validate(self) -> Result<(Config, Command), String> {
+        let prefix = Prefix::parse(&self.prefix)?;
+        for (flag, path) in
+            [("--systemctl", &self.systemctl), ("--journalctl", &self.journalctl), ("--sudo", &self.sudo)]
+        {
+            if !path.is_absolute() {
+                return Err(format!("{flag} must be an absolute path (sudo rules match it), not '{}'", path.display()));
+            }
+        }
+        let journal_access = match self.journal.as_str() {
+            "group" => JournalAccess::Group,
+            "sudo" => JournalAccess::Sudo,
+            other => return Err(format!("unknown --journal '{}' (expected 'group' or 'sudo')", other.escape_debug())),
+        };
+        let state_dir = self.state_dir.unwrap_or_else(default_state_dir);
+        let job = |name: &str| {
+            JobName::parse(&prefix, name).map_err(|_| {
+                format!(
+                    "invalid job '{}' (expected {}NAME or {}NAME@INSTANCE, without .service)",
+                    name.escape_debug(),
+                    prefix.as_str(),
+                    prefix.as_str()
+                )
+            })
+        };
+        let command = match self.command {
+            Sub::Serve(a) => Command::Serve { listen: a.listen },
+            Sub::Jobs(_) => Command::Jobs,
+            Sub::Start(a) => Command::Start(job(&a.job)?),
+            Sub::Stop(a) => Command::Stop(job(&a.job)?),
+            Sub::State(a) => Command::State(job(&a.job)?),
+            Sub::Runs(a) => {
+                if !(1..=crate::ops::MAX_RUNS).contains(&a.limit) {
+                    return Err(format!("invalid --limit {} (expected 1 to {})", a.limit, crate::ops::MAX_RUNS));
+                }
+                Command::Runs { job: job(&a.job)?, limit: a.limit }
+            }
+            Sub::Logs(a) => {
+                let lines = match a.lines {
+                    Some(n) => Lines::parse(&n)
+                        .ok_or_else(|| format!("invalid --lines '{}' (expected a number from 1)", n.escape_debug()))?,
+                    None => Lines::default(),
+                };
+                let run = match a.run {
+                    Some(r) => RunSelector::parse(&r).ok_or_else(|| {
+                        format!("invalid --run '{}' (expected 'last' or a 32-hex-digit run id)", r.escape_debug())
+                    })?,
+                    None => RunSelector::Last,
+                };
+                Command::Logs { job: job(&a.job)?, lines, run }
+            }
+            Sub::Check(_) => Command::Check,
+            Sub::Token(t) => match t.command {
+                TokenSub::Add(a) => {
+                    if !auth::valid_token_name(&a.name) {
+                        return Err(format!(
+                            "invalid token name '{}' (expected 1 to {} of [a-zA-Z0-9_.-])",
+                            a.name.escape_debug(),
+                            auth::MAX_NAME_LEN
+                        ));
+                    }
+                    let scope = Scope::parse(&a.scope)
+                        .ok_or_else(|| format!("unknown scope '{}' (expected 'ro' or 'rw')", a.scope.escape_debug()))?;
+                    if let Some(bad) = a.job.iter().find(|p| !auth::valid_pattern(p)) {
+                        return Err(format!(
+                            "invalid job pattern '{}' (expected job-name characters, '*' and '?')",
+                            bad.escape_debug()
+                        ));
+                    }
+                    Command::TokenAdd { name: a.name, scope, patterns: a.job }
+                }
+                TokenSub::List(_) => Command::TokenList,
+                TokenSub::Revoke(a) => Command::TokenRevoke { name: a.name },
+            },
+        };
+        let tools = Tools { systemctl: self.systemctl, journalctl: self.journalctl, sudo: self.sudo, journal_access };
+        Ok((Config { prefix, tokens: self.tokens, state_dir, tools, json: self.json }, command))
+    }
+}
+
+/// `$STATE_DIRECTORY` as systemd sets it (the first, if several), else
+/// `/var/lib/jobgate`.
+fn default_state_dir() -> PathBuf {
+    std::env::var_os("STATE_DIRECTORY")
+        .and_then(|dirs| dirs.to_str().and_then(|d| d.split(':').next()).map(PathBuf::from))
+        .filter(|d| d.is_absolute())
+        .unwrap_or_else(|| PathBuf::from("/var/lib/jobgate"))
+}

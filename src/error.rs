@@ -1,0 +1,35 @@
+//! Errors of the command line and of start-up, with the exit code each maps to.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+
+#[derive(Debug)]
+pub enum Error {
+    /// Bad arguments or bad input: exit 2.
+    Usage(String),
+    /// The command could not do what was asked: exit 1.
+    Failed(String),
+}
+
+impl Error {
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            Error::Usage(_) => 2,
+            Error::Failed(_) => 1,
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Usage(msg) | Error::Failed(msg) => f.write_str(msg),
+        }
+    }
+}
+
+impl From<crate::ops::OpError> for Error {
+    fn from(e: crate::ops::OpError) -> Error {
+        Error::Failed(e.to_string())
+    }
+}

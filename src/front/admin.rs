@@ -1,0 +1,283 @@
+//! The admin commands: `ops` called directly, answers rendered as text for
+//! people or JSON for scripts (`--json`), failures as errors with exit codes.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io::{self, Read, Write};
+
+use serde_json::{json, Value};
+
+use crate::api::read_token_file;
+use crate::auth::{hex, Scope, TokenEntry, TokenFile};
+use crate::cli::{Command, Config};
+use crate::error::Error;
+use crate::names::{JobName, Lines, RunSelector};
+use crate::ops::Systemd;
+use crate::render;
+use crate::secure_file;
+use crate::systemd::argv::{Call, JournalAccess, Probe};
+
+pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), Error> {
+    let out = &mut io::stdout().lock();
+    let printed = match command {
+        Command::Jobs => {
+            let jobs = systemd.jobs()?;
+            let text: String = jobs.iter().map(|j| format!("{:<40} {}\n", j.job.as_str(), j.state)).collect();
+            print(out, config.json, &render::jobs(&jobs), &text)
+        }
+        Command::Start(job) => {
+            systemd.start(&job)?;
+            let value = json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str()});
+            print(out, config.json, &value, &format!("started {job}\n"))
+        }
+        Command::Stop(job) => {
+            systemd.stop(&job)?;
+            let value = json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()});
+            print(out, config.json, &value, &format!("stopped {job}\n"))
+        }
+        Command::State(job) => {
+            let value = render::state(&job, &systemd.state(&job)?);
+            print(out, config.json, &value, &as_lines(&value))
+        }
+        Command::Runs { job, limit } => {
+            systemd.state(&job)?;
+            let value = render::runs(&systemd.runs(&job, limit)?);
+            let mut text = String::new();
+            for run in value["runs"].as_array().into_iter().flatten() {
+                let field = |k: &str| match &run[k] {
+                    Value::Null => "-".to_string(),
+                    Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                };
+                text.push_str(&format!(
+                    "{}  {}  {:<20}  {:<10} {}\n",
+                    field("run"),
+                    field("started"),
+                    field("finished"),
+                    field("result"),
+                    field("exit_status")
+                ));
+            }
+            print(out, config.json, &value, &text)
+        }
+        Command::Logs { job, lines, run } => logs(out, config.json, systemd, &job, lines, &run),
+        Command::Check => return check(out, config, systemd),
+        Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
+        Command::TokenList => {
+            let file = read_token_file(&config.tokens).map_err(Error::Failed)?;
+            let list: Vec<Value> = file
+                .entries
+                .iter()
+                .map(|e| json!({"name": e.name, "scope": e.scope.as_str(), "jobs": e.patterns}))
+                .collect();
+            let text: String = file
+                .entries
+                .iter()
+                .map(|e| {
+                    let jobs = if e.patterns.is_empty() { "(all jobs)".to_string() } else { e.patterns.join(" ") };
+                    format!("{:<24} {}  {jobs}\n", e.name, e.scope.as_str())
+                })
+                .collect();
+            print(out, config.json, &json!({ "tokens": list }), &text)
+        }
+        Command::TokenRevoke { name } => {
+            let mut file = read_token_file(&config.tokens).map_err(Error::Failed)?;
+            let before = file.entries.len();
+            file.entries.retain(|e| e.name != name);
+            if file.entries.len() == before {
+                return Err(Error::Failed(format!(
+                    "{}: no token named '{}'",
+                    config.tokens.display(),
+                    name.escape_debug()
+                )));
+            }
+            write_token_file(config, &file)?;
+            print(out, config.json, &json!({"msg": "Token revoked", "name": name}), &format!("revoked {name}\n"))
+        }
+        Command::Serve { .. } => return Err(Error::Failed("serve is not an admin command".into())),
+    };
+    ignore_broken_pipe(printed)
+}
+
+fn print(out: &mut dyn Write, json: bool, value: &Value, text: &str) -> io::Result<()> {
+    if json {
+        writeln!(out, "{value}")
+    } else {
+        out.write_all(text.as_bytes())
+    }
+}
+
+/// `key: value` lines of a flat JSON object.
+fn as_lines(value: &Value) -> String {
+    let mut text = String::new();
+    for (key, v) in value.as_object().into_iter().flatten() {
+        let shown = match v {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!("{key}: {shown}\n"));
+    }
+    text
+}
+
+/// `jobgate logs | head` is not an error.
+fn ignore_broken_pipe(result: io::Result<()>) -> Result<(), Error> {
+    match result {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Failed(format!("writing output: {e}"))),
+        _ => Ok(()),
+    }
+}
+
+fn logs(
+    out: &mut dyn Write,
+    json: bool,
+    systemd: &Systemd,
+    job: &JobName,
+    lines: Lines,
+    run: &RunSelector,
+) -> io::Result<()> {
+    let result = (|| -> Result<(), Error> {
+        let state = systemd.state(job)?;
+        let Some(run) = systemd.resolve_run(job, &state, run)? else {
+            return Err(Error::Failed(format!("{job} has no runs in the journal")));
+        };
+        for entry in systemd.run_output(job, &run, Some(lines), None)? {
+            let entry = entry.map_err(|e| Error::Failed(format!("reading the journal: {e}")))?;
+            let written = if json {
+                writeln!(out, "{}", json!({"run": run.as_str(), "line": entry.message}))
+            } else {
+                writeln!(out, "{}", entry.message)
+            };
+            written.map_err(|e| Error::Failed(e.to_string()))?;
+        }
+        Ok(())
+    })();
+    match result {
+        Err(Error::Failed(msg)) if msg.contains("Broken pipe") => Ok(()),
+        Err(e) => Err(io::Error::other(e.to_string())),
+        Ok(()) => Ok(()),
+    }
+}
+
+fn write_token_file(config: &Config, file: &TokenFile) -> Result<(), Error> {
+    let header = "# jobgate tokens: NAME SCOPE sha256:HEX [JOB-PATTERN...]; see jobgate-tokens(5)\n";
+    secure_file::replace(&config.tokens, (header.to_string() + &file.render()).as_bytes(), 0o600)
+        .map_err(|e| Error::Failed(format!("{}: {e}", config.tokens.display())))
+}
+
+fn token_add(
+    out: &mut dyn Write,
+    config: &Config,
+    name: String,
+    scope: Scope,
+    patterns: Vec<String>,
+) -> Result<(), Error> {
+    let mut file = if config.tokens.exists() {
+        read_token_file(&config.tokens).map_err(Error::Failed)?
+    } else {
+        TokenFile::default()
+    };
+    if file.entries.iter().any(|e| e.name == name) {
+        return Err(Error::Failed(format!(
+            "{}: a token named '{name}' exists already (revoke it first)",
+            config.tokens.display()
+        )));
+    }
+    let token = new_token().map_err(|e| Error::Failed(format!("reading random bytes: {e}")))?;
+    file.entries.push(TokenEntry::new(name.clone(), scope, &token, patterns));
+    write_token_file(config, &file)?;
+    let value = json!({"name": name, "scope": scope.as_str(), "token": token});
+    ignore_broken_pipe(print(out, config.json, &value, &format!("{token}\n")))?;
+    if !config.json {
+        eprintln!(
+            "added token '{name}' ({}) to {}; it is shown only this once",
+            scope.as_str(),
+            config.tokens.display()
+        );
+    }
+    Ok(())
+}
+
+/// 256 random bits from the OS, as `jgt_` and 64 hex digits.
+fn new_token() -> io::Result<String> {
+    let mut bytes = [0u8; 32];
+    File::open("/dev/urandom")?.read_exact(&mut bytes)?;
+    Ok(format!("jgt_{}", hex(&bytes)))
+}
+
+/// `jobgate check`, modelled on `doas -C`: every problem with its fix.
+fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), Error> {
+    let mut report: Vec<(bool, String)> = vec![(true, format!("prefix '{}'", config.prefix.as_str()))];
+    match read_token_file(&config.tokens) {
+        Ok(file) => {
+            report.push((true, format!("{}: {} token(s), permissions ok", config.tokens.display(), file.entries.len())))
+        }
+        Err(e) => report.push((false, e)),
+    }
+    match systemd.jobs() {
+        Ok(jobs) if jobs.is_empty() => report.push((
+            false,
+            format!(
+                "no unit matches {}*.service (fix: install job units, or correct --prefix)",
+                config.prefix.as_str()
+            ),
+        )),
+        Ok(jobs) => report.push((true, format!("{} job(s) under the prefix", jobs.len()))),
+        Err(e) => report.push((false, format!("listing units: {e}"))),
+    }
+    if secure_file::current_uid() == Some(0) {
+        report.push((true, "running as root: the sudo rule is not checked (run this as the service user: sudo -u jobgate jobgate check)".into()));
+    } else {
+        for probe in Probe::ALL {
+            let argv = Call::SudoProbe(probe, &config.prefix).argv(&systemd.tools);
+            let shown: Vec<String> = argv.iter().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
+            let allowed = systemd_call_succeeds(&argv);
+            let want = probe.should_be_allowed();
+            let line = match (want, allowed) {
+                (true, true) => format!("sudo allows: {}", shown.join(" ")),
+                (true, false) => format!("sudo refuses: {} (fix: install contrib/sudoers.d/jobgate with visudo -cf)", shown.join(" ")),
+                (false, true) => format!("sudo allows too much: {} (fix: use the anchored regex rule of contrib/sudoers.d/jobgate, not a '*' wildcard)", shown.join(" ")),
+                (false, false) => format!("sudo refuses, as it should: {}", shown.join(" ")),
+            };
+            report.push((want == allowed, line));
+        }
+    }
+    if systemd.tools.journal_access == JournalAccess::Group
+        && secure_file::current_uid() != Some(0)
+        && !in_group("systemd-journal")
+    {
+        report.push((
+            false,
+            "not a member of systemd-journal, so logs cannot be read (fix: usermod -aG systemd-journal USER)".into(),
+        ));
+    }
+    let problems = report.iter().filter(|(ok, _)| !ok).count();
+    let text: String =
+        report.iter().map(|(ok, line)| format!("{} {line}\n", if *ok { "ok  " } else { "FAIL" })).collect();
+    let value = json!({"ok": problems == 0, "checks": report.iter().map(|(ok, line)| json!({"ok": ok, "what": line})).collect::<Vec<_>>()});
+    ignore_broken_pipe(print(out, config.json, &value, &text))?;
+    if problems > 0 {
+        return Err(Error::Failed(format!("check found {problems} problem(s)")));
+    }
+    Ok(())
+}
+
+fn systemd_call_succeeds(argv: &[std::ffi::OsString]) -> bool {
+    use crate::systemd::run::{RealRunner, Runner};
+    RealRunner.call(argv).map(|o| o.success).unwrap_or(false)
+}
+
+/// Whether this process has the named group among its groups (from
+/// /proc/self/status and /etc/group; std has no getgroups).
+fn in_group(name: &str) -> bool {
+    let Ok(groups) = std::fs::read_to_string("/etc/group") else { return false };
+    let Some(gid) = groups.lines().find_map(|l| {
+        let mut f = l.split(':');
+        (f.next() == Some(name)).then(|| f.nth(1)).flatten().map(str::to_string)
+    }) else {
+        return false;
+    };
+    let Ok(status) = std::fs::read_to_string("/proc/self/status") else { return false };
+    status.lines().find_map(|l| l.strip_prefix("Groups:")).is_some_and(|g| g.split_whitespace().any(|g| g == gid))
+}

@@ -1,0 +1,3 @@
+//! The ways to run jobgate, each a thin shell around `api` or `ops`.
+pub mod admin;
+pub mod serve;

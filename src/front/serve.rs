@@ -1,0 +1,99 @@
+//! `jobgate serve`: the tiny_http front end. One thread per request, so a
+//! slow request never holds up the others; requests are converted into the
+//! core's types in one function and answers out of them in another.
+#![forbid(unsafe_code)]
+
+use std::io::Read;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+use std::time::Instant;
+
+use crate::api::http::{Body, Request, Response, MAX_BODY};
+use crate::api::{access_log, Api, Reject};
+
+/// Requests handled at once; past it the answer is 503.
+pub const MAX_IN_FLIGHT: usize = 64;
+
+pub fn serve(api: Arc<Api>, listen: &str) -> Result<(), String> {
+    let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+    log::info!("listening on {listen}");
+    let in_flight = Arc::new(AtomicUsize::new(0));
+    for request in server.incoming_requests() {
+        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            let started = Instant::now();
+            let method = request.method().to_string();
+            let response = Response::error(503, "Too many requests");
+            access_log::log(&method, &response, started.elapsed());
+            respond(request, response);
+            continue;
+        }
+        let api = Arc::clone(&api);
+        let in_flight = Arc::clone(&in_flight);
+        let spawned = thread::Builder::new().name("request".into()).spawn(move || {
+            handle(&api, request);
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+        });
+        if let Err(e) = spawned {
+            log::error!("cannot start a request thread: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn handle(api: &Api, mut request: tiny_http::Request) {
+    let started = Instant::now();
+    let method = request.method().to_string();
+    let response = match to_request(&mut request) {
+        Ok(req) => api.handle(&req),
+        Err(reject) => reject.into_response(),
+    };
+    access_log::log(&method, &response, started.elapsed());
+    respond(request, response);
+}
+
+/// tiny_http's request into the core's; the body read through a limit.
+fn to_request(request: &mut tiny_http::Request) -> Result<Request, Reject> {
+    let mut req = Request::new(request.method().as_str(), request.url());
+    req.headers = request
+        .headers()
+        .iter()
+        .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string()))
+        .collect();
+    req.remote = request.remote_addr().map(|a| a.to_string());
+    let mut body = Vec::new();
+    request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body).map_err(|_| Reject::new(400, "Bad request"))?;
+    if body.len() as u64 > MAX_BODY {
+        return Err(Reject::new(413, "Request body too large"));
+    }
+    req.body = body;
+    Ok(req)
+}
+
+/// The core's answer written through tiny_http: a known length for bytes,
+/// chunked for streams.
+fn respond(request: tiny_http::Request, response: Response) {
+    let mut headers = vec![header("Content-Type", response.content_type)];
+    for (name, value) in &response.headers {
+        headers.push(header(name, value));
+    }
+    let status = tiny_http::StatusCode(response.status);
+    let result = match response.body {
+        Body::Bytes(bytes) => {
+            let len = bytes.len();
+            request.respond(tiny_http::Response::new(status, headers, std::io::Cursor::new(bytes), Some(len), None))
+        }
+        Body::Stream(reader) => request.respond(tiny_http::Response::new(status, headers, reader, None, None)),
+    };
+    if let Err(e) = result {
+        log::debug!("writing the answer: {e}");
+    }
+}
+
+fn header(name: &str, value: &str) -> tiny_http::Header {
+    // Names are ours and values are ASCII we built (or a journal cursor):
+    // from_bytes fails only on bytes neither can hold.
+    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
+        .unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Jobgate-Invalid"[..], &b"1"[..]).expect("static header"))
+}

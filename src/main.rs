@@ -1,0 +1,53 @@
+//! jobgate: a narrow gate that lets CI start systemd jobs, watch their state
+//! and read their logs over HTTP, and nothing else. This file only wires
+//! the parts together: arguments → validated config → a front end.
+#![forbid(unsafe_code)]
+
+mod api;
+mod auth;
+mod cli;
+mod error;
+mod front;
+mod names;
+mod ops;
+mod render;
+mod secure_file;
+mod systemd;
+mod tail_state;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use cli::{Args, Command};
+use error::Error;
+
+fn main() -> ExitCode {
+    let args: Args = argh::from_env();
+    match run(args) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("jobgate: {e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+fn run(args: Args) -> Result<(), Error> {
+    let (config, command) = args.validate().map_err(Error::Usage)?;
+    let serving = matches!(command, Command::Serve { .. });
+    let default_level = if serving { "info" } else { "warn" };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
+        .format_timestamp(None)
+        .init();
+    let runner = Arc::new(systemd::run::RealRunner);
+    let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner);
+    match command {
+        Command::Serve { listen } => {
+            let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
+            let tails = tail_state::TailState::new(config.state_dir.clone());
+            let api = Arc::new(api::Api { systemd, tokens, tails });
+            front::serve::serve(api, &listen).map_err(Error::Failed)
+        }
+        command => front::admin::run(&config, &systemd, command),
+    }
+}

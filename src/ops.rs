@@ -1,0 +1,432 @@
+//! The jobgate operations (jobs, start, stop, state, runs, logs, tail) on
+//! validated names, through a [`Runner`]. Shared by the HTTP core and the
+//! admin CLI; knows nothing of HTTP or tokens.
+#![forbid(unsafe_code)]
+
+use std::fmt;
+use std::io::{self, BufRead, Read};
+use std::sync::Arc;
+
+use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
+use crate::systemd::argv::{Call, Tools};
+use crate::systemd::parse::{self, message_ids, Entry, UnitState};
+use crate::systemd::run::{Output, Runner};
+
+/// Longest journal entry read; longer ones are skipped, never buffered.
+pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+/// Most runs one `runs` answer lists.
+pub const MAX_RUNS: usize = 100;
+/// Most bytes of log text one `tail` answer carries (it is collected, since
+/// its cursor comes last); the client's next `tail` goes on from there.
+pub const MAX_TAIL_BYTES: usize = 8 << 20;
+
+#[derive(Debug)]
+pub enum OpError {
+    /// The unit does not exist (or, for an instance, its template does not).
+    UnknownJob,
+    /// Start refused: the job is active or activating.
+    AlreadyActive,
+    /// A command failed or could not run; the text is for the log and the
+    /// admin, never for an HTTP client.
+    Failed(String),
+}
+
+impl fmt::Display for OpError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpError::UnknownJob => f.write_str("unknown job"),
+            OpError::AlreadyActive => f.write_str("job is already active"),
+            OpError::Failed(why) => f.write_str(why),
+        }
+    }
+}
+
+/// One job as `jobs` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobSummary {
+    pub job: JobName,
+    pub state: String,
+}
+
+/// One run, from the service manager's journal messages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Run {
+    pub run: RunId,
+    /// Microseconds since the epoch.
+    pub started: u64,
+    pub finished: Option<u64>,
+    pub result: Option<String>,
+    pub exit_status: Option<i64>,
+}
+
+/// The lines of a run after a cursor, and the cursor to go on from.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub lines: Vec<String>,
+    pub cursor: Option<Cursor>,
+}
+
+pub struct Systemd {
+    pub prefix: Prefix,
+    pub tools: Tools,
+    runner: Arc<dyn Runner>,
+}
+
+impl Systemd {
+    pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Systemd {
+        Systemd { prefix, tools, runner }
+    }
+
+    fn call(&self, call: Call) -> Result<Output, OpError> {
+        let argv = call.argv(&self.tools);
+        self.runner.call(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
+    }
+
+    fn stream(&self, call: Call) -> Result<Box<dyn BufRead + Send>, OpError> {
+        let argv = call.argv(&self.tools);
+        self.runner.stream(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
+    }
+
+    /// The unit's state; [`OpError::UnknownJob`] if systemd has no such unit.
+    pub fn state(&self, job: &JobName) -> Result<UnitState, OpError> {
+        let unit = job.unit();
+        let out = self.call(Call::Show(&unit))?;
+        if !out.success {
+            return Err(failure("systemctl show", &out));
+        }
+        let state = parse::unit_state(&out.stdout);
+        if !state.loaded {
+            return Err(OpError::UnknownJob);
+        }
+        Ok(state)
+    }
+
+    pub fn start(&self, job: &JobName) -> Result<(), OpError> {
+        if self.state(job)?.is_running() {
+            return Err(OpError::AlreadyActive);
+        }
+        let out = self.call(Call::Start(&job.unit()))?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(failure("systemctl start", &out))
+        }
+    }
+
+    pub fn stop(&self, job: &JobName) -> Result<(), OpError> {
+        self.state(job)?;
+        let out = self.call(Call::Stop(&job.unit()))?;
+        if out.success {
+            Ok(())
+        } else {
+            Err(failure("systemctl stop", &out))
+        }
+    }
+
+    /// Every job under the prefix: unit files (templates left out) and the
+    /// loaded units, such as running instances, with their active state.
+    pub fn jobs(&self) -> Result<Vec<JobSummary>, OpError> {
+        let files = self.call(Call::ListUnitFiles(&self.prefix))?;
+        let units = self.call(Call::ListUnits(&self.prefix))?;
+        if !files.success {
+            return Err(failure("systemctl list-unit-files", &files));
+        }
+        if !units.success {
+            return Err(failure("systemctl list-units", &units));
+        }
+        let mut jobs: Vec<JobSummary> = parse::listed_jobs(&self.prefix, &units.stdout)
+            .into_iter()
+            .map(|(job, state)| JobSummary { job, state: state.unwrap_or_else(|| "unknown".into()) })
+            .collect();
+        for (job, _) in parse::listed_jobs(&self.prefix, &files.stdout) {
+            if !jobs.iter().any(|j| j.job == job) {
+                jobs.push(JobSummary { job, state: "inactive".into() });
+            }
+        }
+        jobs.sort_by(|a, b| a.job.cmp(&b.job));
+        Ok(jobs)
+    }
+
+    /// The newest `limit` runs, newest first, read from the manager's
+    /// messages about the unit; stops reading once it has them.
+    pub fn runs(&self, job: &JobName, limit: usize) -> Result<Vec<Run>, OpError> {
+        let unit = job.unit();
+        let mut events = self.stream(Call::ManagerEvents(&unit))?;
+        let mut runs: Vec<Run> = Vec::new();
+        let mut line = Vec::new();
+        while read_entry_line(&mut events, &mut line).map_err(io_failure)? {
+            let Some(entry) = parse::journal_entry(unit.as_str(), &line) else { continue };
+            let Some(id) = entry.run.clone() else { continue };
+            let run = match runs.iter_mut().position(|r| r.run == id) {
+                Some(i) => &mut runs[i],
+                None if runs.len() >= limit => break,
+                None => {
+                    runs.push(Run {
+                        run: id,
+                        started: entry.realtime,
+                        finished: None,
+                        result: None,
+                        exit_status: None,
+                    });
+                    let last = runs.len() - 1;
+                    &mut runs[last]
+                }
+            };
+            apply_event(run, &entry);
+        }
+        Ok(runs)
+    }
+
+    /// The run a request means. `last` is the unit's current invocation if
+    /// it has one (an active unit), else the newest run in the journal.
+    pub fn resolve_run(&self, job: &JobName, state: &UnitState, which: &RunSelector) -> Result<Option<RunId>, OpError> {
+        match which {
+            RunSelector::Id(id) => Ok(Some(id.clone())),
+            RunSelector::Last => match &state.run {
+                Some(run) => Ok(Some(run.clone())),
+                None => Ok(self.runs(job, 1)?.into_iter().next().map(|r| r.run)),
+            },
+        }
+    }
+
+    /// A run's own output lines as journal entries, oldest first: the last
+    /// `lines` of them, or all after `after`. Streamed, never collected.
+    pub fn run_output(
+        &self,
+        job: &JobName,
+        run: &RunId,
+        lines: Option<Lines>,
+        after: Option<&Cursor>,
+    ) -> Result<EntryStream, OpError> {
+        let unit = job.unit();
+        let source = self.stream(Call::RunOutput { unit: &unit, run, lines, after })?;
+        Ok(EntryStream { source, unit: unit.to_string(), run: run.clone(), line: Vec::new() })
+    }
+
+    /// The lines of `run` after `after` (all of them without), collected up
+    /// to [`MAX_LINES`](crate::names::MAX_LINES) lines or [`MAX_TAIL_BYTES`].
+    pub fn tail(&self, job: &JobName, run: &RunId, after: Option<&Cursor>) -> Result<Tail, OpError> {
+        let mut tail = Tail { lines: Vec::new(), cursor: after.cloned() };
+        let mut bytes = 0;
+        for entry in self.run_output(job, run, None, after)? {
+            let entry = entry.map_err(io_failure)?;
+            bytes += entry.message.len();
+            tail.cursor = Cursor::parse(&entry.cursor).or(tail.cursor);
+            tail.lines.push(entry.message);
+            if tail.lines.len() >= crate::names::MAX_LINES as usize || bytes >= MAX_TAIL_BYTES {
+                break;
+            }
+        }
+        Ok(tail)
+    }
+}
+
+/// Folds one manager message into the run it belongs to. Entries come
+/// newest first, so the last one seen is the run's start.
+fn apply_event(run: &mut Run, entry: &Entry) {
+    run.started = entry.realtime;
+    match entry.message_id.as_str() {
+        message_ids::DEACTIVATED => {
+            run.finished.get_or_insert(entry.realtime);
+            run.result.get_or_insert_with(|| "success".into());
+            run.exit_status.get_or_insert(0);
+        }
+        message_ids::FAILED_RESULT => {
+            run.finished.get_or_insert(entry.realtime);
+            if let Some(result) = &entry.unit_result {
+                run.result.get_or_insert_with(|| result.clone());
+            }
+        }
+        message_ids::PROCESS_EXIT => {
+            if let Some(status) = entry.exit_status {
+                run.exit_status.get_or_insert(status);
+            }
+        }
+        _ => {}
+    }
+}
+
+/// A run's journal entries, parsed as they are read. Entries that do not
+/// belong to the unit and run asked for are dropped, whatever journalctl
+/// matched: logs of a run never include another unit's or run's lines.
+pub struct EntryStream {
+    source: Box<dyn BufRead + Send>,
+    unit: String,
+    run: RunId,
+    line: Vec<u8>,
+}
+
+impl Iterator for EntryStream {
+    type Item = io::Result<Entry>;
+
+    fn next(&mut self) -> Option<io::Result<Entry>> {
+        loop {
+            match read_entry_line(&mut self.source, &mut self.line) {
+                Err(e) => return Some(Err(e)),
+                Ok(false) => return None,
+                Ok(true) => {}
+            }
+            if let Some(entry) = parse::journal_entry(&self.unit, &self.line) {
+                if entry.run.as_ref() == Some(&self.run) {
+                    return Some(Ok(entry));
+                }
+            }
+        }
+    }
+}
+
+/// Reads one line into `buf` (without the newline), at most
+/// [`MAX_ENTRY_BYTES`]; a longer line is skipped whole. False at the end.
+pub fn read_entry_line(source: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
+    loop {
+        buf.clear();
+        let n = source.take(MAX_ENTRY_BYTES).read_until(b'\n', buf)?;
+        if n == 0 {
+            return Ok(false);
+        }
+        if buf.last() == Some(&b'\n') {
+            buf.pop();
+            return Ok(true);
+        }
+        if (n as u64) < MAX_ENTRY_BYTES {
+            return Ok(true); // the last line, without a newline
+        }
+        // Over the limit: discard the rest of this line and go on.
+        skip_line(source)?;
+    }
+}
+
+fn skip_line(source: &mut dyn BufRead) -> io::Result<()> {
+    loop {
+        let buf = source.fill_buf()?;
+        if buf.is_empty() {
+            return Ok(());
+        }
+        match buf.iter().position(|&b| b == b'\n') {
+            Some(i) => {
+                source.consume(i + 1);
+                return Ok(());
+            }
+            None => {
+                let n = buf.len();
+                source.consume(n);
+            }
+        }
+    }
+}
+
+fn program_name(argv: &[std::ffi::OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.ends_with("sudo") && !a.starts_with('-'))
+        .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
+        .unwrap_or_default()
+}
+
+fn failure(what: &str, out: &Output) -> OpError {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    OpError::Failed(format!("{what} failed: {}", stderr.trim()))
+}
+
+fn io_failure(e: io::Error) -> OpError {
+    OpError::Failed(format!("reading the journal: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::systemd::run::RecordingRunner;
+
+    const RUN_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+    const RUN_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
+
+    fn systemd(runner: RecordingRunner) -> (Systemd, Arc<RecordingRunner>) {
+        let runner = Arc::new(runner);
+        let prefix = Prefix::parse("ci-test-").expect("prefix");
+        (Systemd::new(prefix, Tools::default(), runner.clone()), runner)
+    }
+
+    fn job(name: &str) -> JobName {
+        JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), name).expect("job")
+    }
+
+    #[test]
+    fn start_refuses_an_active_job_without_calling_sudo() {
+        let (sd, runner) =
+            systemd(RecordingRunner::default().answer(&["show"], true, "LoadState=loaded\nActiveState=activating\n"));
+        assert!(matches!(sd.start(&job("ci-test-a")), Err(OpError::AlreadyActive)));
+        assert!(runner.recorded().iter().all(|argv| !argv.contains(&"start".to_string())));
+    }
+
+    #[test]
+    fn start_of_an_unknown_unit_runs_nothing_privileged() {
+        let (sd, runner) = systemd(RecordingRunner::default().answer(&["show"], true, "LoadState=not-found\n"));
+        assert!(matches!(sd.start(&job("ci-test-a")), Err(OpError::UnknownJob)));
+        assert_eq!(runner.recorded().len(), 1);
+    }
+
+    #[test]
+    fn start_runs_exactly_one_sudo_call() {
+        let (sd, runner) =
+            systemd(RecordingRunner::default().answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\n"));
+        assert!(sd.start(&job("ci-test-a")).is_ok());
+        let calls = runner.recorded();
+        assert_eq!(calls.len(), 2);
+        assert_eq!(
+            calls[1],
+            ["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "start", "--no-block", "--", "ci-test-a.service"]
+        );
+    }
+
+    fn manager(run: &str, id: &str, ts: u64, extra: &str) -> String {
+        format!(
+            r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{run}","MESSAGE_ID":"{id}","__REALTIME_TIMESTAMP":"{ts}"{extra}}}"#
+        )
+    }
+
+    #[test]
+    fn runs_newest_first_with_results() {
+        let journal = [
+            manager(RUN_B, message_ids::FAILED_RESULT, 40, r#","UNIT_RESULT":"exit-code""#),
+            manager(RUN_B, message_ids::PROCESS_EXIT, 39, r#","EXIT_STATUS":"3""#),
+            manager(RUN_B, "start", 30, ""),
+            manager(RUN_A, message_ids::DEACTIVATED, 20, ""),
+            manager(RUN_A, "start", 10, ""),
+        ]
+        .join("\n");
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &journal));
+        let runs = sd.runs(&job("ci-test-a"), 10).expect("runs");
+        assert_eq!(runs.len(), 2);
+        assert_eq!((runs[0].run.as_str(), runs[0].started, runs[0].finished), (RUN_B, 30, Some(40)));
+        assert_eq!((runs[0].result.as_deref(), runs[0].exit_status), (Some("exit-code"), Some(3)));
+        assert_eq!((runs[1].result.as_deref(), runs[1].exit_status), (Some("success"), Some(0)));
+        assert_eq!(sd.runs(&job("ci-test-a"), 1).expect("runs").len(), 1);
+    }
+
+    #[test]
+    fn run_output_drops_entries_of_other_units_and_runs() {
+        let journal = [
+            format!(r#"{{"MESSAGE":"mine","_SYSTEMD_UNIT":"ci-test-a.service","_SYSTEMD_INVOCATION_ID":"{RUN_A}","__CURSOR":"s=1"}}"#),
+            format!(r#"{{"MESSAGE":"other unit","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN_A}"}}"#),
+            format!(r#"{{"MESSAGE":"other run","_SYSTEMD_UNIT":"ci-test-a.service","_SYSTEMD_INVOCATION_ID":"{RUN_B}"}}"#),
+        ]
+        .join("\n");
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["-u"], true, &journal));
+        let run = RunId::parse(RUN_A).expect("run");
+        let tail = sd.tail(&job("ci-test-a"), &run, None).expect("tail");
+        assert_eq!(tail.lines, ["mine"]);
+        assert_eq!(tail.cursor.as_ref().map(Cursor::as_str), Some("s=1"));
+    }
+
+    #[test]
+    fn overlong_lines_are_skipped_not_buffered() {
+        let long = "x".repeat(MAX_ENTRY_BYTES as usize + 10);
+        let mut source = io::Cursor::new(format!("a\n{long}\nb"));
+        let mut buf = Vec::new();
+        let mut seen = Vec::new();
+        while read_entry_line(&mut source, &mut buf).expect("read") {
+            seen.push(String::from_utf8_lossy(&buf).into_owned());
+        }
+        assert_eq!(seen, ["a", "b"]);
+    }
+}

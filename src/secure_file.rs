@@ -1,0 +1,120 @@
+//! Files that hold authority (the token file, tail cursors): opened, then
+//! checked through the open handle (owner, mode, type) before a byte is
+//! trusted, as sudo does for sudoers; written by atomic replace.
+#![forbid(unsafe_code)]
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::path::Path;
+
+/// Largest token file read.
+pub const MAX_SECRET_FILE: u64 = 1 << 20;
+
+/// Reads a file that must not be writable by group or others nor readable
+/// by others, and must belong to root or to the user running jobgate.
+pub fn read_private(path: &Path) -> Result<String, String> {
+    let shown = path.display();
+    let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
+    let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
+    if !meta.is_file() {
+        return Err(format!("{shown}: not a regular file"));
+    }
+    let mode = meta.mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(format!("{shown} is writable by others (mode {mode:04o}); run: chmod go-w {shown}"));
+    }
+    if mode & 0o004 != 0 {
+        return Err(format!("{shown} is readable by others (mode {mode:04o}); run: chmod o-r {shown}"));
+    }
+    let me = current_uid();
+    if meta.uid() != 0 && Some(meta.uid()) != me {
+        return Err(format!("{shown} belongs to uid {}, not to root or to this user", meta.uid()));
+    }
+    let mut text = String::new();
+    file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text).map_err(|e| format!("{shown}: {e}"))?;
+    if text.len() as u64 > MAX_SECRET_FILE {
+        return Err(format!("{shown}: larger than {MAX_SECRET_FILE} bytes"));
+    }
+    Ok(text)
+}
+
+/// The (device, inode, size, mtime) of a file, to notice a change cheaply.
+pub type Fingerprint = (u64, u64, u64, i64, i64);
+
+pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
+    let m = fs::metadata(path).ok()?;
+    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// Replaces `path` with `contents` atomically: a new file beside it, synced,
+/// then renamed over. An existing file's mode and owner are kept; a new
+/// file gets `mode`.
+pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    let old = fs::metadata(path).ok();
+    let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+    let written = (|| {
+        file.write_all(contents)?;
+        if let Some(old) = &old {
+            std::os::unix::fs::fchown(&file, Some(old.uid()), Some(old.gid()))?;
+            file.set_permissions(fs::Permissions::from_mode(old.mode() & 0o7777))?;
+        } else {
+            file.set_permissions(fs::Permissions::from_mode(mode))?;
+        }
+        file.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if written.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    written
+}
+
+/// The effective uid, from /proc (std has no getuid without libc).
+pub fn current_uid() -> Option<u32> {
+    fs::metadata("/proc/self").ok().map(|m| m.uid())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scratch(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("jobgate-secure-{}-{name}", std::process::id()));
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).expect("scratch dir");
+        dir.join("tokens")
+    }
+
+    #[test]
+    fn refuses_loose_modes_with_the_fix() {
+        let path = scratch("modes");
+        fs::write(&path, "x").expect("write");
+        for (mode, words) in
+            [(0o644, "readable by others"), (0o620, "writable by others"), (0o602, "writable by others")]
+        {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            let err = read_private(&path).expect_err("refused");
+            assert!(err.contains(words), "{err}");
+            assert!(err.contains("run: chmod"), "{err}");
+        }
+        for mode in [0o600, 0o640, 0o400] {
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+            assert_eq!(read_private(&path).as_deref(), Ok("x"));
+        }
+    }
+
+    #[test]
+    fn replace_keeps_mode_and_creates_private() {
+        let path = scratch("replace");
+        replace(&path, b"one", 0o600).expect("create");
+        assert_eq!(fs::metadata(&path).expect("meta").mode() & 0o777, 0o600);
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");
+        replace(&path, b"two", 0o600).expect("replace");
+        assert_eq!(fs::read_to_string(&path).expect("read"), "two");
+        assert_eq!(fs::metadata(&path).expect("meta").mode() & 0o777, 0o640);
+    }
+}

@@ -1,0 +1,233 @@
+//! Parsing what `systemctl` and `journalctl` print into typed values. Pure
+//! over bytes: no I/O, so it is unit-tested and fuzzed directly.
+#![forbid(unsafe_code)]
+
+use serde_json::Value;
+
+use crate::names::{JobName, Prefix, RunId};
+
+/// What `systemctl show` says of a unit.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct UnitState {
+    pub loaded: bool,
+    pub active_state: String,
+    pub sub_state: String,
+    pub result: String,
+    pub exit_status: Option<i64>,
+    pub run: Option<RunId>,
+    /// Seconds since the epoch, from `--timestamp=unix` (`@N`).
+    pub started: Option<u64>,
+    pub finished: Option<u64>,
+}
+
+impl UnitState {
+    /// `active` or `activating` (or reloading): a start now would be a no-op.
+    pub fn is_running(&self) -> bool {
+        matches!(self.active_state.as_str(), "active" | "activating" | "reloading")
+    }
+}
+
+pub fn unit_state(show: &[u8]) -> UnitState {
+    let text = String::from_utf8_lossy(show);
+    let mut state = UnitState::default();
+    for line in text.lines() {
+        let Some((key, value)) = line.split_once('=') else { continue };
+        match key {
+            "LoadState" => state.loaded = value == "loaded",
+            "ActiveState" => state.active_state = value.to_string(),
+            "SubState" => state.sub_state = value.to_string(),
+            "Result" => state.result = value.to_string(),
+            "ExecMainStatus" => state.exit_status = value.parse().ok(),
+            "InvocationID" => state.run = RunId::parse(value),
+            "ExecMainStartTimestamp" => state.started = unix_timestamp(value),
+            "ExecMainExitTimestamp" => state.finished = unix_timestamp(value),
+            _ => {}
+        }
+    }
+    if state.started.is_none() {
+        // Never ran: systemd's 0 is not an exit status.
+        state.exit_status = None;
+    }
+    state
+}
+
+fn unit_timestamp_digits(value: &str) -> Option<&str> {
+    value.strip_prefix('@').filter(|d| !d.is_empty())
+}
+
+fn unix_timestamp(value: &str) -> Option<u64> {
+    unit_timestamp_digits(value)?.parse().ok().filter(|&n| n > 0)
+}
+
+/// Job names from `systemctl list-units`/`list-unit-files` output: the first
+/// column of each line, kept only if it is a valid job (templates are not).
+pub fn listed_jobs(prefix: &Prefix, listing: &[u8]) -> Vec<(JobName, Option<String>)> {
+    let text = String::from_utf8_lossy(listing);
+    text.lines()
+        .filter_map(|line| {
+            let mut columns = line.split_whitespace();
+            let unit = columns.next()?;
+            let job = JobName::parse(prefix, unit.strip_suffix(".service")?).ok()?;
+            // list-units: UNIT LOAD ACTIVE SUB …; list-unit-files: UNIT STATE PRESET
+            let active = columns.nth(1).map(str::to_string);
+            Some((job, active))
+        })
+        .collect()
+}
+
+/// One journal entry, with the fields jobgate uses.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Entry {
+    pub message: String,
+    pub cursor: String,
+    /// Microseconds since the epoch.
+    pub realtime: u64,
+    /// The run this entry belongs to, if it names one for `unit`.
+    pub run: Option<RunId>,
+    pub message_id: String,
+    pub unit_result: Option<String>,
+    pub exit_status: Option<i64>,
+}
+
+/// Systemd's catalog ids for the manager's messages about a unit.
+pub mod message_ids {
+    pub const DEACTIVATED: &str = "7ad2d189f7e94e70a38c781354912448";
+    pub const FAILED_RESULT: &str = "d9b373ed55a64feb8242e02dbe79a49c";
+    pub const PROCESS_EXIT: &str = "98e322203f7a4ed290d09fe03c09fe15";
+}
+
+/// Parses one `journalctl -o json` line about `unit`. The entry's run is
+/// taken only from fields that tie it to `unit` itself (its own output's
+/// `_SYSTEMD_UNIT`, or the manager's `UNIT`), so a stray entry of another
+/// unit never lends its id.
+pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
+    let value: Value = serde_json::from_slice(line).ok()?;
+    let field = |name: &str| value.get(name).and_then(Value::as_str);
+    let own_output = field("_SYSTEMD_UNIT") == Some(unit);
+    let about_unit = field("UNIT") == Some(unit) && field("_PID") == Some("1");
+    let run = if own_output {
+        field("_SYSTEMD_INVOCATION_ID").and_then(RunId::parse)
+    } else if about_unit {
+        field("INVOCATION_ID").and_then(RunId::parse)
+    } else {
+        return None;
+    };
+    Some(Entry {
+        message: message_text(value.get("MESSAGE")),
+        cursor: field("__CURSOR").unwrap_or_default().to_string(),
+        realtime: field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0),
+        run,
+        message_id: field("MESSAGE_ID").unwrap_or_default().to_string(),
+        unit_result: field("UNIT_RESULT").map(str::to_string),
+        exit_status: field("EXIT_STATUS").and_then(|s| s.parse().ok()),
+    })
+}
+
+/// journalctl's JSON gives MESSAGE as a string, or as an array of bytes when
+/// it is not valid UTF-8.
+fn message_text(value: Option<&Value>) -> String {
+    match value {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Array(bytes)) => {
+            let bytes: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
+            String::from_utf8_lossy(&bytes).into_owned()
+        }
+        _ => String::new(),
+    }
+}
+
+/// Formats seconds since the epoch as RFC 3339 UTC (`2026-11-23T00:36:05Z`).
+pub fn rfc3339(secs: u64) -> String {
+    let days = (secs / 86_400) as i64;
+    let rem = secs % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z", rem / 3600, rem % 3600 / 60, rem % 60)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RUN: &str = "8677056ddd1a4b2f83a5660a4a4c1c38";
+
+    #[test]
+    fn show_output() {
+        let show = b"Result=exit-code\nExecMainStartTimestamp=@1795394165\nExecMainExitTimestamp=@1795394166\n\
+ExecMainStatus=3\nLoadState=loaded\nActiveState=failed\nSubState=failed\nInvocationID=8677056ddd1a4b2f83a5660a4a4c1c38\n";
+        let state = unit_state(show);
+        assert!(state.loaded);
+        assert_eq!(state.active_state, "failed");
+        assert_eq!(state.result, "exit-code");
+        assert_eq!(state.exit_status, Some(3));
+        assert_eq!(state.run.as_ref().map(RunId::as_str), Some(RUN));
+        assert_eq!((state.started, state.finished), (Some(1795394165), Some(1795394166)));
+        assert!(!state.is_running());
+    }
+
+    #[test]
+    fn show_of_a_missing_or_never_run_unit() {
+        let state = unit_state(
+            b"LoadState=not-found\nActiveState=inactive\nExecMainStatus=0\nInvocationID=\nExecMainStartTimestamp=\n",
+        );
+        assert!(!state.loaded);
+        assert_eq!(state.run, None);
+        assert_eq!(state.exit_status, None);
+    }
+
+    #[test]
+    fn listings() {
+        let prefix = Prefix::parse("ci-test-").expect("prefix");
+        let files = b"ci-test-deploy@.service static -\nci-test-hello.service static -\nssh.service enabled enabled\nci-test-x;y.service static -\n";
+        let jobs: Vec<String> = listed_jobs(&prefix, files).into_iter().map(|(j, _)| j.to_string()).collect();
+        assert_eq!(jobs, ["ci-test-hello"]);
+        let units = b"ci-test-fail.service loaded failed failed ci-test-fail.service\n";
+        let listed = listed_jobs(&prefix, units);
+        assert_eq!(listed[0].1.as_deref(), Some("failed"));
+    }
+
+    #[test]
+    fn journal_entries_belong_to_their_unit_only() {
+        let unit = "ci-test-fail.service";
+        let own = format!(
+            r#"{{"MESSAGE":"failing","_SYSTEMD_UNIT":"{unit}","_SYSTEMD_INVOCATION_ID":"{RUN}","__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1795394165020452"}}"#
+        );
+        let entry = journal_entry(unit, own.as_bytes()).expect("own output");
+        assert_eq!(entry.message, "failing");
+        assert_eq!(entry.run.as_ref().map(RunId::as_str), Some(RUN));
+        assert_eq!(entry.realtime, 1795394165020452);
+
+        let manager = format!(
+            r#"{{"MESSAGE":"x","_PID":"1","UNIT":"{unit}","INVOCATION_ID":"{RUN}","UNIT_RESULT":"exit-code","MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c"}}"#
+        );
+        let entry = journal_entry(unit, manager.as_bytes()).expect("manager message");
+        assert_eq!(entry.unit_result.as_deref(), Some("exit-code"));
+
+        let other = format!(r#"{{"MESSAGE":"secret","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN}"}}"#);
+        assert_eq!(journal_entry(unit, other.as_bytes()), None);
+        let spoofed = format!(r#"{{"MESSAGE":"x","_PID":"4242","UNIT":"{unit}","INVOCATION_ID":"{RUN}"}}"#);
+        assert_eq!(journal_entry(unit, spoofed.as_bytes()), None);
+        assert_eq!(journal_entry(unit, b"not json"), None);
+    }
+
+    #[test]
+    fn binary_messages() {
+        let line = br#"{"MESSAGE":[104,105,255],"_SYSTEMD_UNIT":"u.service"}"#;
+        assert_eq!(journal_entry("u.service", line).map(|e| e.message), Some("hi\u{fffd}".into()));
+    }
+
+    #[test]
+    fn timestamps() {
+        assert_eq!(rfc3339(0), "1970-01-01T00:00:00Z");
+        assert_eq!(rfc3339(1795394165), "2026-11-23T00:36:05Z");
+        assert_eq!(rfc3339(951782400), "2000-02-29T00:00:00Z");
+    }
+}

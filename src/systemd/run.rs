@@ -1,0 +1,222 @@
+//! Running the argument vectors `argv.rs` builds: never through a shell, with
+//! a clean environment, stdin closed, every wait bounded by a timeout and
+//! every read by a size limit. [`RecordingRunner`] stands in for tests.
+#![forbid(unsafe_code)]
+
+use std::ffi::OsString;
+use std::io::{self, BufRead, BufReader, Read};
+use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
+use std::sync::mpsc;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+/// How long a `systemctl` call may take before it is killed.
+pub const CALL_TIMEOUT: Duration = Duration::from_secs(15);
+/// How long a journal read may take before it is killed.
+pub const STREAM_TIMEOUT: Duration = Duration::from_secs(120);
+/// Most bytes kept of a call's stdout (show and list output are small).
+pub const MAX_CALL_OUTPUT: u64 = 4 << 20;
+/// Most bytes kept of a call's stderr, for the log.
+const MAX_STDERR: u64 = 16 << 10;
+
+/// What a finished call produced.
+#[derive(Debug, Clone)]
+pub struct Output {
+    pub success: bool,
+    pub stdout: Vec<u8>,
+    pub stderr: Vec<u8>,
+}
+
+/// Runs argument vectors. `Send + Sync` so one runner serves all requests.
+pub trait Runner: Send + Sync {
+    /// Runs `argv` to the end (or the timeout) and collects its output.
+    fn call(&self, argv: &[OsString]) -> io::Result<Output>;
+    /// Starts `argv` and hands back its stdout; dropping the reader kills it.
+    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>>;
+}
+
+/// The real thing: `std::process::Command` with a fixed argv.
+pub struct RealRunner;
+
+fn command(argv: &[OsString]) -> io::Result<Command> {
+    let (program, args) =
+        argv.split_first().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty argument vector"))?;
+    let mut cmd = Command::new(program);
+    cmd.args(args)
+        .env_clear()
+        .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
+        .env("LANG", "C.UTF-8")
+        .env("SYSTEMD_PAGER", "")
+        .env("SYSTEMD_COLORS", "0")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    Ok(cmd)
+}
+
+/// A child that is killed when its deadline passes or its owner lets go.
+struct Watched {
+    child: Arc<Mutex<Child>>,
+    cancel: Option<mpsc::Sender<()>>,
+    deadline: Instant,
+}
+
+impl Watched {
+    fn spawn(
+        argv: &[OsString],
+        timeout: Duration,
+    ) -> io::Result<(Watched, ChildStdout, Option<std::process::ChildStderr>)> {
+        let mut child = command(argv)?.spawn()?;
+        let stdout = child.stdout.take().ok_or_else(|| io::Error::other("no stdout pipe"))?;
+        let stderr = child.stderr.take();
+        let child = Arc::new(Mutex::new(child));
+        let (cancel, cancelled) = mpsc::channel::<()>();
+        let watched = Arc::clone(&child);
+        thread::spawn(move || {
+            // Either the owner says it is done (or drops the sender), or the
+            // deadline passes: both end the child, which is harmless if it
+            // has already exited and been reaped.
+            let _ = cancelled.recv_timeout(timeout);
+            if let Ok(mut child) = watched.lock() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        });
+        Ok((Watched { child, cancel: Some(cancel), deadline: Instant::now() + timeout }, stdout, stderr))
+    }
+
+    /// Waits for the child to exit, polling so that the lock is never held
+    /// across a blocking wait (the watchdog must be able to kill it).
+    fn wait(&self) -> io::Result<ExitStatus> {
+        let mut pause = Duration::from_micros(50);
+        loop {
+            let status = {
+                let mut child = self.child.lock().map_err(|_| io::Error::other("child lock poisoned"))?;
+                child.try_wait()?
+            };
+            if let Some(status) = status {
+                return Ok(status);
+            }
+            if Instant::now() >= self.deadline {
+                return Err(io::Error::new(io::ErrorKind::TimedOut, "command timed out"));
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Watched {
+    fn drop(&mut self) {
+        if let Some(cancel) = self.cancel.take() {
+            let _ = cancel.send(());
+        }
+    }
+}
+
+fn read_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    reader.take(limit).read_to_end(&mut buf)?;
+    Ok(buf)
+}
+
+impl Runner for RealRunner {
+    fn call(&self, argv: &[OsString]) -> io::Result<Output> {
+        let (watched, stdout, stderr) = Watched::spawn(argv, CALL_TIMEOUT)?;
+        let stderr_reader = stderr.map(|e| thread::spawn(move || read_bounded(e, MAX_STDERR)));
+        let stdout = read_bounded(stdout, MAX_CALL_OUTPUT)?;
+        if stdout.len() as u64 >= MAX_CALL_OUTPUT {
+            // Output past the limit is never read: end the child instead.
+            return Err(io::Error::other("command output over the limit"));
+        }
+        let status = watched.wait()?;
+        let stderr = match stderr_reader {
+            Some(handle) => handle.join().unwrap_or_else(|_| Ok(Vec::new()))?,
+            None => Vec::new(),
+        };
+        Ok(Output { success: status.success(), stdout, stderr })
+    }
+
+    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>> {
+        let (watched, stdout, stderr) = Watched::spawn(argv, STREAM_TIMEOUT)?;
+        if let Some(stderr) = stderr {
+            // Drain stderr so a chatty child never blocks; keep a little for the log.
+            thread::spawn(move || {
+                if let Ok(text) = read_bounded(stderr, MAX_STDERR) {
+                    if !text.is_empty() {
+                        log::warn!("journal read: {}", String::from_utf8_lossy(&text).trim_end());
+                    }
+                }
+            });
+        }
+        Ok(Box::new(StreamReader { inner: BufReader::with_capacity(64 << 10, stdout), _watched: watched }))
+    }
+}
+
+/// A child's stdout that kills the child when dropped.
+struct StreamReader {
+    inner: BufReader<ChildStdout>,
+    _watched: Watched,
+}
+
+impl Read for StreamReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.inner.read(buf)
+    }
+}
+
+impl BufRead for StreamReader {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        self.inner.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.inner.consume(amt)
+    }
+}
+
+#[cfg(test)]
+/// A runner for tests: records each argv and answers from a script of
+/// canned outputs keyed by the argv's first words.
+#[derive(Default)]
+pub struct RecordingRunner {
+    pub calls: Mutex<Vec<Vec<String>>>,
+    answers: Vec<(Vec<String>, Output)>,
+}
+
+#[cfg(test)]
+impl RecordingRunner {
+    /// Answers calls whose argv contains all of `words` with `stdout`.
+    pub fn answer(mut self, words: &[&str], success: bool, stdout: &str) -> RecordingRunner {
+        let output = Output { success, stdout: stdout.as_bytes().to_vec(), stderr: Vec::new() };
+        self.answers.push((words.iter().map(|w| w.to_string()).collect(), output));
+        self
+    }
+
+    pub fn recorded(&self) -> Vec<Vec<String>> {
+        self.calls.lock().map(|c| c.clone()).unwrap_or_default()
+    }
+
+    fn lookup(&self, argv: &[OsString]) -> Output {
+        let words: Vec<String> = argv.iter().map(|a| a.to_string_lossy().into_owned()).collect();
+        if let Ok(mut calls) = self.calls.lock() {
+            calls.push(words.clone());
+        }
+        self.answers
+            .iter()
+            .find(|(want, _)| want.iter().all(|w| words.contains(w)))
+            .map(|(_, out)| out.clone())
+            .unwrap_or(Output { success: true, stdout: Vec::new(), stderr: Vec::new() })
+    }
+}
+
+#[cfg(test)]
+impl Runner for RecordingRunner {
+    fn call(&self, argv: &[OsString]) -> io::Result<Output> {
+        Ok(self.lookup(argv))
+    }
+
+    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>> {
+        Ok(Box::new(io::Cursor::new(self.lookup(argv).stdout)))
+    }
+}
