@@ -205,6 +205,20 @@ impl Cursor {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Whether this cursor is at or after `other` in the same journal
+    /// sequence (`s=` alike, `i=` not smaller); false when that is unknown.
+    pub fn is_at_or_after(&self, other: &Cursor) -> bool {
+        match (self.position(), other.position()) {
+            (Some((id, seq)), Some((other_id, other_seq))) => id == other_id && seq >= other_seq,
+            _ => false,
+        }
+    }
+
+    fn position(&self) -> Option<(&str, u64)> {
+        let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
+        Some((field("s=")?, u64::from_str_radix(field("i=")?, 16).ok()?))
+    }
 }
 
 #[cfg(test)]
@@ -306,7 +320,11 @@ mod tests {
         for bad in ["", "0", "-1", "+1", "1e3", "abc", "99999999999"] {
             assert!(Lines::parse(bad).is_none(), "DENY! {bad:?}");
         }
-        assert!(Cursor::parse("s=ab12;i=1f;b=cd;m=1;t=2;x=3").is_some());
+        let cursor = Cursor::parse("s=ab12;i=1f;b=cd;m=1;t=2;x=3").expect("cursor");
+        let later = Cursor::parse("s=ab12;i=20;b=cd;m=1;t=2;x=3").expect("cursor");
+        let other_sequence = Cursor::parse("s=ffff;i=ff").expect("cursor");
+        assert!(later.is_at_or_after(&cursor) && cursor.is_at_or_after(&cursor));
+        assert!(!cursor.is_at_or_after(&later) && !other_sequence.is_at_or_after(&cursor));
         for bad in ["", "--all", "a b", "s=1\n", &"a".repeat(300)] {
             assert!(Cursor::parse(bad).is_none(), "DENY! {bad:?}");
         }

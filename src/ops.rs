@@ -3,6 +3,7 @@
 //! admin CLI; knows nothing of HTTP or tokens.
 #![forbid(unsafe_code)]
 
+use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
@@ -52,6 +53,9 @@ pub struct JobSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub run: RunId,
+    /// The manager's first message of this run ("Starting …"): where its
+    /// lines begin in the journal.
+    pub start: Cursor,
     /// Microseconds since the epoch.
     pub started: u64,
     pub finished: Option<u64>,
@@ -97,6 +101,23 @@ impl Systemd {
         let state = parse::unit_state(&out.stdout);
         if !state.loaded {
             return Err(OpError::UnknownJob);
+        }
+        Ok(state)
+    }
+
+    /// The state as a person means it: when systemd holds no run for the
+    /// unit (a finished oneshot unit is unloaded and forgets its last run),
+    /// the run, times, result and exit status of the journal's last run.
+    pub fn state_with_last_run(&self, job: &JobName) -> Result<UnitState, OpError> {
+        let mut state = self.state(job)?;
+        if state.run.is_none() && !state.is_running() {
+            if let Some(last) = self.runs(job, 1)?.into_iter().next() {
+                state.run = Some(last.run);
+                state.started = Some(last.started / 1_000_000);
+                state.finished = last.finished.map(|f| f / 1_000_000);
+                state.result = last.result.unwrap_or(state.result);
+                state.exit_status = last.exit_status;
+            }
         }
         Ok(state)
     }
@@ -150,65 +171,86 @@ impl Systemd {
     /// The newest `limit` runs, newest first, read from the manager's
     /// messages about the unit; stops reading once it has them.
     pub fn runs(&self, job: &JobName, limit: usize) -> Result<Vec<Run>, OpError> {
+        self.scan_runs(job, limit, None)
+    }
+
+    /// The run a request means: the newest one in the journal (the current
+    /// one while the unit is active), or one by id.
+    pub fn find_run(&self, job: &JobName, which: &RunSelector) -> Result<Option<Run>, OpError> {
+        let only = match which {
+            RunSelector::Last => None,
+            RunSelector::Id(id) => Some(id),
+        };
+        Ok(self.scan_runs(job, 1, only)?.pop())
+    }
+
+    /// Reads the manager's messages about the unit, newest first, folding
+    /// them into runs: at most `limit`, or only the run `only`.
+    fn scan_runs(&self, job: &JobName, limit: usize, only: Option<&RunId>) -> Result<Vec<Run>, OpError> {
         let unit = job.unit();
         let mut events = self.stream(Call::ManagerEvents(&unit))?;
         let mut runs: Vec<Run> = Vec::new();
         let mut line = Vec::new();
         while read_entry_line(&mut events, &mut line).map_err(io_failure)? {
             let Some(entry) = parse::journal_entry(unit.as_str(), &line) else { continue };
-            let Some(id) = entry.run.clone() else { continue };
+            let (Some(id), Some(cursor)) = (entry.run.clone(), Cursor::parse(&entry.cursor)) else { continue };
+            if only.is_some_and(|only| *only != id) {
+                if runs.is_empty() {
+                    continue;
+                }
+                break; // past the wanted run: it is complete
+            }
             let run = match runs.iter_mut().position(|r| r.run == id) {
                 Some(i) => &mut runs[i],
                 None if runs.len() >= limit => break,
                 None => {
-                    runs.push(Run {
+                    let run = Run {
                         run: id,
-                        started: entry.realtime,
+                        start: cursor.clone(),
+                        started: 0,
                         finished: None,
                         result: None,
                         exit_status: None,
-                    });
+                    };
+                    runs.push(run);
                     let last = runs.len() - 1;
                     &mut runs[last]
                 }
             };
+            run.start = cursor;
             apply_event(run, &entry);
         }
         Ok(runs)
     }
 
-    /// The run a request means. `last` is the unit's current invocation if
-    /// it has one (an active unit), else the newest run in the journal.
-    pub fn resolve_run(&self, job: &JobName, state: &UnitState, which: &RunSelector) -> Result<Option<RunId>, OpError> {
-        match which {
-            RunSelector::Id(id) => Ok(Some(id.clone())),
-            RunSelector::Last => match &state.run {
-                Some(run) => Ok(Some(run.clone())),
-                None => Ok(self.runs(job, 1)?.into_iter().next().map(|r| r.run)),
-            },
-        }
+    /// The lines `run` wrote, oldest first, from its start or, with `after`,
+    /// from that cursor on. Streamed, never collected.
+    pub fn run_output(&self, job: &JobName, run: &Run, after: Option<&Cursor>) -> Result<EntryStream, OpError> {
+        let unit = job.unit();
+        let from = after.filter(|c| c.is_at_or_after(&run.start)).unwrap_or(&run.start);
+        let source = self.stream(Call::UnitEntries { unit: &unit, after: from })?;
+        Ok(EntryStream { source, unit: unit.to_string(), run: run.run.clone(), line: Vec::new(), ended: false })
     }
 
-    /// A run's own output lines as journal entries, oldest first: the last
-    /// `lines` of them, or all after `after`. Streamed, never collected.
-    pub fn run_output(
-        &self,
-        job: &JobName,
-        run: &RunId,
-        lines: Option<Lines>,
-        after: Option<&Cursor>,
-    ) -> Result<EntryStream, OpError> {
-        let unit = job.unit();
-        let source = self.stream(Call::RunOutput { unit: &unit, run, lines, after })?;
-        Ok(EntryStream { source, unit: unit.to_string(), run: run.clone(), line: Vec::new() })
+    /// The last `lines` lines of `run`; only that many are held at a time.
+    pub fn last_lines(&self, job: &JobName, run: &Run, lines: Lines) -> Result<Vec<String>, OpError> {
+        let keep = lines.get() as usize;
+        let mut last = VecDeque::with_capacity(keep.min(1024));
+        for entry in self.run_output(job, run, None)? {
+            if last.len() == keep {
+                last.pop_front();
+            }
+            last.push_back(entry.map_err(io_failure)?.message);
+        }
+        Ok(last.into())
     }
 
     /// The lines of `run` after `after` (all of them without), collected up
     /// to [`MAX_LINES`](crate::names::MAX_LINES) lines or [`MAX_TAIL_BYTES`].
-    pub fn tail(&self, job: &JobName, run: &RunId, after: Option<&Cursor>) -> Result<Tail, OpError> {
+    pub fn tail(&self, job: &JobName, run: &Run, after: Option<&Cursor>) -> Result<Tail, OpError> {
         let mut tail = Tail { lines: Vec::new(), cursor: after.cloned() };
         let mut bytes = 0;
-        for entry in self.run_output(job, run, None, after)? {
+        for entry in self.run_output(job, run, after)? {
             let entry = entry.map_err(io_failure)?;
             bytes += entry.message.len();
             tail.cursor = Cursor::parse(&entry.cursor).or(tail.cursor);
@@ -246,32 +288,42 @@ fn apply_event(run: &mut Run, entry: &Entry) {
     }
 }
 
-/// A run's journal entries, parsed as they are read. Entries that do not
-/// belong to the unit and run asked for are dropped, whatever journalctl
-/// matched: logs of a run never include another unit's or run's lines.
+/// A run's own lines, parsed as they are read from the unit's entries.
+///
+/// journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only if it
+/// can still see the process's cgroup; the lines of a process that exits at
+/// once often come untagged. A unit runs one invocation at a time, so a line
+/// between a run's first manager message and the next run's belongs to that
+/// run: lines tagged with another run are dropped, untagged ones kept, and
+/// the stream ends at the first manager message of another run. Lines of
+/// other units are dropped whatever journalctl matched.
 pub struct EntryStream {
     source: Box<dyn BufRead + Send>,
     unit: String,
     run: RunId,
     line: Vec<u8>,
+    ended: bool,
 }
 
 impl Iterator for EntryStream {
     type Item = io::Result<Entry>;
 
     fn next(&mut self) -> Option<io::Result<Entry>> {
-        loop {
+        while !self.ended {
             match read_entry_line(&mut self.source, &mut self.line) {
                 Err(e) => return Some(Err(e)),
                 Ok(false) => return None,
                 Ok(true) => {}
             }
-            if let Some(entry) = parse::journal_entry(&self.unit, &self.line) {
-                if entry.run.as_ref() == Some(&self.run) {
-                    return Some(Ok(entry));
-                }
+            let Some(entry) = parse::journal_entry(&self.unit, &self.line) else { continue };
+            let ours = entry.run.as_ref().is_none_or(|run| *run == self.run);
+            if entry.from_manager {
+                self.ended = !ours;
+            } else if ours {
+                return Some(Ok(entry));
             }
         }
+        None
     }
 }
 
@@ -380,7 +432,7 @@ mod tests {
 
     fn manager(run: &str, id: &str, ts: u64, extra: &str) -> String {
         format!(
-            r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{run}","MESSAGE_ID":"{id}","__REALTIME_TIMESTAMP":"{ts}"{extra}}}"#
+            r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{run}","MESSAGE_ID":"{id}","__REALTIME_TIMESTAMP":"{ts}","__CURSOR":"s=1;i={ts:x}"{extra}}}"#
         )
     }
 
@@ -400,22 +452,46 @@ mod tests {
         assert_eq!((runs[0].run.as_str(), runs[0].started, runs[0].finished), (RUN_B, 30, Some(40)));
         assert_eq!((runs[0].result.as_deref(), runs[0].exit_status), (Some("exit-code"), Some(3)));
         assert_eq!((runs[1].result.as_deref(), runs[1].exit_status), (Some("success"), Some(0)));
+        assert_eq!(runs[1].start.as_str(), "s=1;i=a", "a run starts at its earliest message");
         assert_eq!(sd.runs(&job("ci-test-a"), 1).expect("runs").len(), 1);
+        let only_a = sd.find_run(&job("ci-test-a"), &RunSelector::Id(runs[1].run.clone())).expect("find");
+        assert_eq!(only_a.map(|r| r.start), Some(runs[1].start.clone()));
+    }
+
+    fn own(message: &str, run: Option<&str>, cursor: &str) -> String {
+        let run = run.map(|r| format!(r#","_SYSTEMD_INVOCATION_ID":"{r}""#)).unwrap_or_default();
+        format!(r#"{{"MESSAGE":"{message}","_SYSTEMD_UNIT":"ci-test-a.service","__CURSOR":"{cursor}"{run}}}"#)
     }
 
     #[test]
-    fn run_output_drops_entries_of_other_units_and_runs() {
+    fn run_output_keeps_untagged_lines_and_stops_at_the_next_run() {
         let journal = [
-            format!(r#"{{"MESSAGE":"mine","_SYSTEMD_UNIT":"ci-test-a.service","_SYSTEMD_INVOCATION_ID":"{RUN_A}","__CURSOR":"s=1"}}"#),
+            own("tagged", Some(RUN_A), "s=1;i=1"),
+            own("untagged: journald missed the cgroup", None, "s=1;i=2"),
             format!(r#"{{"MESSAGE":"other unit","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN_A}"}}"#),
-            format!(r#"{{"MESSAGE":"other run","_SYSTEMD_UNIT":"ci-test-a.service","_SYSTEMD_INVOCATION_ID":"{RUN_B}"}}"#),
+            own("tagged with another run", Some(RUN_B), "s=1;i=3"),
+            manager(RUN_A, message_ids::DEACTIVATED, 5, ""),
+            own("late but still ours", None, "s=1;i=4"),
+            manager(RUN_B, "start", 6, ""),
+            own("the next run's", None, "s=1;i=5"),
         ]
         .join("\n");
-        let (sd, _) = systemd(RecordingRunner::default().answer(&["-u"], true, &journal));
-        let run = RunId::parse(RUN_A).expect("run");
+        let (sd, runner) = systemd(RecordingRunner::default().answer(&["--after-cursor=s=1;i=0"], true, &journal));
+        let run = Run {
+            run: RunId::parse(RUN_A).expect("run"),
+            start: Cursor::parse("s=1;i=0").expect("cursor"),
+            started: 0,
+            finished: None,
+            result: None,
+            exit_status: None,
+        };
         let tail = sd.tail(&job("ci-test-a"), &run, None).expect("tail");
-        assert_eq!(tail.lines, ["mine"]);
-        assert_eq!(tail.cursor.as_ref().map(Cursor::as_str), Some("s=1"));
+        assert_eq!(tail.lines, ["tagged", "untagged: journald missed the cgroup", "late but still ours"]);
+        assert_eq!(tail.cursor.as_ref().map(Cursor::as_str), Some("s=1;i=4"));
+        // A cursor from before the run's start reads from the start.
+        let old = Cursor::parse("s=0;i=9").expect("cursor");
+        assert_eq!(sd.tail(&job("ci-test-a"), &run, Some(&old)).expect("tail").lines.len(), 3);
+        assert!(runner.recorded().iter().all(|argv| argv.contains(&"--after-cursor=s=1;i=0".to_string())));
     }
 
     #[test]

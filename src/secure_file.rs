@@ -82,16 +82,32 @@ pub fn current_uid() -> Option<u32> {
 mod tests {
     use super::*;
 
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("jobgate-secure-{}-{name}", std::process::id()));
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).expect("scratch dir");
-        dir.join("tokens")
+    /// A directory of its own for one test, removed when dropped.
+    struct Scratch(std::path::PathBuf);
+
+    impl Scratch {
+        fn new(name: &str) -> Scratch {
+            let dir = std::env::temp_dir().join(format!("jobgate-secure-{}-{name}", std::process::id()));
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).expect("scratch dir");
+            Scratch(dir)
+        }
+
+        fn file(&self) -> std::path::PathBuf {
+            self.0.join("tokens")
+        }
+    }
+
+    impl Drop for Scratch {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.0);
+        }
     }
 
     #[test]
     fn refuses_loose_modes_with_the_fix() {
-        let path = scratch("modes");
+        let scratch = Scratch::new("modes");
+        let path = scratch.file();
         fs::write(&path, "x").expect("write");
         for (mode, words) in
             [(0o644, "readable by others"), (0o620, "writable by others"), (0o602, "writable by others")]
@@ -109,7 +125,8 @@ mod tests {
 
     #[test]
     fn replace_keeps_mode_and_creates_private() {
-        let path = scratch("replace");
+        let scratch = Scratch::new("replace");
+        let path = scratch.file();
         replace(&path, b"one", 0o600).expect("create");
         assert_eq!(fs::metadata(&path).expect("meta").mode() & 0o777, 0o600);
         fs::set_permissions(&path, fs::Permissions::from_mode(0o640)).expect("chmod");

@@ -2,8 +2,6 @@
 //! one function; the core never sees tiny_http, stdin or CGI. Pure.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
-
 /// Most bytes of request body any front end reads.
 pub const MAX_BODY: u64 = 64 << 10;
 
@@ -44,17 +42,11 @@ impl Request {
     }
 }
 
-pub enum Body {
-    Bytes(Vec<u8>),
-    /// Written as it is read (chunked, or until close), never collected.
-    Stream(Box<dyn Read + Send>),
-}
-
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
-    pub body: Body,
+    pub body: Vec<u8>,
     /// For the access log: the route template, the job and the token NAME.
     pub route: &'static str,
     pub job: Option<String>,
@@ -72,19 +64,7 @@ impl Response {
     }
 
     pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response {
-            status,
-            content_type,
-            headers: Vec::new(),
-            body: Body::Bytes(body),
-            route: "-",
-            job: None,
-            token: None,
-        }
-    }
-
-    pub fn stream(content_type: &'static str, body: Box<dyn Read + Send>) -> Response {
-        Response { body: Body::Stream(body), ..Response::bytes(200, content_type, Vec::new()) }
+        Response { status, content_type, headers: Vec::new(), body, route: "-", job: None, token: None }
     }
 
     /// An error answer: `{"msg": …}`.

@@ -6,7 +6,6 @@
 pub mod access_log;
 pub mod http;
 
-use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
@@ -14,7 +13,7 @@ use serde_json::json;
 
 use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
-use crate::ops::{EntryStream, OpError, Systemd, MAX_RUNS};
+use crate::ops::{OpError, Systemd, MAX_RUNS};
 use crate::secure_file::Fingerprint;
 use crate::tail_state::TailState;
 use http::{parse_query, Request, Response};
@@ -193,7 +192,7 @@ impl Api {
     }
 
     fn state(&self, job: &JobName) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
+        let state = self.systemd.state_with_last_run(job).map_err(op_error)?;
         Ok(Response::json(200, &crate::render::state(job, &state)))
     }
 
@@ -204,38 +203,44 @@ impl Api {
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
-        let run = self.systemd.resolve_run(job, &state, &which).map_err(op_error)?;
-        let lines = Some(query.lines.unwrap_or_default());
-        let entries = match &run {
-            Some(run) => Some(self.systemd.run_output(job, run, lines, None).map_err(op_error)?),
-            None => None,
+        self.systemd.state(job).map_err(op_error)?;
+        let run = self.systemd.find_run(job, &which).map_err(op_error)?;
+        let lines = match &run {
+            Some(run) => self.systemd.last_lines(job, run, query.lines.unwrap_or_default()).map_err(op_error)?,
+            None => Vec::new(),
         };
-        let body = LogBody::new(entries, run, query.text);
-        Ok(Response::stream(if query.text { http::TEXT } else { http::JSON }, Box::new(body)))
+        let run_id = run.as_ref().map(|r| r.run.as_str());
+        Ok(lines_answer(query.text, &lines, json!({"logs": lines, "run": run_id})))
     }
 
     fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
-        let Some(run) = self.systemd.resolve_run(job, &state, &RunSelector::Last).map_err(op_error)? else {
-            return Ok(tail_answer(query.text, &[], None, None));
+        self.systemd.state(job).map_err(op_error)?;
+        let Some(run) = self.systemd.find_run(job, &RunSelector::Last).map_err(op_error)? else {
+            return Ok(lines_answer(query.text, &[], json!({"logs": [], "cursor": null, "run": null})));
         };
         // Without a cursor, go on from where this token left off in this run.
         let stored = match &query.cursor {
             Some(_) => None,
-            None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run).map(|(_, c)| c),
+            None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),
         };
         let after = query.cursor.as_ref().or(stored.as_ref());
         let tail = self.systemd.tail(job, &run, after).map_err(op_error)?;
-        if query.cursor.is_none() {
-            if let Some(cursor) = &tail.cursor {
-                if let Err(e) = self.tails.save(&token.name, job, &run, cursor) {
-                    let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
-                    return Err(internal(OpError::Failed(why)));
-                }
+        if let (None, Some(cursor)) = (&query.cursor, &tail.cursor) {
+            if let Err(e) = self.tails.save(&token.name, job, &run.run, cursor) {
+                let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
+                return Err(internal(OpError::Failed(why)));
             }
         }
-        Ok(tail_answer(query.text, &tail.lines, tail.cursor.as_ref(), Some(&run)))
+        let cursor = tail.cursor.as_ref().map(|c| c.as_str());
+        let answer = lines_answer(
+            query.text,
+            &tail.lines,
+            json!({"logs": tail.lines, "cursor": cursor, "run": run.run.as_str()}),
+        );
+        Ok(match cursor {
+            Some(cursor) => answer.with_header("X-Jobgate-Cursor", cursor.to_string()),
+            None => answer,
+        })
     }
 }
 
@@ -331,9 +336,9 @@ fn describe() -> serde_json::Value {
     })
 }
 
-fn tail_answer(text: bool, lines: &[String], cursor: Option<&Cursor>, run: Option<&RunId>) -> Response {
-    let cursor = cursor.map(|c| c.as_str().to_string());
-    let response = if text {
+/// Log lines as JSON (`value`), or as plain text one per line.
+fn lines_answer(text: bool, lines: &[String], value: serde_json::Value) -> Response {
+    if text {
         let mut body = String::new();
         for line in lines {
             body.push_str(line);
@@ -341,86 +346,7 @@ fn tail_answer(text: bool, lines: &[String], cursor: Option<&Cursor>, run: Optio
         }
         Response::bytes(200, http::TEXT, body.into_bytes())
     } else {
-        Response::json(200, &json!({"logs": lines, "cursor": cursor, "run": run.map(|r| r.as_str())}))
-    };
-    match cursor {
-        Some(cursor) => response.with_header("X-Jobgate-Cursor", cursor),
-        None => response,
-    }
-}
-
-/// A `logs` answer written as the journal is read: `{"logs":[` … `],"run":…}`
-/// in JSON, or one line each in text. Holds one entry at a time.
-struct LogBody {
-    entries: Option<EntryStream>,
-    run: Option<RunId>,
-    text: bool,
-    started: bool,
-    first: bool,
-    done: bool,
-    pending: Vec<u8>,
-    at: usize,
-}
-
-impl LogBody {
-    fn new(entries: Option<EntryStream>, run: Option<RunId>, text: bool) -> LogBody {
-        LogBody { entries, run, text, started: false, first: true, done: false, pending: Vec::new(), at: 0 }
-    }
-
-    /// Puts the next piece of the answer in `pending`; false when finished.
-    fn next_piece(&mut self) -> io::Result<bool> {
-        self.pending.clear();
-        self.at = 0;
-        if self.done {
-            return Ok(false);
-        }
-        if !self.started {
-            self.started = true;
-            if !self.text {
-                self.pending.extend_from_slice(b"{\"logs\":[");
-                return Ok(true);
-            }
-        }
-        match self.entries.as_mut().and_then(Iterator::next) {
-            Some(entry) => {
-                let message = entry?.message;
-                if self.text {
-                    self.pending.extend_from_slice(message.as_bytes());
-                    self.pending.push(b'\n');
-                } else {
-                    if !self.first {
-                        self.pending.push(b',');
-                    }
-                    serde_json::to_writer(&mut self.pending, &message).map_err(io::Error::other)?;
-                }
-                self.first = false;
-            }
-            None => {
-                self.done = true;
-                if !self.text {
-                    let tail = json!({"run": self.run.as_ref().map(|r| r.as_str())}).to_string();
-                    // `{"run":…}` becomes `],"run":…}`.
-                    self.pending.extend_from_slice(b"],");
-                    self.pending.extend_from_slice(&tail.as_bytes()[1..]);
-                    self.pending.push(b'\n');
-                }
-            }
-        }
-        Ok(true)
-    }
-}
-
-impl Read for LogBody {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at >= self.pending.len() {
-            if !self.next_piece()? {
-                return Ok(0);
-            }
-        }
-        let n = buf.len().min(self.pending.len() - self.at);
-        buf[..n].copy_from_slice(&self.pending[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
+        Response::json(200, &value)
     }
 }
 

@@ -36,7 +36,7 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             print(out, config.json, &value, &format!("stopped {job}\n"))
         }
         Command::State(job) => {
-            let value = render::state(&job, &systemd.state(&job)?);
+            let value = render::state(&job, &systemd.state_with_last_run(&job)?);
             print(out, config.json, &value, &as_lines(&value))
         }
         Command::Runs { job, limit } => {
@@ -60,7 +60,7 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             }
             print(out, config.json, &value, &text)
         }
-        Command::Logs { job, lines, run } => logs(out, config.json, systemd, &job, lines, &run),
+        Command::Logs { job, lines, run } => return logs(out, config.json, systemd, &job, lines, &run),
         Command::Check => return check(out, config, systemd),
         Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
         Command::TokenList => {
@@ -136,28 +136,18 @@ fn logs(
     job: &JobName,
     lines: Lines,
     run: &RunSelector,
-) -> io::Result<()> {
-    let result = (|| -> Result<(), Error> {
-        let state = systemd.state(job)?;
-        let Some(run) = systemd.resolve_run(job, &state, run)? else {
-            return Err(Error::Failed(format!("{job} has no runs in the journal")));
-        };
-        for entry in systemd.run_output(job, &run, Some(lines), None)? {
-            let entry = entry.map_err(|e| Error::Failed(format!("reading the journal: {e}")))?;
-            let written = if json {
-                writeln!(out, "{}", json!({"run": run.as_str(), "line": entry.message}))
-            } else {
-                writeln!(out, "{}", entry.message)
-            };
-            written.map_err(|e| Error::Failed(e.to_string()))?;
-        }
-        Ok(())
-    })();
-    match result {
-        Err(Error::Failed(msg)) if msg.contains("Broken pipe") => Ok(()),
-        Err(e) => Err(io::Error::other(e.to_string())),
-        Ok(()) => Ok(()),
-    }
+) -> Result<(), Error> {
+    systemd.state(job)?;
+    let Some(run) = systemd.find_run(job, run)? else {
+        return Err(Error::Failed(format!("{job} has no such run in the journal")));
+    };
+    let lines = systemd.last_lines(job, &run, lines)?;
+    let written = if json {
+        writeln!(out, "{}", json!({"logs": lines, "run": run.run.as_str()}))
+    } else {
+        lines.iter().try_for_each(|line| writeln!(out, "{line}"))
+    };
+    ignore_broken_pipe(written)
 }
 
 fn write_token_file(config: &Config, file: &TokenFile) -> Result<(), Error> {

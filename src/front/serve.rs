@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Instant;
 
-use crate::api::http::{Body, Request, Response, MAX_BODY};
+use crate::api::http::{Request, Response, MAX_BODY};
 use crate::api::{access_log, Api, Reject};
 
 /// Requests handled at once; past it the answer is 503.
@@ -71,21 +71,21 @@ fn to_request(request: &mut tiny_http::Request) -> Result<Request, Reject> {
     Ok(req)
 }
 
-/// The core's answer written through tiny_http: a known length for bytes,
-/// chunked for streams.
+/// The core's answer written through tiny_http.
 fn respond(request: tiny_http::Request, response: Response) {
     let mut headers = vec![header("Content-Type", response.content_type)];
     for (name, value) in &response.headers {
         headers.push(header(name, value));
     }
     let status = tiny_http::StatusCode(response.status);
-    let result = match response.body {
-        Body::Bytes(bytes) => {
-            let len = bytes.len();
-            request.respond(tiny_http::Response::new(status, headers, std::io::Cursor::new(bytes), Some(len), None))
-        }
-        Body::Stream(reader) => request.respond(tiny_http::Response::new(status, headers, reader, None, None)),
-    };
+    let len = response.body.len();
+    let result = request.respond(tiny_http::Response::new(
+        status,
+        headers,
+        std::io::Cursor::new(response.body),
+        Some(len),
+        None,
+    ));
     if let Err(e) = result {
         log::debug!("writing the answer: {e}");
     }

@@ -7,7 +7,7 @@
 use std::ffi::OsString;
 use std::path::PathBuf;
 
-use crate::names::{Cursor, Lines, Prefix, RunId, UnitName};
+use crate::names::{Cursor, Prefix, UnitName};
 
 /// How the journal is read: as a member of `systemd-journal` (the default),
 /// or through `sudo -n journalctl` where an operator prefers that.
@@ -41,6 +41,10 @@ impl Default for Tools {
 pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainStatus,\
 InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
+/// The journal fields jobgate reads; the rest is not even printed.
+const JSON_FIELDS: &str =
+    "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
+
 /// Every call jobgate ever makes.
 #[derive(Debug)]
 pub enum Call<'a> {
@@ -54,9 +58,12 @@ pub enum Call<'a> {
     ListUnitFiles(&'a Prefix),
     /// `systemctl list-units --all` of the prefix's services
     ListUnits(&'a Prefix),
-    /// One run's own output lines, oldest first:
-    /// `journalctl -o json -u UNIT _SYSTEMD_INVOCATION_ID=RUN [-n N] [--after-cursor C]`
-    RunOutput { unit: &'a UnitName, run: &'a RunId, lines: Option<Lines>, after: Option<&'a Cursor> },
+    /// A unit's journal entries after a cursor, oldest first: its own
+    /// output and the manager's messages about it. Which run a line belongs
+    /// to is worked out by the reader (see `ops::EntryStream`), since
+    /// journald cannot tag the lines of a process that exits at once.
+    /// `journalctl -o json --after-cursor=C -u UNIT`
+    UnitEntries { unit: &'a UnitName, after: &'a Cursor },
     /// The service manager's messages about a unit (start, exit, result),
     /// newest first: `journalctl -o json -r -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
@@ -112,22 +119,15 @@ impl Call<'_> {
                 let pattern = format!("{}*.service", prefix.as_str());
                 push_all(&mut argv, &["--type=service", "--no-legend", "--no-pager", "--plain", "--", &pattern]);
             }
-            Call::RunOutput { unit, run, lines, after } => {
+            Call::UnitEntries { unit, after } => {
                 journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "json"]);
-                if let Some(lines) = lines {
-                    argv.push("-n".into());
-                    argv.push(lines.get().to_string().into());
-                }
-                if let Some(cursor) = after {
-                    argv.push(format!("--after-cursor={}", cursor.as_str()).into());
-                }
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "json", JSON_FIELDS]);
+                argv.push(format!("--after-cursor={}", after.as_str()).into());
                 push_all(&mut argv, &["-u", unit.as_str()]);
-                argv.push(format!("_SYSTEMD_INVOCATION_ID={}", run.as_str()).into());
             }
             Call::ManagerEvents(unit) => {
                 journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "-o", "json", "-r", "-u", unit.as_str(), "_PID=1"]);
+                push_all(&mut argv, &["--no-pager", "-o", "json", JSON_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"]);
             }
             Call::SudoProbe(probe, prefix) => {
                 let unit = format!("{}jobgate-check.service", prefix.as_str());
@@ -193,33 +193,39 @@ mod tests {
     fn reads_are_unprivileged_by_default() {
         let tools = Tools::default();
         let unit = job("ci-test-hello").unit();
-        let run = RunId::parse("0123456789abcdef0123456789abcdef").expect("run");
         let show = words(Call::Show(&unit), &tools);
         assert_eq!(show[0], "/usr/bin/systemctl");
         assert_eq!(show[show.len() - 2..], ["--", "ci-test-hello.service"]);
         let cursor = Cursor::parse("s=1;i=2").expect("cursor");
-        let lines = Lines::parse("10");
-        let output = words(Call::RunOutput { unit: &unit, run: &run, lines, after: Some(&cursor) }, &tools);
+        let entries = words(Call::UnitEntries { unit: &unit, after: &cursor }, &tools);
         assert_eq!(
-            output,
+            entries,
             [
                 "/usr/bin/journalctl",
                 "--no-pager",
                 "--all",
                 "-o",
                 "json",
-                "-n",
-                "10",
+                JSON_FIELDS,
                 "--after-cursor=s=1;i=2",
                 "-u",
                 "ci-test-hello.service",
-                "_SYSTEMD_INVOCATION_ID=0123456789abcdef0123456789abcdef"
             ]
         );
         let events = words(Call::ManagerEvents(&unit), &tools);
         assert_eq!(
             events,
-            ["/usr/bin/journalctl", "--no-pager", "-o", "json", "-r", "-u", "ci-test-hello.service", "_PID=1"]
+            [
+                "/usr/bin/journalctl",
+                "--no-pager",
+                "-o",
+                "json",
+                JSON_FIELDS,
+                "-r",
+                "-u",
+                "ci-test-hello.service",
+                "_PID=1"
+            ]
         );
     }
 

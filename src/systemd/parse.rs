@@ -82,8 +82,11 @@ pub struct Entry {
     pub cursor: String,
     /// Microseconds since the epoch.
     pub realtime: u64,
-    /// The run this entry belongs to, if it names one for `unit`.
+    /// The run this entry names, if it names one for `unit`.
     pub run: Option<RunId>,
+    /// A message of the service manager about the unit (start, result),
+    /// not a line the job wrote.
+    pub from_manager: bool,
     pub message_id: String,
     pub unit_result: Option<String>,
     pub exit_status: Option<i64>,
@@ -117,6 +120,7 @@ pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
         cursor: field("__CURSOR").unwrap_or_default().to_string(),
         realtime: field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0),
         run,
+        from_manager: !own_output,
         message_id: field("MESSAGE_ID").unwrap_or_default().to_string(),
         unit_result: field("UNIT_RESULT").map(str::to_string),
         exit_status: field("EXIT_STATUS").and_then(|s| s.parse().ok()),

@@ -1,1 +1,241 @@
-fn main() {}
+//! Integration tests against a real systemd and a real sudo.
+//!
+//! One process (`harness = false`): boots systemd in private namespaces
+//! (`sandbox.rs`), installs the shipped example units and sudoers rule,
+//! runs `jobgate serve` as an unprivileged user in `systemd-journal`, then
+//! runs every test below in order and powers the sandbox off, also when a
+//! test fails. Prints `N passed, N failed`. Needs root.
+
+mod client;
+mod sandbox;
+
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use client::{get, post, Answer};
+use sandbox::Sandbox;
+use serde_json::Value;
+
+const USER: &str = "jobgate-test";
+const DIR: &str = "/run/jobgate-test";
+const BIN: &str = "/run/jobgate-test/bin/jobgate";
+const TOKENS: &str = "/run/jobgate-test/tokens";
+const STATE: &str = "/run/jobgate-test/state";
+const SENTINEL: &str = "NOISE-SENTINEL-must-never-leak";
+
+/// Units only the tests use; the shipped examples come from contrib/systemd.
+const TEST_UNITS: &[(&str, &str)] = &[
+    (
+        "ci-test-count.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done'\n",
+    ),
+    ("ci-test-slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo slow started; sleep 300'\n"),
+    ("ci-test-never.service", "[Service]\nType=oneshot\nExecStart=/bin/echo never\n"),
+    ("noise.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo NOISE-SENTINEL-must-never-leak'\n"),
+];
+const SHIPPED_UNITS: &[&str] = &["ci-test-hello.service", "ci-test-fail.service", "ci-test-deploy@.service"];
+
+pub struct World {
+    sb: Sandbox,
+    addr: String,
+    rw: String,
+    ro: String,
+    deploy: String,
+}
+
+type Test = (&'static str, fn(&World));
+
+fn main() -> ExitCode {
+    if std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m)).ok() != Some(0) {
+        eprintln!("tests/system needs root: it boots systemd in namespaces and creates the user {USER}");
+        return ExitCode::FAILURE;
+    }
+    let filter: Option<String> = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let world = match setup() {
+        Ok(world) => world,
+        Err(e) => {
+            eprintln!("setup failed: {e}");
+            println!("0 passed, 1 failed");
+            return ExitCode::FAILURE;
+        }
+    };
+    let (mut passed, mut failed) = (0, 0);
+    for (name, test) in TESTS {
+        if filter.as_deref().is_some_and(|f| !name.contains(f)) {
+            continue;
+        }
+        let started = Instant::now();
+        let outcome = catch_unwind(AssertUnwindSafe(|| test(&world)));
+        let ms = started.elapsed().as_millis();
+        match outcome {
+            Ok(()) => {
+                passed += 1;
+                println!("test {name} ... ok ({ms} ms)");
+            }
+            Err(_) => {
+                failed += 1;
+                println!("test {name} ... FAILED ({ms} ms)");
+            }
+        }
+    }
+    if failed > 0 {
+        let log = world.sb.sh("journalctl --no-pager -o cat -u jobgate-test.service | tail -n 40");
+        eprintln!("--- jobgate serve log (last lines):\n{}", String::from_utf8_lossy(&log.stdout));
+    }
+    drop(world);
+    println!("{passed} passed, {failed} failed");
+    if failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
+fn setup() -> Result<World, String> {
+    sandbox::ensure_user(USER);
+    let sb = Sandbox::boot()?;
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let bin = env!("CARGO_BIN_EXE_jobgate");
+    sb.sh_ok(&format!(
+        "mkdir -p {DIR}/bin {STATE} && install -m 0755 '{bin}' {BIN} && chown {USER}:{USER} {STATE} && chmod 0700 {STATE}"
+    ));
+    for unit in SHIPPED_UNITS {
+        let text =
+            std::fs::read_to_string(format!("{repo}/contrib/systemd/{unit}")).map_err(|e| format!("{unit}: {e}"))?;
+        sb.install_unit(unit, &text);
+    }
+    for (unit, text) in TEST_UNITS {
+        sb.install_unit(unit, text);
+    }
+    // The shipped sudoers rule, for the test user instead of `jobgate`.
+    let rule =
+        std::fs::read_to_string(format!("{repo}/contrib/sudoers.d/jobgate")).map_err(|e| format!("sudoers: {e}"))?;
+    sb.write_file("/etc/sudoers.d/jobgate", shipped_rule_for(&rule, USER).as_bytes(), 0o440, "root");
+    sb.sh_ok("visudo -cf /etc/sudoers.d/jobgate");
+
+    let rw = admin_token(&sb, "ci-rw", &["--scope", "rw"])?;
+    let ro = admin_token(&sb, "ci-ro", &["--scope", "ro"])?;
+    let deploy = admin_token(&sb, "ci-deploy", &["--scope", "rw", "--job", "ci-test-deploy@*"])?;
+    sb.sh_ok(&format!("chown root:{USER} {TOKENS} && chmod 0640 {TOKENS}"));
+
+    let port = free_port();
+    let addr = format!("127.0.0.1:{port}");
+    sb.sh_ok(&format!(
+        "systemd-run --quiet --unit=jobgate-test --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
+         -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {STATE} serve --listen {addr}"
+    ));
+    wait_until("jobgate serve answers", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
+    Ok(World { sb, addr, rw, ro, deploy })
+}
+
+/// The shipped sudoers file with its user name replaced.
+fn shipped_rule_for(rule: &str, user: &str) -> String {
+    rule.lines()
+        .map(|line| if line.trim_start().starts_with('#') { line.to_string() } else { line.replace("jobgate", user) })
+        .collect::<Vec<_>>()
+        .join("\n")
+        + "\n"
+}
+
+/// `jobgate token add` run as root, as an admin would; returns the token.
+fn admin_token(sb: &Sandbox, name: &str, args: &[&str]) -> Result<String, String> {
+    let out = sb
+        .command(BIN)
+        .args(["--tokens", TOKENS, "token", "add", name])
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    if !out.status.success() || !token.starts_with("jgt_") {
+        return Err(format!("token add {name}: {}", String::from_utf8_lossy(&out.stderr)));
+    }
+    Ok(token)
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18_080)
+}
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+impl World {
+    fn get(&self, target: &str) -> Answer {
+        get(&self.addr, target, &self.ro)
+    }
+
+    fn state(&self, job: &str) -> Value {
+        let answer = self.get(&format!("/api/job/{job}/state"));
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        answer.json()
+    }
+
+    /// Starts `job` with the rw token and waits until a new run has
+    /// finished (a start is queued with --no-block, so right after it the
+    /// state can still describe the previous run).
+    fn run_to_end(&self, job: &str) -> Value {
+        let before = self.state(job)["run"].clone();
+        let started = post(&self.addr, &format!("/api/job/{job}"), &self.rw);
+        assert_eq!(started.status, 200, "start {job}: {}", started.body);
+        let mut state = Value::Null;
+        wait_until(&format!("a new run of {job} has finished"), Duration::from_secs(20), || {
+            state = self.state(job);
+            state["run"] != before
+                && state["run"].is_string()
+                && !matches!(state["state"].as_str(), Some("active" | "activating" | "deactivating"))
+        });
+        // The manager's result message can come before the job's last
+        // lines reach the journal; give journald a moment.
+        std::thread::sleep(Duration::from_millis(100));
+        state
+    }
+
+    fn logs(&self, target: &str) -> (Vec<String>, Value) {
+        let answer = self.get(target);
+        assert_eq!(answer.status, 200, "{target}: {}", answer.body);
+        let value = answer.json();
+        let lines = value["logs"]
+            .as_array()
+            .expect("logs array")
+            .iter()
+            .map(|l| l.as_str().unwrap_or_default().to_string())
+            .collect();
+        (lines, value)
+    }
+
+    /// Runs the admin CLI inside the sandbox as the service user.
+    fn cli(&self, args: &[&str]) -> std::process::Output {
+        self.sb
+            .command_as(USER, BIN)
+            .args(["--tokens", TOKENS, "--state-dir", STATE])
+            .args(args)
+            .output()
+            .expect("run jobgate")
+    }
+
+    /// The manager's "Starting …" messages since `cursor_time` (µs).
+    fn units_started_since(&self, since_us: u64) -> Vec<String> {
+        let out = self.sb.sh_ok(&format!(
+            "journalctl --no-pager -o json _PID=1 MESSAGE_ID=7d4958e842da4a758f6c1cdc7b36dcc5 --since @{}",
+            since_us / 1_000_000
+        ));
+        out.lines()
+            .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+            .filter(|v| v["__REALTIME_TIMESTAMP"].as_str().and_then(|t| t.parse::<u64>().ok()).unwrap_or(0) >= since_us)
+            .filter_map(|v| v["UNIT"].as_str().map(str::to_string))
+            .collect()
+    }
+}
+
+fn now_us() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as u64).unwrap_or(0)
+}
+
+mod tests_api;
+use tests_api::TESTS;

@@ -1,0 +1,440 @@
+//! The integration tests, in the order they run (later ones may rely on the
+//! runs earlier ones made).
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use super::client::{get, post, request, send_raw};
+use super::{now_us, wait_until, World, BIN, SENTINEL, STATE, TOKENS, USER};
+use crate::Test;
+
+pub const TESTS: &[Test] = &[
+    ("describe_without_token", describe_without_token),
+    ("jobs_lists_the_prefix_only", jobs_lists_the_prefix_only),
+    ("start_runs_a_job_and_state_reports_it", start_runs_a_job_and_state_reports_it),
+    ("failed_job_state_and_runs", failed_job_state_and_runs),
+    ("start_while_active_is_425_and_stop_ends_it", start_while_active_is_425_and_stop_ends_it),
+    (
+        "logs_are_exactly_the_last_run_after_invocation_id_is_gone",
+        logs_are_exactly_the_last_run_after_invocation_id_is_gone,
+    ),
+    ("logs_of_a_job_that_never_ran_leak_nothing", logs_of_a_job_that_never_ran_leak_nothing),
+    ("logs_lines_and_text_format", logs_lines_and_text_format),
+    ("runs_history_and_run_logs", runs_history_and_run_logs),
+    ("tail_with_cursor_and_per_token_cursor", tail_with_cursor_and_per_token_cursor),
+    ("template_instances", template_instances),
+    ("status_codes", status_codes),
+    ("token_in_query_and_patterns", token_in_query_and_patterns),
+    ("injection_corpus_over_http_starts_nothing", injection_corpus_over_http_starts_nothing),
+    ("injection_corpus_in_the_cli_starts_nothing", injection_corpus_in_the_cli_starts_nothing),
+    ("slow_client_does_not_block_others", slow_client_does_not_block_others),
+    ("sudo_rule_allows_exactly_start_and_stop", sudo_rule_allows_exactly_start_and_stop),
+    ("admin_cli_as_the_service_user", admin_cli_as_the_service_user),
+    ("check_passes_as_the_service_user", check_passes_as_the_service_user),
+    ("token_file_permissions_and_admin", token_file_permissions_and_admin),
+    ("access_log_names_tokens_never_shows_them", access_log_names_tokens_never_shows_them),
+];
+
+fn describe_without_token(w: &World) {
+    let answer = request(&w.addr, "GET", "/", None);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.header("Content-Type"), Some("application/json"));
+    let value = answer.json();
+    assert_eq!(value["name"], "jobgate");
+    assert!(value["endpoints"].is_object());
+}
+
+fn jobs_lists_the_prefix_only(w: &World) {
+    let answer = w.get("/api/jobs");
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let jobs: Vec<String> = answer.json()["jobs"]
+        .as_array()
+        .expect("jobs")
+        .iter()
+        .map(|j| j["job"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for want in ["ci-test-hello", "ci-test-fail", "ci-test-count", "ci-test-slow"] {
+        assert!(jobs.contains(&want.to_string()), "{want} missing from {jobs:?}");
+    }
+    assert!(!jobs.iter().any(|j| j == "noise" || j.ends_with('@')), "{jobs:?}");
+}
+
+fn start_runs_a_job_and_state_reports_it(w: &World) {
+    let started = post(&w.addr, "/api/job/ci-test-hello", &w.rw);
+    assert_eq!(started.status, 200, "{}", started.body);
+    assert_eq!(
+        started.json(),
+        serde_json::json!({"msg": "Job started", "job": "ci-test-hello", "unit": "ci-test-hello.service"})
+    );
+    let state = w.run_to_end("ci-test-count");
+    assert_eq!(state["state"], "inactive");
+    assert_eq!(state["result"], "success");
+    assert_eq!(state["exit_status"], 0);
+    for field in ["state", "sub_state", "result", "exit_status", "run", "started", "finished"] {
+        assert!(state.get(field).is_some(), "state lacks {field}: {state}");
+    }
+    assert!(state["started"].as_str().is_some_and(|s| s.ends_with('Z')), "{state}");
+}
+
+fn failed_job_state_and_runs(w: &World) {
+    let state = w.run_to_end("ci-test-fail");
+    assert_eq!(state["state"], "failed", "{state}");
+    assert_eq!(state["result"], "exit-code");
+    assert_eq!(state["exit_status"], 3);
+    let runs = w.get("/api/job/ci-test-fail/runs").json();
+    let last = &runs["runs"][0];
+    assert_eq!((last["result"].as_str(), last["exit_status"].as_i64()), (Some("exit-code"), Some(3)), "{runs}");
+    assert_eq!(last["run"], state["run"]);
+}
+
+fn start_while_active_is_425_and_stop_ends_it(w: &World) {
+    let first = post(&w.addr, "/api/job/ci-test-slow", &w.rw);
+    assert_eq!(first.status, 200, "{}", first.body);
+    wait_until("ci-test-slow is activating", Duration::from_secs(10), || {
+        w.state("ci-test-slow")["state"] == "activating"
+    });
+    let second = post(&w.addr, "/api/job/ci-test-slow", &w.rw);
+    assert_eq!((second.status, second.msg().as_str()), (425, "Job is already active"));
+    let stopped = post(&w.addr, "/api/job/ci-test-slow/stop", &w.rw);
+    assert_eq!((stopped.status, stopped.msg().as_str()), (200, "Job stopped"), "{}", stopped.body);
+    wait_until("ci-test-slow has stopped", Duration::from_secs(10), || {
+        !matches!(w.state("ci-test-slow")["state"].as_str(), Some("activating" | "deactivating"))
+    });
+}
+
+/// The original CI API returned the whole machine's journal once a oneshot
+/// unit had finished and its InvocationID was empty; jobgate must return
+/// exactly the last run's lines.
+fn logs_are_exactly_the_last_run_after_invocation_id_is_gone(w: &World) {
+    w.sb.sh_ok("systemctl start noise.service");
+    w.run_to_end("ci-test-count");
+    let state = w.run_to_end("ci-test-count");
+    w.sb.sh_ok("systemctl start noise.service");
+    let (lines, value) = w.logs("/api/job/ci-test-count/logs");
+    let run = value["run"].as_str().expect("the last run's id");
+    assert_eq!(state["run"].as_str(), Some(run), "state names the run it describes: {state}");
+    let invocation = w.sb.sh_ok("systemctl show -p InvocationID --value ci-test-count.service");
+    assert_eq!(invocation.trim(), "", "systemd itself no longer knows the run");
+    let want: Vec<String> = (1..=5).map(|i| format!("run {run} line {i}")).collect();
+    assert_eq!(lines, want);
+    let runs = w.get("/api/job/ci-test-count/runs").json();
+    assert_eq!(runs["runs"][0]["run"].as_str(), Some(run));
+}
+
+fn logs_of_a_job_that_never_ran_leak_nothing(w: &World) {
+    w.sb.sh_ok("systemctl start noise.service");
+    let (lines, value) = w.logs("/api/job/ci-test-never/logs");
+    assert!(lines.is_empty(), "{lines:?}");
+    assert_eq!(value["run"], serde_json::Value::Null);
+    let text = w.get("/api/job/ci-test-never/logs?format=text");
+    assert_eq!((text.status, text.body.as_str()), (200, ""));
+    let runs = w.get("/api/job/ci-test-never/runs").json();
+    assert_eq!(runs["runs"], serde_json::json!([]));
+    let tail = w.get("/api/job/ci-test-never/tail");
+    assert!(!tail.body.contains(SENTINEL));
+}
+
+fn logs_lines_and_text_format(w: &World) {
+    let (lines, _) = w.logs("/api/job/ci-test-count/logs?lines=2");
+    assert_eq!(lines.len(), 2);
+    assert!(lines[1].ends_with("line 5") && lines[0].ends_with("line 4"), "{lines:?}");
+    let text = w.get("/api/job/ci-test-count/logs?lines=3&format=text");
+    assert_eq!(text.status, 200);
+    assert!(text.header("Content-Type").is_some_and(|c| c.starts_with("text/plain")));
+    assert_eq!(text.body.lines().count(), 3, "{}", text.body);
+    let accept = send_raw(
+        &w.addr,
+        format!("GET /api/job/ci-test-count/logs?lines=1 HTTP/1.1\r\nAuthorization: Bearer {}\r\nAccept: text/plain\r\nConnection: close\r\n\r\n", w.ro)
+            .as_bytes(),
+    );
+    assert!(accept.body.ends_with("line 5\n"), "{}", accept.body);
+    let http10 = send_raw(
+        &w.addr,
+        format!("GET /api/job/ci-test-count/logs?lines=1&token={} HTTP/1.0\r\n\r\n", w.ro).as_bytes(),
+    );
+    assert_eq!(http10.status, 200);
+    assert!(http10.body.contains("line 5"), "{}", http10.body);
+}
+
+fn runs_history_and_run_logs(w: &World) {
+    let runs = w.get("/api/job/ci-test-count/runs?limit=2").json();
+    let list = runs["runs"].as_array().expect("runs");
+    assert_eq!(list.len(), 2, "{runs}");
+    assert!(list[0]["started"].as_str() >= list[1]["started"].as_str(), "newest first: {runs}");
+    for run in list {
+        assert_eq!((run["result"].as_str(), run["exit_status"].as_i64()), (Some("success"), Some(0)), "{run}");
+        let id = run["run"].as_str().expect("id");
+        let (by_path, _) = w.logs(&format!("/api/job/ci-test-count/runs/{id}/logs"));
+        let (by_query, _) = w.logs(&format!("/api/job/ci-test-count/logs?run={id}"));
+        assert_eq!(by_path, by_query);
+        assert_eq!(by_path.len(), 5);
+        assert!(by_path.iter().all(|l| l.contains(id)), "{by_path:?}");
+    }
+    // Another job's run id through this job's route shows nothing of it.
+    let fail_run =
+        w.get("/api/job/ci-test-fail/runs").json()["runs"][0]["run"].as_str().map(str::to_string).expect("run");
+    let (lines, _) = w.logs(&format!("/api/job/ci-test-count/runs/{fail_run}/logs"));
+    assert!(lines.is_empty(), "{lines:?}");
+}
+
+fn tail_with_cursor_and_per_token_cursor(w: &World) {
+    let state = w.run_to_end("ci-test-count");
+    assert_eq!(state["result"], "success");
+    let first = w.get("/api/job/ci-test-count/tail").json();
+    assert_eq!(first["logs"].as_array().map(Vec::len), Some(5), "{first}");
+    let again = w.get("/api/job/ci-test-count/tail").json();
+    assert_eq!(again["logs"], serde_json::json!([]), "the token's cursor moved on: {again}");
+    // Another token has its own cursor.
+    let other = get(&w.addr, "/api/job/ci-test-count/tail", &w.rw).json();
+    assert_eq!(other["logs"].as_array().map(Vec::len), Some(5));
+    // An explicit cursor: the lines after it, and the server-side one untouched.
+    let cursor = first["cursor"].as_str().expect("cursor");
+    let after_last = w.get(&format!("/api/job/ci-test-count/tail?cursor={}", pct(cursor))).json();
+    assert_eq!(after_last["logs"], serde_json::json!([]));
+    let logs = w.logs("/api/job/ci-test-count/logs").1;
+    assert_eq!(after_last["run"], logs["run"]);
+    // A new run: the per-token cursor starts over with it.
+    w.run_to_end("ci-test-count");
+    let next = w.get("/api/job/ci-test-count/tail?format=text");
+    assert_eq!(next.body.lines().count(), 5, "{}", next.body);
+    assert!(next.header("X-Jobgate-Cursor").is_some());
+}
+
+fn template_instances(w: &World) {
+    let state = w.run_to_end("ci-test-deploy@main");
+    assert_eq!(state["result"], "success", "{state}");
+    let (lines, _) = w.logs("/api/job/ci-test-deploy@main/logs");
+    assert!(lines.iter().any(|l| l.contains("main")), "{lines:?}");
+    let missing = post(&w.addr, "/api/job/ci-test-nosuch@main", &w.rw);
+    assert_eq!((missing.status, missing.msg().as_str()), (404, "Unknown job"));
+}
+
+fn status_codes(w: &World) {
+    let cases: &[(&str, &str, Option<&str>, u16, &str)] = &[
+        ("GET", "/api/job/ci-test-hello/state", None, 401, "Missing or invalid token"),
+        ("GET", "/api/job/ci-test-hello/state", Some("jgt_wrong"), 401, "Missing or invalid token"),
+        ("POST", "/api/job/ci-test-hello", Some(&w.ro), 403, "Not permitted"),
+        ("POST", "/api/job/ci-test-hello", Some(&w.deploy), 403, "Not permitted"),
+        ("GET", "/api/job/ci-test-nope/state", Some(&w.ro), 404, "Unknown job"),
+        ("POST", "/api/job/ci-test-nope", Some(&w.rw), 404, "Unknown job"),
+        ("GET", "/api/nope", Some(&w.ro), 404, "Not found"),
+        ("GET", "/api/job/ci-test-hello", Some(&w.rw), 405, "Method not allowed"),
+        ("PUT", "/api/job/ci-test-hello/state", Some(&w.rw), 405, "Method not allowed"),
+        ("GET", "/api/job/ssh/state", Some(&w.ro), 400, "Invalid job"),
+        ("GET", "/api/job/ci-test-hello/logs?lines=-1", Some(&w.ro), 400, "Invalid lines"),
+    ];
+    for (method, target, token, status, msg) in cases {
+        let answer = request(&w.addr, method, target, *token);
+        assert_eq!((answer.status, answer.msg()), (*status, msg.to_string()), "{method} {target}");
+        assert_eq!(answer.header("Content-Type"), Some("application/json"));
+    }
+    let unauthorized = request(&w.addr, "GET", "/api/jobs", None);
+    assert!(unauthorized.header("WWW-Authenticate").is_some());
+    let wrong_method = request(&w.addr, "GET", "/api/job/ci-test-hello/stop", Some(&w.rw));
+    assert_eq!(wrong_method.header("Allow"), Some("POST"));
+}
+
+fn token_in_query_and_patterns(w: &World) {
+    let by_query = request(&w.addr, "GET", &format!("/api/job/ci-test-hello/state?token={}", w.ro), None);
+    assert_eq!(by_query.status, 200);
+    let jobs = get(&w.addr, "/api/jobs", &w.deploy).json();
+    let names: Vec<&str> = jobs["jobs"].as_array().expect("jobs").iter().filter_map(|j| j["job"].as_str()).collect();
+    assert!(names.iter().all(|n| n.starts_with("ci-test-deploy@")), "{names:?}");
+    let deploy_state = get(&w.addr, "/api/job/ci-test-deploy@main/state", &w.deploy);
+    assert_eq!(deploy_state.status, 200);
+}
+
+fn hostile_names() -> Vec<String> {
+    let corpus = include_str!("../data/hostile-names.txt");
+    corpus.lines().filter(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_string).collect()
+}
+
+fn injection_corpus_over_http_starts_nothing(w: &World) {
+    let names = hostile_names();
+    assert!(names.len() >= 40, "corpus has {} names", names.len());
+    let since = now_us();
+    for name in &names {
+        for (method, suffix) in [("POST", ""), ("POST", "/stop"), ("GET", "/state"), ("GET", "/logs")] {
+            let raw = format!("{method} /api/job/{name}{suffix} HTTP/1.1\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", w.rw);
+            let answer = send_raw(&w.addr, raw.as_bytes());
+            // Raw non-ASCII bytes in a request target are not HTTP (RFC 3986
+            // wants them percent-encoded, as the corpus also has them);
+            // tiny_http closes such a connection without an answer.
+            if answer.status == 0 && !name.is_ascii() {
+                continue;
+            }
+            // 404 only where a name's own `/` took the path to another route.
+            assert!(
+                answer.status == 400 || (answer.status == 404 && name.contains('/')),
+                "{method} {name:?}{suffix}: {} {}",
+                answer.status,
+                answer.body
+            );
+            assert!(!answer.body.contains(SENTINEL));
+        }
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let started = w.units_started_since(since);
+    assert!(started.is_empty(), "units started during the corpus: {started:?}");
+}
+
+fn injection_corpus_in_the_cli_starts_nothing(w: &World) {
+    let since = now_us();
+    for name in hostile_names() {
+        let decoded = percent_decode(&name);
+        let arg: std::ffi::OsString = std::os::unix::ffi::OsStringExt::from_vec(decoded);
+        if arg.as_encoded_bytes().contains(&0) {
+            continue; // argv cannot hold a NUL
+        }
+        for verb in ["start", "stop", "state", "logs"] {
+            let out =
+                w.sb.command_as(USER, BIN).args(["--tokens", TOKENS, verb, "--"]).arg(&arg).output().expect("run");
+            assert_eq!(out.status.code(), Some(2), "{verb} {name:?}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+    }
+    let started = w.units_started_since(since);
+    assert!(started.is_empty(), "units started: {started:?}");
+}
+
+fn slow_client_does_not_block_others(w: &World) {
+    let mut slow = std::net::TcpStream::connect(&w.addr).expect("connect");
+    slow.write_all(b"GET /api/job/ci-test-hello/state HTTP/1.1\r\nHost: x\r\n").expect("partial");
+    let started = Instant::now();
+    for _ in 0..5 {
+        assert_eq!(w.get("/api/job/ci-test-hello/state").status, 200);
+    }
+    assert!(started.elapsed() < Duration::from_secs(5), "other clients were held up");
+    drop(slow);
+}
+
+fn sudo_as_user(w: &World, args: &[&str]) -> bool {
+    let out = w.sb.command_as(USER, "/usr/bin/sudo").arg("-n").args(args).output().expect("sudo");
+    out.status.success()
+}
+
+fn sudo_rule_allows_exactly_start_and_stop(w: &World) {
+    let systemctl = "/usr/bin/systemctl";
+    assert!(sudo_as_user(w, &[systemctl, "start", "--no-block", "--", "ci-test-hello.service"]), "allow! start");
+    assert!(sudo_as_user(w, &[systemctl, "stop", "--no-block", "--", "ci-test-hello.service"]), "allow! stop");
+    let denied: &[&[&str]] = &[
+        &[systemctl, "start", "--no-block", "--", "ci-test-hello.service", "noise.service"],
+        &[systemctl, "start", "--no-block", "--", "ci-test-hello.service", "ci-test-count.service"],
+        &[systemctl, "start", "--no-block", "--", "noise.service"],
+        &[systemctl, "restart", "--no-block", "--", "ci-test-hello.service"],
+        &[systemctl, "enable", "--no-block", "--", "ci-test-hello.service"],
+        &[systemctl, "start", "ci-test-hello.service"],
+        &[systemctl, "start", "--no-block", "--", "ci-test-a other.service"],
+        &["/usr/bin/journalctl", "--no-pager", "-n", "1"],
+        &["/bin/sh", "-c", "id"],
+    ];
+    let since = now_us();
+    for argv in denied {
+        assert!(!sudo_as_user(w, argv), "DENY! {argv:?}");
+    }
+    let started = w.units_started_since(since);
+    assert!(!started.iter().any(|u| u == "noise.service" || u == "ci-test-count.service"), "{started:?}");
+}
+
+fn admin_cli_as_the_service_user(w: &World) {
+    let out = w.cli(&["state", "ci-test-count"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("state: inactive"));
+    let out = w.cli(&["--json", "state", "ci-test-count"]);
+    let value: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(value["result"], "success");
+    let out = w.cli(&["logs", "ci-test-count", "--lines", "2"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    let out = w.cli(&["jobs"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("ci-test-hello"));
+    let out = w.cli(&["runs", "ci-test-fail"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("exit-code"));
+    let out = w.cli(&["start", "ci-test-count"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    wait_until("ci-test-count has finished", Duration::from_secs(10), || {
+        w.state("ci-test-count")["state"] == "inactive"
+    });
+    let out = w.cli(&["state", "ci-test-nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job"));
+    let out = w.cli(&["logs", "ci-test-count", "--lines", "zero"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --lines"));
+    let out = w.cli(&["--prefix", "ci test", "jobs"]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+fn check_passes_as_the_service_user(w: &World) {
+    let out = w.cli(&["check"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains("sudo allows: /usr/bin/systemctl start --no-block -- ci-test-"), "{text}");
+    assert!(text.contains("sudo refuses, as it should: /usr/bin/systemctl restart"), "{text}");
+}
+
+fn token_file_permissions_and_admin(w: &World) {
+    let file = "/run/jobgate-test/loose-tokens";
+    w.sb.sh_ok(&format!("cp {TOKENS} {file} && chmod 0644 {file}"));
+    let out = w.sb.command(BIN).args(["--tokens", file, "token", "list"]).output().expect("run");
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("is readable by others") && err.contains("chmod o-r"), "{err}");
+    w.sb.sh_ok(&format!("chmod 0600 {file}"));
+    let list = w.sb.command(BIN).args(["--tokens", file, "token", "list"]).output().expect("run");
+    let text = String::from_utf8_lossy(&list.stdout);
+    assert!(text.contains("ci-deploy") && text.contains("ci-test-deploy@*") && !text.contains("sha256"), "{text}");
+    let revoke = w.sb.command(BIN).args(["--tokens", file, "token", "revoke", "ci-ro"]).output().expect("run");
+    assert!(revoke.status.success());
+    let after = w.sb.sh_ok(&format!("cat {file}"));
+    assert!(!after.contains("ci-ro ") && after.contains("ci-rw "), "{after}");
+    assert_eq!(w.sb.sh_ok(&format!("stat -c %a {file}")).trim(), "600", "mode kept on rewrite");
+    let bad = w.sb.sh_ok(&format!("echo 'x admin sha256:00' >> {file}; {BIN} --tokens {file} token list 2>&1 || true"));
+    assert!(bad.contains(&format!("{file}:")) && bad.contains("unknown scope 'admin'"), "{bad}");
+    let state_files = w.sb.sh_ok(&format!("ls {STATE}/tail"));
+    assert!(state_files.contains("ci-ro,ci-test-count"), "{state_files}");
+}
+
+fn access_log_names_tokens_never_shows_them(w: &World) {
+    let _ = request(&w.addr, "GET", &format!("/api/job/ci-test-hello/state?token={}", w.ro), None);
+    std::thread::sleep(Duration::from_millis(200));
+    let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-test.service");
+    assert!(log.contains("GET /api/job/{job}/state job=ci-test-hello token=ci-ro status=200"), "{log}");
+    for token in [&w.rw, &w.ro, &w.deploy] {
+        assert!(!log.contains(token.as_str()), "a token reached the log");
+    }
+    assert!(!log.contains("token=jgt_") && !log.contains("?token"), "{log}");
+}
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> Vec<u8> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            if let Some(b) = bytes
+                .get(i + 1..i + 3)
+                .and_then(|h| std::str::from_utf8(h).ok())
+                .and_then(|h| u8::from_str_radix(h, 16).ok())
+            {
+                out.push(b);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    out
+}
