@@ -1,0 +1,84 @@
+#!/bin/sh
+# make demo: boots a private systemd (tests/sandbox/boot.sh) with the example
+# jobs from contrib/systemd, installs the shipped sudo rule there, makes a
+# demo token, and runs `jobgate serve` on 127.0.0.1:8000 as an unprivileged
+# user, as a real deployment would. Ctrl-C powers the sandbox off and leaves
+# nothing running. Needs root (namespaces, mounts, a system user).
+set -eu
+
+bin=$(realpath "${1:-target/debug/jobgate}")
+top=$(cd "$(dirname "$0")/../.." && pwd)
+user=jobgate-demo
+listen=${JOBGATE_DEMO_LISTEN:-127.0.0.1:8000}
+
+if [ "$(id -u)" != 0 ]; then
+    echo "make demo needs root: it boots systemd in namespaces (try: sudo make demo)" >&2
+    exit 1
+fi
+id "$user" >/dev/null 2>&1 ||
+    useradd --system --user-group --no-create-home --shell /usr/sbin/nologin -G systemd-journal "$user"
+
+setpriv --pdeathsig KILL sh "$top/tests/sandbox/boot.sh" </dev/null >/dev/null &
+unshare_pid=$!
+sandbox_pid=
+stop() {
+    trap - INT TERM EXIT
+    echo
+    echo "stopping the sandbox..."
+    [ -n "$sandbox_pid" ] && nsenter -t "$sandbox_pid" -m -p -u systemctl poweroff --no-block >/dev/null 2>&1 || true
+    i=0
+    while kill -0 "$unshare_pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+    kill -KILL "$unshare_pid" 2>/dev/null || true
+    wait "$unshare_pid" 2>/dev/null || true
+    echo "stopped; nothing is left running"
+}
+trap stop INT TERM EXIT
+
+i=0
+until sandbox_pid=$(cut -d' ' -f1 "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null) && [ -n "$sandbox_pid" ]; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "systemd did not start" >&2; exit 1; }; sleep 0.1
+done
+inside() { nsenter -t "$sandbox_pid" -m -p -u "$@"; }
+i=0
+until inside systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "systemd did not come up" >&2; exit 1; }; sleep 0.1
+done
+
+# Everything below lives in the sandbox's own /run and /etc/sudoers.d.
+inside sh -c "mkdir -p /run/jobgate/bin /run/jobgate/state && install -m 0755 '$bin' /run/jobgate/bin/jobgate &&
+    chown $user:$user /run/jobgate/state && cp '$top'/contrib/systemd/ci-test-*.service /run/systemd/system/ &&
+    systemctl daemon-reload &&
+    sed 's/^jobgate ALL/$user ALL/' '$top/contrib/sudoers.d/jobgate' > /etc/sudoers.d/jobgate && chmod 0440 /etc/sudoers.d/jobgate &&
+    visudo -qcf /etc/sudoers.d/jobgate"
+token=$(inside /run/jobgate/bin/jobgate --tokens /run/jobgate/tokens token add demo --scope rw 2>/dev/null)
+inside sh -c "chown root:$user /run/jobgate/tokens && chmod 0640 /run/jobgate/tokens"
+inside systemd-run --quiet --unit=jobgate --uid="$user" --gid="$user" -p SupplementaryGroups=systemd-journal \
+    /run/jobgate/bin/jobgate --tokens /run/jobgate/tokens --state-dir /run/jobgate/state serve --listen "$listen"
+i=0
+until curl -fsS "http://$listen/" >/dev/null 2>&1; do
+    i=$((i + 1)); [ $i -lt 100 ] || { echo "jobgate did not answer on $listen" >&2; exit 1; }; sleep 0.1
+done
+
+url=http://$listen
+cat <<EOT
+
+jobgate is serving on $url as the unprivileged user $user, inside a private
+systemd with three example jobs: ci-test-hello, ci-test-fail, ci-test-deploy@BRANCH.
+Paste these into another terminal:
+
+  TOKEN=$token
+  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/jobs
+  curl -s -X POST -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-hello
+  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-hello/state
+  curl -s -H "Authorization: Bearer \$TOKEN" "$url/api/job/ci-test-hello/logs?format=text"
+  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-hello/runs
+  curl -s -X POST -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-deploy@main
+  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-deploy@main/tail
+  curl -s -X POST -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-fail
+  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-fail/state
+  curl -s -X POST -H "Authorization: Bearer \$TOKEN" "$url/api/job/ci-test-a;id"     # 400 Invalid job
+
+jobgate's own log:  nsenter -t $sandbox_pid -m -p -u journalctl -f -u jobgate
+Press Ctrl-C to stop everything.
+EOT
+while kill -0 "$unshare_pid" 2>/dev/null; do sleep 1; done
