@@ -20,6 +20,7 @@ test: lint unit system
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
+	groff -mdoc -ww -z man/jobgate.8
 
 unit:
 	$(CARGO) test --bin jobgate
