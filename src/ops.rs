@@ -7,6 +7,8 @@ use std::collections::VecDeque;
 use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
+use std::thread;
+use std::time::{Duration, Instant};
 
 use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
 use crate::systemd::argv::{Call, Tools};
@@ -15,6 +17,8 @@ use crate::systemd::run::{Output, Runner};
 
 /// Longest journal entry read; longer ones are skipped, never buffered.
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+/// How long `start` waits to see the run it began.
+pub const START_WAIT: Duration = Duration::from_secs(3);
 /// Most runs one `runs` answer lists.
 pub const MAX_RUNS: usize = 100;
 /// Most bytes of log text one `tail` answer carries (it is collected, since
@@ -122,15 +126,46 @@ impl Systemd {
         Ok(state)
     }
 
-    pub fn start(&self, job: &JobName) -> Result<(), OpError> {
+    /// Starts the job and returns the run it began, once systemd shows it
+    /// (within [`START_WAIT`]; `None` if it has not begun by then, e.g.
+    /// while it waits for another unit). Refused while the job is running.
+    pub fn start(&self, job: &JobName) -> Result<Option<RunId>, OpError> {
         if self.state(job)?.is_running() {
             return Err(OpError::AlreadyActive);
         }
+        let before = self.find_run(job, &RunSelector::Last)?.map(|r| r.run);
         let out = self.call(Call::Start(&job.unit()))?;
-        if out.success {
-            Ok(())
-        } else {
-            Err(failure("systemctl start", &out))
+        if !out.success {
+            return Err(failure("systemctl start", &out));
+        }
+        Ok(self.wait_for_new_run(job, before.as_ref()))
+    }
+
+    /// A `--no-block` start only queues the job: until systemd runs it, the
+    /// unit still shows the previous run, and a client polling the state
+    /// would take that run's result for its own. So wait for a new run id:
+    /// the unit's invocation, or, if the run is already over and the unit
+    /// unloaded, the journal's newest run.
+    fn wait_for_new_run(&self, job: &JobName, before: Option<&RunId>) -> Option<RunId> {
+        let deadline = Instant::now() + START_WAIT;
+        let mut pause = Duration::from_millis(2);
+        loop {
+            let state = self.state(job).ok()?;
+            if let Some(run) = state.run.as_ref().filter(|run| Some(*run) != before) {
+                return Some(run.clone());
+            }
+            if !state.is_running() {
+                if let Some(last) = self.find_run(job, &RunSelector::Last).ok().flatten() {
+                    if Some(&last.run) != before {
+                        return Some(last.run);
+                    }
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            thread::sleep(pause);
+            pause = (pause * 2).min(Duration::from_millis(100));
         }
     }
 
@@ -418,15 +453,14 @@ mod tests {
     }
 
     #[test]
-    fn start_runs_exactly_one_sudo_call() {
-        let (sd, runner) =
-            systemd(RecordingRunner::default().answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\n"));
-        assert!(sd.start(&job("ci-test-a")).is_ok());
-        let calls = runner.recorded();
-        assert_eq!(calls.len(), 2);
+    fn start_runs_exactly_one_sudo_call_and_names_the_new_run() {
+        let show = format!("LoadState=loaded\nActiveState=inactive\nInvocationID={RUN_B}\n");
+        let (sd, runner) = systemd(RecordingRunner::default().answer(&["show"], true, &show));
+        assert_eq!(sd.start(&job("ci-test-a")).expect("started").map(|r| r.to_string()), Some(RUN_B.to_string()));
+        let sudo: Vec<_> = runner.recorded().into_iter().filter(|argv| argv[0] == "/usr/bin/sudo").collect();
         assert_eq!(
-            calls[1],
-            ["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "start", "--no-block", "--", "ci-test-a.service"]
+            sudo,
+            [["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "start", "--no-block", "--", "ci-test-a.service"]]
         );
     }
 

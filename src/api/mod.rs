@@ -182,8 +182,12 @@ impl Api {
     }
 
     fn start(&self, job: &JobName) -> Answer {
-        self.systemd.start(job).map_err(op_error)?;
-        Ok(Response::json(200, &json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str()})))
+        let run = self.systemd.start(job).map_err(op_error)?;
+        let run = run.as_ref().map(|r| r.as_str());
+        Ok(Response::json(
+            200,
+            &json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str(), "run": run}),
+        ))
     }
 
     fn stop(&self, job: &JobName) -> Answer {

@@ -125,9 +125,9 @@ fn start_answers_with_job_and_unit() {
     let value: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(
         value,
-        json!({"msg": "Job started", "job": "ci-test-deploy@main", "unit": "ci-test-deploy@main.service"})
+        json!({"msg": "Job started", "job": "ci-test-deploy@main", "unit": "ci-test-deploy@main.service", "run": RUN})
     );
-    let start = runner.recorded().pop().expect("a call");
+    let start = runner.recorded().into_iter().find(|argv| argv[0] == "/usr/bin/sudo").expect("a sudo call");
     assert_eq!(start[start.len() - 3..], ["--no-block", "--", "ci-test-deploy@main.service"]);
 }
 

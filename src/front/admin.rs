@@ -26,9 +26,10 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             print(out, config.json, &render::jobs(&jobs), &text)
         }
         Command::Start(job) => {
-            systemd.start(&job)?;
-            let value = json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str()});
-            print(out, config.json, &value, &format!("started {job}\n"))
+            let run = systemd.start(&job)?;
+            let run = run.as_ref().map(|r| r.as_str());
+            let value = json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str(), "run": run});
+            print(out, config.json, &value, &format!("started {job} (run {})\n", run.unwrap_or("not begun yet")))
         }
         Command::Stop(job) => {
             systemd.stop(&job)?;

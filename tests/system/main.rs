@@ -176,19 +176,17 @@ impl World {
         answer.json()
     }
 
-    /// Starts `job` with the rw token and waits until a new run has
-    /// finished (a start is queued with --no-block, so right after it the
-    /// state can still describe the previous run).
+    /// Starts `job` with the rw token and waits until the run the start
+    /// answered with has finished.
     fn run_to_end(&self, job: &str) -> Value {
-        let before = self.state(job)["run"].clone();
         let started = post(&self.addr, &format!("/api/job/{job}"), &self.rw);
         assert_eq!(started.status, 200, "start {job}: {}", started.body);
+        let run = started.json()["run"].clone();
+        assert!(run.as_str().is_some_and(|r| r.len() == 32), "start names its run: {}", started.body);
         let mut state = Value::Null;
-        wait_until(&format!("a new run of {job} has finished"), Duration::from_secs(20), || {
+        wait_until(&format!("run {run} of {job} has finished"), Duration::from_secs(20), || {
             state = self.state(job);
-            state["run"] != before
-                && state["run"].is_string()
-                && !matches!(state["state"].as_str(), Some("active" | "activating" | "deactivating"))
+            state["run"] == run && !matches!(state["state"].as_str(), Some("active" | "activating" | "deactivating"))
         });
         // The manager's result message can come before the job's last
         // lines reach the journal; give journald a moment.
