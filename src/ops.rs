@@ -115,7 +115,7 @@ impl Systemd {
     pub fn state_with_last_run(&self, job: &JobName) -> Result<UnitState, OpError> {
         let mut state = self.state(job)?;
         if state.run.is_none() && !state.is_running() {
-            if let Some(last) = self.runs(job, 1)?.into_iter().next() {
+            if let Some(last) = self.find_run(job, &RunSelector::Last)? {
                 state.run = Some(last.run);
                 state.started = Some(last.started / 1_000_000);
                 state.finished = last.finished.map(|f| f / 1_000_000);

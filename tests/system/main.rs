@@ -28,7 +28,9 @@ const SENTINEL: &str = "NOISE-SENTINEL-must-never-leak";
 const TEST_UNITS: &[(&str, &str)] = &[
     (
         "ci-test-count.service",
-        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done'\n",
+        // Started often: no start rate limit (systemd's default is 5 in 10 s).
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=oneshot\n\
+         ExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done'\n",
     ),
     ("ci-test-slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo slow started; sleep 300'\n"),
     ("ci-test-never.service", "[Service]\nType=oneshot\nExecStart=/bin/echo never\n"),
