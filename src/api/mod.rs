@@ -101,9 +101,11 @@ impl Api {
     /// Answers one request. Never panics on input; every error is a JSON
     /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
     pub fn handle(&self, req: &Request) -> Response {
-        let segments: Vec<&str> = req.path.strip_prefix('/').unwrap_or("\u{0}").split('/').collect();
         let mut ctx = Context { route: "-", job: None, token: None };
-        let answer = self.route(req, &segments, &mut ctx);
+        let answer = match req.path.strip_prefix('/') {
+            Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
+            None => Err(Reject::new(404, "Not found")),
+        };
         let mut response = answer.unwrap_or_else(Reject::into_response);
         response.route = ctx.route;
         response.job = ctx.job;
@@ -124,41 +126,32 @@ impl Api {
                 allow(method, "GET")?;
                 let token = self.authenticate(req, ctx)?;
                 let jobs: Vec<_> =
-                    self.systemd.jobs().map_err(internal)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
+                    self.systemd.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
                 Ok(Response::json(200, &crate::render::jobs(&jobs)))
             }
             ["api", "job", job, rest @ ..] => {
-                let (route, verb, run) = match rest {
-                    [] => ("/api/job/{job}", "POST", None),
-                    ["stop"] => ("/api/job/{job}/stop", "POST", None),
-                    ["state"] => ("/api/job/{job}/state", "GET", None),
-                    ["logs"] => ("/api/job/{job}/logs", "GET", None),
-                    ["tail"] => ("/api/job/{job}/tail", "GET", None),
-                    ["runs"] => ("/api/job/{job}/runs", "GET", None),
-                    ["runs", run, "logs"] => ("/api/job/{job}/runs/{run}/logs", "GET", Some(*run)),
-                    _ => return Err(Reject::new(404, "Not found")),
-                };
-                ctx.route = route;
-                allow(method, verb)?;
+                let route = JobRoute::parse(rest).ok_or(Reject::new(404, "Not found"))?;
+                ctx.route = route.template();
+                allow(method, route.method())?;
                 let token = self.authenticate(req, ctx)?;
                 let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
-                let needs = if verb == "POST" { Scope::Rw } else { Scope::Ro };
+                let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
                 if auth::decide(&token, needs, Some(&job)) == Decision::Denied {
                     return Err(Reject::new(403, "Not permitted"));
                 }
                 let query = Query::parse(req)?;
                 match route {
-                    "/api/job/{job}" => self.start(&job),
-                    "/api/job/{job}/stop" => self.stop(&job),
-                    "/api/job/{job}/state" => self.state(&job),
-                    "/api/job/{job}/logs" => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
-                    "/api/job/{job}/runs/{run}/logs" => {
-                        let run = run.and_then(RunId::parse).ok_or_else(|| Reject::new(400, "Invalid run"))?;
+                    JobRoute::Start => self.start(&job),
+                    JobRoute::Stop => self.stop(&job),
+                    JobRoute::State => self.state(&job),
+                    JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
+                    JobRoute::RunLogs(run) => {
+                        let run = RunId::parse(run).ok_or(Reject::new(400, "Invalid run"))?;
                         self.logs(&job, &query, RunSelector::Id(run))
                     }
-                    "/api/job/{job}/tail" => self.tail(&job, &token, &query),
-                    _ => self.runs(&job, &query),
+                    JobRoute::Tail => self.tail(&job, &token, &query),
+                    JobRoute::Runs => self.runs(&job, &query),
                 }
             }
             _ => Err(Reject::new(404, "Not found")),
@@ -245,6 +238,54 @@ impl Api {
             Some(cursor) => answer.with_header("X-Jobgate-Cursor", cursor.to_string()),
             None => answer,
         })
+    }
+}
+
+/// The routes under `/api/job/JOB/`.
+#[derive(Clone, Copy)]
+enum JobRoute<'a> {
+    Start,
+    Stop,
+    State,
+    Logs,
+    Tail,
+    Runs,
+    RunLogs(&'a str),
+}
+
+impl<'a> JobRoute<'a> {
+    /// From the path segments after the job.
+    fn parse(rest: &[&'a str]) -> Option<JobRoute<'a>> {
+        Some(match rest {
+            [] => JobRoute::Start,
+            ["stop"] => JobRoute::Stop,
+            ["state"] => JobRoute::State,
+            ["logs"] => JobRoute::Logs,
+            ["tail"] => JobRoute::Tail,
+            ["runs"] => JobRoute::Runs,
+            ["runs", run, "logs"] => JobRoute::RunLogs(run),
+            _ => return None,
+        })
+    }
+
+    /// What the access log shows instead of the path.
+    fn template(self) -> &'static str {
+        match self {
+            JobRoute::Start => "/api/job/{job}",
+            JobRoute::Stop => "/api/job/{job}/stop",
+            JobRoute::State => "/api/job/{job}/state",
+            JobRoute::Logs => "/api/job/{job}/logs",
+            JobRoute::Tail => "/api/job/{job}/tail",
+            JobRoute::Runs => "/api/job/{job}/runs",
+            JobRoute::RunLogs(_) => "/api/job/{job}/runs/{run}/logs",
+        }
+    }
+
+    fn method(self) -> &'static str {
+        match self {
+            JobRoute::Start | JobRoute::Stop => "POST",
+            _ => "GET",
+        }
     }
 }
 
