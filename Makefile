@@ -3,7 +3,7 @@
 
 CARGO ?= cargo
 
-.PHONY: all build release test lint unit system demo clean
+.PHONY: all build release test lint unit system demo bench clean
 
 all: build
 
@@ -32,6 +32,10 @@ system:
 # prints curl commands; Ctrl-C stops everything. Needs root.
 demo: build
 	sh contrib/demo/demo.sh target/debug/jobgate
+
+# Measurements (never timed tests): prints figures. Needs root.
+bench: release
+	sh tests/bench/redact.sh target/release/jobgate
 
 clean:
 	$(CARGO) clean

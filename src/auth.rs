@@ -197,7 +197,7 @@ fn parse_hex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// Shell-style glob with `*` (any run of bytes) and `?` (one byte).
-fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
+pub fn glob_match(pattern: &[u8], text: &[u8]) -> bool {
     let (mut p, mut t) = (0, 0);
     let mut backtrack: Option<(usize, usize)> = None;
     while t < text.len() {

@@ -35,6 +35,9 @@ pub struct Args {
     /// how to read the journal: group (as a member of systemd-journal, the default) or sudo
     #[argh(option, default = "String::from(\"group\")")]
     journal: String,
+    /// redaction rules applied to every log line shown (skip, strip, mask)
+    #[argh(option)]
+    redact: Option<PathBuf>,
     /// print JSON instead of text (admin commands)
     #[argh(switch)]
     json: bool,
@@ -117,6 +120,10 @@ struct LogsArgs {
     /// which run: last (default) or a run id
     #[argh(option)]
     run: Option<String>,
+    /// show the lines as the journal has them, without --redact rules (for
+    /// users who can read the journal anyway)
+    #[argh(switch)]
+    raw: bool,
 }
 
 #[derive(FromArgs)]
@@ -173,6 +180,7 @@ pub struct Config {
     pub tokens: PathBuf,
     pub state_dir: PathBuf,
     pub tools: Tools,
+    pub redact: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -183,7 +191,7 @@ pub enum Command {
     Stop(JobName),
     State(JobName),
     Runs { job: JobName, limit: usize },
-    Logs { job: JobName, lines: Lines, run: RunSelector },
+    Logs { job: JobName, lines: Lines, run: RunSelector, raw: bool },
     Check,
     TokenAdd { name: String, scope: Scope, patterns: Vec<String> },
     TokenList,
@@ -241,7 +249,7 @@ impl Args {
                     })?,
                     None => RunSelector::Last,
                 };
-                Command::Logs { job: job(&a.job)?, lines, run }
+                Command::Logs { job: job(&a.job)?, lines, run, raw: a.raw }
             }
             Sub::Check(_) => Command::Check,
             Sub::Token(t) => match t.command {
@@ -268,7 +276,7 @@ impl Args {
             },
         };
         let tools = Tools { systemctl: self.systemctl, journalctl: self.journalctl, sudo: self.sudo, journal_access };
-        Ok((Config { prefix, tokens: self.tokens, state_dir, tools, json: self.json }, command))
+        Ok((Config { prefix, tokens: self.tokens, state_dir, tools, redact: self.redact, json: self.json }, command))
     }
 }
 

@@ -10,6 +10,7 @@ mod error;
 mod front;
 mod names;
 mod ops;
+mod redact;
 mod render;
 mod secure_file;
 mod systemd;
@@ -40,7 +41,15 @@ fn run(args: Args) -> Result<(), Error> {
         .format_timestamp(None)
         .init();
     let runner = Arc::new(systemd::run::RealRunner);
-    let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner);
+    let raw = matches!(command, Command::Logs { raw: true, .. });
+    if raw && !front::admin::can_read_journal() {
+        return Err(Error::Usage("--raw shows unredacted lines: only for root or members of systemd-journal".into()));
+    }
+    let redactions = match &config.redact {
+        Some(path) if !raw => redact::Redactions::load(path).map_err(Error::Failed)?,
+        _ => redact::Redactions::default(),
+    };
+    let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions);
     match command {
         Command::Serve { listen } => {
             let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;

@@ -11,6 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
+use crate::redact::Redactions;
 use crate::systemd::argv::{Call, Tools};
 use crate::systemd::parse::{self, message_ids, Entry, UnitState};
 use crate::systemd::run::{Output, Runner};
@@ -78,11 +79,17 @@ pub struct Systemd {
     pub prefix: Prefix,
     pub tools: Tools,
     runner: Arc<dyn Runner>,
+    /// Applied to every line any operation returns.
+    redactions: Redactions,
 }
 
 impl Systemd {
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Systemd {
-        Systemd { prefix, tools, runner }
+        Systemd { prefix, tools, runner, redactions: Redactions::default() }
+    }
+
+    pub fn with_redactions(self, redactions: Redactions) -> Systemd {
+        Systemd { redactions, ..self }
     }
 
     fn call(&self, call: Call) -> Result<Output, OpError> {
@@ -267,15 +274,18 @@ impl Systemd {
         Ok(EntryStream { source, unit: unit.to_string(), run: run.run.clone(), line: Vec::new(), ended: false })
     }
 
-    /// The last `lines` lines of `run`; only that many are held at a time.
+    /// The last `lines` lines of `run` as they may be shown (counted after
+    /// redaction); only that many are held at a time.
     pub fn last_lines(&self, job: &JobName, run: &Run, lines: Lines) -> Result<Vec<String>, OpError> {
         let keep = lines.get() as usize;
+        let redactor = self.redactions.for_job(job);
         let mut last = VecDeque::with_capacity(keep.min(1024));
         for entry in self.run_output(job, run, None)? {
+            let Some(line) = redactor.apply(entry.map_err(io_failure)?.message) else { continue };
             if last.len() == keep {
                 last.pop_front();
             }
-            last.push_back(entry.map_err(io_failure)?.message);
+            last.push_back(line);
         }
         Ok(last.into())
     }
@@ -284,12 +294,15 @@ impl Systemd {
     /// to [`MAX_LINES`](crate::names::MAX_LINES) lines or [`MAX_TAIL_BYTES`].
     pub fn tail(&self, job: &JobName, run: &Run, after: Option<&Cursor>) -> Result<Tail, OpError> {
         let mut tail = Tail { lines: Vec::new(), cursor: after.cloned() };
+        let redactor = self.redactions.for_job(job);
         let mut bytes = 0;
         for entry in self.run_output(job, run, after)? {
             let entry = entry.map_err(io_failure)?;
-            bytes += entry.message.len();
+            // The cursor moves past skipped lines too, so they are not read again.
             tail.cursor = Cursor::parse(&entry.cursor).or(tail.cursor);
-            tail.lines.push(entry.message);
+            let Some(line) = redactor.apply(entry.message) else { continue };
+            bytes += line.len();
+            tail.lines.push(line);
             if tail.lines.len() >= crate::names::MAX_LINES as usize || bytes >= MAX_TAIL_BYTES {
                 break;
             }

@@ -18,31 +18,15 @@ fi
 id "$user" >/dev/null 2>&1 ||
     useradd --system --user-group --no-create-home --shell /usr/sbin/nologin -G systemd-journal "$user"
 
-setpriv --pdeathsig KILL sh "$top/tests/sandbox/boot.sh" </dev/null >/dev/null &
-unshare_pid=$!
-sandbox_pid=
+. "$top/tests/sandbox/lib.sh"
 stop() {
-    trap - INT TERM EXIT
     echo
     echo "stopping the sandbox..."
-    [ -n "$sandbox_pid" ] && nsenter -t "$sandbox_pid" -m -p -u systemctl poweroff --no-block >/dev/null 2>&1 || true
-    i=0
-    while kill -0 "$unshare_pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
-    kill -KILL "$unshare_pid" 2>/dev/null || true
-    wait "$unshare_pid" 2>/dev/null || true
+    sandbox_stop
     echo "stopped; nothing is left running"
 }
+sandbox_boot
 trap stop INT TERM EXIT
-
-i=0
-until sandbox_pid=$(cut -d' ' -f1 "/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null) && [ -n "$sandbox_pid" ]; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "systemd did not start" >&2; exit 1; }; sleep 0.1
-done
-inside() { nsenter -t "$sandbox_pid" -m -p -u "$@"; }
-i=0
-until inside systemctl is-system-running 2>/dev/null | grep -qE '^(running|degraded)$'; do
-    i=$((i + 1)); [ $i -lt 100 ] || { echo "systemd did not come up" >&2; exit 1; }; sleep 0.1
-done
 
 # Everything below lives in the sandbox's own /run and /etc/sudoers.d.
 inside sh -c "mkdir -p /run/jobgate/bin /run/jobgate/state && install -m 0755 '$bin' /run/jobgate/bin/jobgate &&

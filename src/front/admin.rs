@@ -61,7 +61,7 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             }
             print(out, config.json, &value, &text)
         }
-        Command::Logs { job, lines, run } => return logs(out, config.json, systemd, &job, lines, &run),
+        Command::Logs { job, lines, run, .. } => return logs(out, config.json, systemd, &job, lines, &run),
         Command::Check => return check(out, config, systemd),
         Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
         Command::TokenList => {
@@ -257,6 +257,12 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
 fn systemd_call_succeeds(argv: &[std::ffi::OsString]) -> bool {
     use crate::systemd::run::{RealRunner, Runner};
     RealRunner.call(argv).map(|o| o.success).unwrap_or(false)
+}
+
+/// Whether this user may read the whole journal anyway: root, or a member
+/// of `systemd-journal`.
+pub fn can_read_journal() -> bool {
+    secure_file::current_uid() == Some(0) || in_group("systemd-journal")
 }
 
 /// Whether this process has the named group among its groups (from

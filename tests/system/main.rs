@@ -22,6 +22,10 @@ const DIR: &str = "/run/jobgate-test";
 const BIN: &str = "/run/jobgate-test/bin/jobgate";
 const TOKENS: &str = "/run/jobgate-test/tokens";
 const STATE: &str = "/run/jobgate-test/state";
+const REDACT: &str = "/run/jobgate-test/redact";
+/// The redaction rules the served jobgate applies (issue 6).
+const REDACT_RULES: &str =
+    "# test rules\nskip ^DEBUG\nstrip /home/[a-z]+\nmask token=\\S+\n[ci-test-deploy*] mask branch\n";
 const SENTINEL: &str = "NOISE-SENTINEL-must-never-leak";
 
 /// Units only the tests use; the shipped examples come from contrib/systemd.
@@ -34,6 +38,11 @@ const TEST_UNITS: &[(&str, &str)] = &[
     ),
     ("ci-test-slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo slow started; sleep 300'\n"),
     ("ci-test-never.service", "[Service]\nType=oneshot\nExecStart=/bin/echo never\n"),
+    (
+        "ci-test-secret.service",
+        "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo \"deploy starting\"; echo \"api token=SECRET-TOKEN-123 sent\"; \
+         echo \"DEBUG skip me entirely\"; echo \"cache at /home/alice/cache ok\"; echo done'\n",
+    ),
     ("noise.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo NOISE-SENTINEL-must-never-leak'\n"),
 ];
 const SHIPPED_UNITS: &[&str] = &["ci-test-hello.service", "ci-test-fail.service", "ci-test-deploy@.service"];
@@ -116,6 +125,7 @@ fn setup() -> Result<World, String> {
     sb.write_file("/etc/sudoers.d/jobgate", shipped_rule_for(&rule, USER).as_bytes(), 0o440, "root");
     sb.sh_ok("visudo -cf /etc/sudoers.d/jobgate");
 
+    sb.write_file(REDACT, REDACT_RULES.as_bytes(), 0o640, &format!("root:{USER}"));
     let rw = admin_token(&sb, "ci-rw", &["--scope", "rw"])?;
     let ro = admin_token(&sb, "ci-ro", &["--scope", "ro"])?;
     let deploy = admin_token(&sb, "ci-deploy", &["--scope", "rw", "--job", "ci-test-deploy@*"])?;
@@ -125,7 +135,7 @@ fn setup() -> Result<World, String> {
     let addr = format!("127.0.0.1:{port}");
     sb.sh_ok(&format!(
         "systemd-run --quiet --unit=jobgate-test --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
-         -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {STATE} serve --listen {addr}"
+         -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {STATE} --redact {REDACT} serve --listen {addr}"
     ));
     wait_until("jobgate serve answers", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
     Ok(World { sb, addr, rw, ro, deploy })
@@ -213,7 +223,7 @@ impl World {
     fn cli(&self, args: &[&str]) -> std::process::Output {
         self.sb
             .command_as(USER, BIN)
-            .args(["--tokens", TOKENS, "--state-dir", STATE])
+            .args(["--tokens", TOKENS, "--state-dir", STATE, "--redact", REDACT])
             .args(args)
             .output()
             .expect("run jobgate")

@@ -33,6 +33,8 @@ pub const TESTS: &[Test] = &[
     ("check_passes_as_the_service_user", check_passes_as_the_service_user),
     ("token_file_permissions_and_admin", token_file_permissions_and_admin),
     ("access_log_names_tokens_never_shows_them", access_log_names_tokens_never_shows_them),
+    ("redaction_in_every_route_and_the_cli", redaction_in_every_route_and_the_cli),
+    ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
 ];
 
 fn describe_without_token(w: &World) {
@@ -443,4 +445,92 @@ fn percent_decode(s: &str) -> Vec<u8> {
         i += 1;
     }
     out
+}
+
+const REDACTED: [&str; 4] = ["deploy starting", "api *** sent", "cache at /cache ok", "done"];
+
+fn assert_redacted(what: &str, lines: &[String]) {
+    assert_eq!(lines, REDACTED, "{what}");
+}
+
+fn text_lines(body: &str) -> Vec<String> {
+    body.lines().map(str::to_string).collect()
+}
+
+/// Issue 6: neither the secret nor the skipped line leaves the host by any
+/// route, in JSON or text; the stripped line comes without its match.
+fn redaction_in_every_route_and_the_cli(w: &World) {
+    let state = w.run_to_end("ci-test-secret");
+    let run = state["run"].as_str().expect("run").to_string();
+    let json_routes = [
+        "/api/job/ci-test-secret/logs".to_string(),
+        format!("/api/job/ci-test-secret/runs/{run}/logs"),
+        format!("/api/job/ci-test-secret/logs?run={run}"),
+    ];
+    for route in &json_routes {
+        let (lines, _) = w.logs(route);
+        assert_redacted(route, &lines);
+        let text = w.get(&format!("{route}{}format=text", if route.contains('?') { "&" } else { "?" }));
+        assert_redacted(&format!("{route} as text"), &text_lines(&text.body));
+    }
+    let tail = w.get("/api/job/ci-test-secret/tail").json();
+    let lines: Vec<String> =
+        tail["logs"].as_array().expect("logs").iter().filter_map(|l| l.as_str().map(str::to_string)).collect();
+    assert_redacted("tail", &lines);
+    let again = w.get("/api/job/ci-test-secret/tail").json();
+    assert_eq!(again["logs"], serde_json::json!([]), "the cursor moved past the skipped line too");
+    let text_tail = get(&w.addr, "/api/job/ci-test-secret/tail?format=text", &w.rw);
+    assert_redacted("tail as text", &text_lines(&text_tail.body));
+    // lines=N counts the lines shown, after redaction.
+    let (last_two, _) = w.logs("/api/job/ci-test-secret/logs?lines=2");
+    assert_eq!(last_two, REDACTED[2..]);
+    for route in ["/api/job/ci-test-secret/logs", "/api/job/ci-test-secret/tail?cursor=s%3D0%3Bi%3D0"] {
+        let body = w.get(route).body;
+        assert!(
+            !body.contains("SECRET-TOKEN") && !body.contains("DEBUG") && !body.contains("alice"),
+            "{route}: {body}"
+        );
+    }
+    // Scoped rules apply to their jobs only.
+    w.run_to_end("ci-test-deploy@main");
+    let (deploy, _) = w.logs("/api/job/ci-test-deploy@main/logs");
+    assert!(deploy.iter().any(|l| l.contains("***")) && !deploy.iter().any(|l| l.contains("branch")), "{deploy:?}");
+    // The admin CLI applies the rules too, unless --raw is asked for by a
+    // user who can read the journal anyway (the service user can).
+    let out = w.cli(&["logs", "ci-test-secret"]);
+    assert_redacted("cli logs", &text_lines(&String::from_utf8_lossy(&out.stdout)));
+    let raw = w.cli(&["logs", "ci-test-secret", "--raw"]);
+    assert!(String::from_utf8_lossy(&raw.stdout).contains("SECRET-TOKEN-123"), "--raw for a journal reader");
+    let nobody =
+        w.sb.command("setpriv")
+            .args([
+                "--reuid=nobody",
+                "--regid=nogroup",
+                "--clear-groups",
+                "--reset-env",
+                BIN,
+                "logs",
+                "ci-test-secret",
+                "--raw",
+            ])
+            .output()
+            .expect("run");
+    assert_eq!(nobody.status.code(), Some(2), "{}", String::from_utf8_lossy(&nobody.stderr));
+    assert!(String::from_utf8_lossy(&nobody.stderr).contains("--raw shows unredacted lines"));
+}
+
+fn redaction_file_errors_stop_the_start(w: &World) {
+    let bad = "/run/jobgate-test/bad-redact";
+    w.sb.write_file(bad, b"skip ^ok\nmask (unclosed\n", 0o600, USER);
+    let out =
+        w.sb.command_as(USER, BIN)
+            .args(["--tokens", TOKENS, "--redact", bad, "serve", "--listen", "127.0.0.1:1"])
+            .output()
+            .expect("run");
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&format!("{bad}:2: invalid regular expression '(unclosed'")), "{err}");
+    w.sb.sh_ok(&format!("chmod 0644 {bad}"));
+    let loose = w.sb.command_as(USER, BIN).args(["--redact", bad, "jobs"]).output().expect("run");
+    assert!(String::from_utf8_lossy(&loose.stderr).contains("is readable by others"), "same rules as the token file");
 }

@@ -1,0 +1,31 @@
+# Shell helpers around boot.sh, for `make demo` and `make bench`:
+#   top=REPO; . "$top/tests/sandbox/lib.sh"; sandbox_boot; inside systemctl ...; (sandbox_stop on exit)
+# Sets $sandbox_pid (systemd, for nsenter) and $unshare_pid.
+
+sandbox_boot() {
+    setpriv --pdeathsig KILL sh "$top/tests/sandbox/boot.sh" </dev/null >/dev/null &
+    unshare_pid=$!
+    sandbox_pid=
+    trap sandbox_stop INT TERM EXIT
+    i=0
+    until sandbox_pid=$(tr -d ' ' <"/proc/$unshare_pid/task/$unshare_pid/children" 2>/dev/null) && [ -n "$sandbox_pid" ]; do
+        i=$((i + 1)); [ $i -lt 100 ] || { echo "systemd did not start" >&2; exit 1; }; sleep 0.1
+    done
+    i=0
+    until state=$(inside systemctl is-system-running 2>&1) || [ "$state" = degraded ]; do
+        i=$((i + 1)); [ $i -lt 300 ] || { echo "systemd did not come up (state: $state)" >&2; exit 1; }; sleep 0.1
+    done
+}
+
+inside() {
+    nsenter -t "$sandbox_pid" -m -p -u "$@"
+}
+
+sandbox_stop() {
+    trap - INT TERM EXIT
+    [ -n "${sandbox_pid:-}" ] && inside systemctl poweroff --no-block >/dev/null 2>&1 || true
+    i=0
+    while kill -0 "$unshare_pid" 2>/dev/null && [ $i -lt 100 ]; do sleep 0.2; i=$((i + 1)); done
+    kill -KILL "$unshare_pid" 2>/dev/null || true
+    wait "$unshare_pid" 2>/dev/null || true
+}
