@@ -2,8 +2,12 @@
 # `make test` is exactly what CI runs (.ci/run).
 
 CARGO ?= cargo
+PREFIX ?= /usr/local
+BINDIR ?= $(PREFIX)/bin
+MANDIR ?= $(PREFIX)/share/man
+DATADIR ?= $(PREFIX)/share/jobgate
 
-.PHONY: all build release test lint unit system demo bench clean
+.PHONY: all build release test lint unit system install-test demo bench install uninstall install-sudoers clean
 
 all: build
 
@@ -15,15 +19,20 @@ release:
 
 # Everything: formatting, lints, unit tests, and the integration tests
 # against a real systemd and sudo (those need root; see tests/system).
-test: lint unit system
+test: lint unit install-test system
 
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	groff -mdoc -ww -z man/jobgate.8
+	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5
+	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
 
 unit:
-	$(CARGO) test --bin jobgate
+	$(CARGO) test --bin jobgate --test cli_docs
+
+# make install into a scratch DESTDIR, then uninstall: nothing may be left.
+install-test: release
+	sh tests/install.sh
 
 system:
 	$(CARGO) test --test system
@@ -36,6 +45,27 @@ demo: build
 # Measurements (never timed tests): prints figures. Needs root.
 bench: release
 	sh tests/bench/redact.sh target/release/jobgate
+
+# The binary, the manual pages, and contrib/ (units, sudoers rule, nginx
+# examples) as documentation under $(DATADIR). The sudo rule and the units
+# are not put in place: read them, then use install-sudoers and systemctl.
+install: release
+	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DATADIR)
+	install -m 0755 target/release/jobgate $(DESTDIR)$(BINDIR)/jobgate
+	install -m 0644 man/jobgate.8 $(DESTDIR)$(MANDIR)/man8/jobgate.8
+	install -m 0644 man/jobgate-tokens.5 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5
+	cd contrib && find . -type d -exec install -d $(DESTDIR)$(DATADIR)/{} \;
+	cd contrib && find . -type f -exec install -m 0644 {} $(DESTDIR)$(DATADIR)/{} \;
+
+uninstall:
+	rm -f $(DESTDIR)$(BINDIR)/jobgate $(DESTDIR)$(MANDIR)/man8/jobgate.8 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5
+	rm -rf $(DESTDIR)$(DATADIR)
+
+# The sudo rule, checked by visudo before it is put in place.
+install-sudoers:
+	visudo -cf contrib/sudoers.d/jobgate
+	install -d $(DESTDIR)/etc/sudoers.d
+	install -m 0440 contrib/sudoers.d/jobgate $(DESTDIR)/etc/sudoers.d/jobgate
 
 clean:
 	$(CARGO) clean

@@ -13,6 +13,11 @@ use crate::systemd::argv::{JournalAccess, Tools};
 #[derive(FromArgs)]
 /// jobgate: let CI start systemd jobs, watch their state and read their logs
 /// over HTTP, and nothing else.
+#[argh(
+    note = "See jobgate(8) for the HTTP API, the token file and the redaction rules.",
+    error_code(1, "the command failed: unknown job, job already active, a failed call, a problem found by check"),
+    error_code(2, "bad arguments or input, such as an invalid job name")
+)]
 pub struct Args {
     /// unit prefix that makes a service a job (default: ci-test-)
     #[argh(option, default = "String::from(\"ci-test-\")")]
@@ -41,8 +46,11 @@ pub struct Args {
     /// print JSON instead of text (admin commands)
     #[argh(switch)]
     json: bool,
+    /// print the version and exit
+    #[argh(switch)]
+    version: bool,
     #[argh(subcommand)]
-    command: Sub,
+    command: Option<Sub>,
 }
 
 #[derive(FromArgs)]
@@ -185,6 +193,7 @@ pub struct Config {
 }
 
 pub enum Command {
+    Version,
     Serve { listen: String },
     Jobs,
     Start(JobName),
@@ -225,19 +234,25 @@ impl Args {
                 )
             })
         };
-        let command = match self.command {
-            Sub::Serve(a) => Command::Serve { listen: a.listen },
-            Sub::Jobs(_) => Command::Jobs,
-            Sub::Start(a) => Command::Start(job(&a.job)?),
-            Sub::Stop(a) => Command::Stop(job(&a.job)?),
-            Sub::State(a) => Command::State(job(&a.job)?),
-            Sub::Runs(a) => {
+        let sub = match (self.version, self.command) {
+            (true, _) => None,
+            (false, Some(sub)) => Some(sub),
+            (false, None) => return Err("no command given (see jobgate --help)".into()),
+        };
+        let command = match sub {
+            None => Command::Version,
+            Some(Sub::Serve(a)) => Command::Serve { listen: a.listen },
+            Some(Sub::Jobs(_)) => Command::Jobs,
+            Some(Sub::Start(a)) => Command::Start(job(&a.job)?),
+            Some(Sub::Stop(a)) => Command::Stop(job(&a.job)?),
+            Some(Sub::State(a)) => Command::State(job(&a.job)?),
+            Some(Sub::Runs(a)) => {
                 if !(1..=crate::ops::MAX_RUNS).contains(&a.limit) {
                     return Err(format!("invalid --limit {} (expected 1 to {})", a.limit, crate::ops::MAX_RUNS));
                 }
                 Command::Runs { job: job(&a.job)?, limit: a.limit }
             }
-            Sub::Logs(a) => {
+            Some(Sub::Logs(a)) => {
                 let lines = match a.lines {
                     Some(n) => Lines::parse(&n)
                         .ok_or_else(|| format!("invalid --lines '{}' (expected a number from 1)", n.escape_debug()))?,
@@ -251,8 +266,8 @@ impl Args {
                 };
                 Command::Logs { job: job(&a.job)?, lines, run, raw: a.raw }
             }
-            Sub::Check(_) => Command::Check,
-            Sub::Token(t) => match t.command {
+            Some(Sub::Check(_)) => Command::Check,
+            Some(Sub::Token(t)) => match t.command {
                 TokenSub::Add(a) => {
                     if !auth::valid_token_name(&a.name) {
                         return Err(format!(

@@ -35,6 +35,10 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Error> {
     let (config, command) = args.validate().map_err(Error::Usage)?;
+    if let Command::Version = command {
+        println!("jobgate {}", env!("CARGO_PKG_VERSION"));
+        return Ok(());
+    }
     let serving = matches!(command, Command::Serve { .. });
     let default_level = if serving { "info" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))

@@ -1,0 +1,19 @@
+#!/bin/sh
+# make install into a scratch DESTDIR with a custom PREFIX, check what
+# landed where, then make uninstall and check that nothing is left.
+set -eu
+dest=$(mktemp -d)
+trap 'rm -rf "$dest"' EXIT
+make -s install DESTDIR="$dest" PREFIX=/opt/jg >/dev/null
+for f in /opt/jg/bin/jobgate /opt/jg/share/man/man8/jobgate.8 /opt/jg/share/man/man5/jobgate-tokens.5 \
+    /opt/jg/share/jobgate/sudoers.d/jobgate /opt/jg/share/jobgate/systemd/jobgate.service; do
+    [ -f "$dest$f" ] || { echo "install: $f missing"; exit 1; }
+done
+[ -x "$dest/opt/jg/bin/jobgate" ] || { echo "install: the binary is not executable"; exit 1; }
+"$dest/opt/jg/bin/jobgate" --version >/dev/null
+[ ! -e "$dest/etc/sudoers.d" ] || { echo "install: the sudo rule must not be put in place by default"; exit 1; }
+installed=$(find "$dest" -type f | wc -l)
+make -s uninstall DESTDIR="$dest" PREFIX=/opt/jg
+left=$(find "$dest" -type f | wc -l)
+[ "$left" = 0 ] || { echo "uninstall left $left files:"; find "$dest" -type f; exit 1; }
+echo "install: $installed files into DESTDIR, uninstall: 0 left"
