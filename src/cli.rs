@@ -74,6 +74,9 @@ struct ServeArgs {
     /// address to listen on (default: 127.0.0.1:8000)
     #[argh(option, default = "String::from(\"127.0.0.1:8000\")")]
     listen: String,
+    /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
+    #[argh(option)]
+    trust_proxy: Option<String>,
 }
 
 #[derive(FromArgs)]
@@ -194,7 +197,7 @@ pub struct Config {
 
 pub enum Command {
     Version,
-    Serve { listen: String },
+    Serve { listen: String, trust_proxy: Option<std::net::IpAddr> },
     Jobs,
     Start(JobName),
     Stop(JobName),
@@ -241,7 +244,15 @@ impl Args {
         };
         let command = match sub {
             None => Command::Version,
-            Some(Sub::Serve(a)) => Command::Serve { listen: a.listen },
+            Some(Sub::Serve(a)) => {
+                let trust_proxy = match a.trust_proxy {
+                    Some(addr) => Some(addr.parse().map_err(|_| {
+                        format!("invalid --trust-proxy '{}' (expected an IP address)", addr.escape_debug())
+                    })?),
+                    None => None,
+                };
+                Command::Serve { listen: a.listen, trust_proxy }
+            }
             Some(Sub::Jobs(_)) => Command::Jobs,
             Some(Sub::Start(a)) => Command::Start(job(&a.job)?),
             Some(Sub::Stop(a)) => Command::Stop(job(&a.job)?),

@@ -55,10 +55,10 @@ fn run(args: Args) -> Result<(), Error> {
     };
     let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions);
     match command {
-        Command::Serve { listen } => {
+        Command::Serve { listen, trust_proxy } => {
             let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
             let tails = tail_state::TailState::new(config.state_dir.clone());
-            let api = Arc::new(api::Api { systemd, tokens, tails });
+            let api = Arc::new(api::Api { systemd, tokens, tails, trust_proxy });
             front::serve::serve(api, &listen).map_err(Error::Failed)
         }
         command => front::admin::run(&config, &systemd, command),

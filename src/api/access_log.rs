@@ -1,7 +1,10 @@
 //! The one log line per request: method, route template, job, token NAME,
 //! status, duration. Never a token, never a raw path or query string.
+//! And the audit line for every start and stop, in a stable `key=value`
+//! form (jobgate(8), AUDIT).
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use super::http::Response;
@@ -28,9 +31,73 @@ pub fn log(method: &str, response: &Response, elapsed: Duration) {
     log::info!("{}", line(method, response, elapsed));
 }
 
+/// The client a request came from: the peer, or, when the peer is the
+/// trusted proxy, the address that proxy appended last to X-Forwarded-For
+/// (anything before it was written by the client and proves nothing).
+pub fn client(remote: Option<IpAddr>, forwarded_for: Option<&str>, trust_proxy: Option<IpAddr>) -> Option<IpAddr> {
+    match (remote, trust_proxy, forwarded_for) {
+        (Some(peer), Some(proxy), Some(list)) if peer == proxy => {
+            list.rsplit(',').next().and_then(|last| last.trim().parse().ok())
+        }
+        _ => remote,
+    }
+}
+
+/// What an attempt to change a job came to, from its answer's status.
+fn outcome(status: u16) -> &'static str {
+    match status {
+        200 => "ok",
+        400 => "invalid",
+        401 => "unauthenticated",
+        403 => "denied",
+        404 => "unknown-job",
+        425 => "already-active",
+        500 => "failed",
+        _ => "refused",
+    }
+}
+
+/// `audit action=start outcome=ok job=… token=… client=… run=…`: every
+/// value is a validated name, an address or `-`, so it cannot hold a space.
+pub fn audit_line(action: &str, response: &super::http::Response, client: Option<IpAddr>, run: Option<&str>) -> String {
+    format!(
+        "audit action={action} outcome={} job={} token={} client={} run={}",
+        outcome(response.status),
+        response.job.as_deref().unwrap_or("-"),
+        response.token.as_deref().unwrap_or("-"),
+        client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
+        run.unwrap_or("-")
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn client_address_from_a_trusted_proxy_only() {
+        let peer: IpAddr = "127.0.0.1".parse().expect("ip");
+        let proxy = Some(peer);
+        let forwarded = Some("6.6.6.6, 203.0.113.7");
+        assert_eq!(client(Some(peer), forwarded, None), Some(peer), "no proxy trusted");
+        assert_eq!(client(Some(peer), forwarded, proxy).map(|c| c.to_string()).as_deref(), Some("203.0.113.7"));
+        let other: IpAddr = "10.0.0.9".parse().expect("ip");
+        assert_eq!(client(Some(other), forwarded, proxy), Some(other), "not the trusted proxy");
+        assert_eq!(client(Some(peer), Some("bogus"), proxy), None);
+        assert_eq!(client(Some(peer), None, proxy), Some(peer));
+    }
+
+    #[test]
+    fn audit_lines() {
+        let mut response = Response::error(425, "Job is already active");
+        response.job = Some("ci-test-a".into());
+        response.token = Some("ci".into());
+        let client = "192.0.2.1".parse().ok();
+        assert_eq!(
+            audit_line("start", &response, client, None),
+            "audit action=start outcome=already-active job=ci-test-a token=ci client=192.0.2.1 run=-"
+        );
+    }
 
     #[test]
     fn shows_route_template_and_token_name_only() {

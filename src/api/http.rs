@@ -2,6 +2,8 @@
 //! one function; the core never sees tiny_http, stdin or CGI. Pure.
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
+
 /// Most bytes of request body any front end reads.
 pub const MAX_BODY: u64 = 64 << 10;
 
@@ -13,7 +15,8 @@ pub struct Request {
     pub query: String,
     pub headers: Vec<(String, String)>,
     pub body: Vec<u8>,
-    pub remote: Option<String>,
+    /// The peer's address.
+    pub remote: Option<IpAddr>,
 }
 
 impl Request {

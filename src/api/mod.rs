@@ -69,6 +69,8 @@ pub struct Api {
     pub systemd: Systemd,
     pub tokens: TokenStore,
     pub tails: TailState,
+    /// The reverse proxy whose X-Forwarded-For names the client.
+    pub trust_proxy: Option<std::net::IpAddr>,
 }
 
 /// A route's answer before the access-log fields are filled in.
@@ -101,7 +103,7 @@ impl Api {
     /// Answers one request. Never panics on input; every error is a JSON
     /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
     pub fn handle(&self, req: &Request) -> Response {
-        let mut ctx = Context { route: "-", job: None, token: None };
+        let mut ctx = Context { route: "-", job: None, token: None, action: None, run: None };
         let answer = match req.path.strip_prefix('/') {
             Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
             None => Err(Reject::new(404, "Not found")),
@@ -110,6 +112,10 @@ impl Api {
         response.route = ctx.route;
         response.job = ctx.job;
         response.token = ctx.token;
+        if let (Some(action), false) = (ctx.action, response.status == 405) {
+            let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
+            log::info!("{}", access_log::audit_line(action, &response, client, ctx.run.as_deref()));
+        }
         response
     }
 
@@ -132,6 +138,11 @@ impl Api {
             ["api", "job", job, rest @ ..] => {
                 let route = JobRoute::parse(rest).ok_or(Reject::new(404, "Not found"))?;
                 ctx.route = route.template();
+                ctx.action = match route {
+                    JobRoute::Start => Some("start"),
+                    JobRoute::Stop => Some("stop"),
+                    _ => None,
+                };
                 allow(method, route.method())?;
                 let token = self.authenticate(req, ctx)?;
                 let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
@@ -142,7 +153,7 @@ impl Api {
                 }
                 let query = Query::parse(req)?;
                 match route {
-                    JobRoute::Start => self.start(&job),
+                    JobRoute::Start => self.start(&job, ctx),
                     JobRoute::Stop => self.stop(&job),
                     JobRoute::State => self.state(&job),
                     JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
@@ -174,8 +185,9 @@ impl Api {
         Ok(entry.clone())
     }
 
-    fn start(&self, job: &JobName) -> Answer {
+    fn start(&self, job: &JobName, ctx: &mut Context) -> Answer {
         let run = self.systemd.start(job).map_err(op_error)?;
+        ctx.run = run.as_ref().map(|r| r.to_string());
         let run = run.as_ref().map(|r| r.as_str());
         Ok(Response::json(
             200,
@@ -293,6 +305,9 @@ struct Context {
     route: &'static str,
     job: Option<String>,
     token: Option<String>,
+    /// `start` or `stop`: what the audit line records.
+    action: Option<&'static str>,
+    run: Option<String>,
 }
 
 /// The query parameters jobgate knows, each checked; others are ignored.

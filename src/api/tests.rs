@@ -30,6 +30,7 @@ fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
         systemd: Systemd::new(prefix, Tools::default(), runner.clone()),
         tokens,
         tails: TailState::new(state_dir),
+        trust_proxy: None,
     };
     (api, runner)
 }

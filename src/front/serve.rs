@@ -61,7 +61,7 @@ fn to_request(request: &mut tiny_http::Request) -> Result<Request, Reject> {
         .iter()
         .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string()))
         .collect();
-    req.remote = request.remote_addr().map(|a| a.to_string());
+    req.remote = request.remote_addr().map(|a| a.ip());
     let mut body = Vec::new();
     request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body).map_err(|_| Reject::new(400, "Bad request"))?;
     if body.len() as u64 > MAX_BODY {

@@ -34,6 +34,8 @@ pub const TESTS: &[Test] = &[
     ("token_file_permissions_and_admin", token_file_permissions_and_admin),
     ("access_log_names_tokens_never_shows_them", access_log_names_tokens_never_shows_them),
     ("redaction_in_every_route_and_the_cli", redaction_in_every_route_and_the_cli),
+    ("audit_lines_for_every_start_and_stop", audit_lines_for_every_start_and_stop),
+    ("check_finds_a_wildcard_sudo_rule", check_finds_a_wildcard_sudo_rule),
     ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
 ];
 
@@ -533,4 +535,47 @@ fn redaction_file_errors_stop_the_start(w: &World) {
     w.sb.sh_ok(&format!("chmod 0644 {bad}"));
     let loose = w.sb.command_as(USER, BIN).args(["--redact", bad, "jobs"]).output().expect("run");
     assert!(String::from_utf8_lossy(&loose.stderr).contains("is readable by others"), "same rules as the token file");
+}
+
+/// Issue 5: one stable audit line per start or stop attempt, in the journal
+/// of the jobgate unit; X-Forwarded-For is ignored unless its proxy is trusted.
+fn audit_lines_for_every_start_and_stop(w: &World) {
+    let ok = post(&w.addr, "/api/job/ci-test-count", &w.rw);
+    let run = ok.json()["run"].as_str().expect("run").to_string();
+    let forged = send_raw(
+        &w.addr,
+        format!("POST /api/job/ci-test-count HTTP/1.1\r\nAuthorization: Bearer {}\r\nX-Forwarded-For: 203.0.113.66\r\nContent-Length: 0\r\nConnection: close\r\n\r\n", w.ro).as_bytes(),
+    );
+    assert_eq!(forged.status, 403);
+    let _ = post(&w.addr, "/api/job/ci-test-nope/stop", &w.rw);
+    std::thread::sleep(Duration::from_millis(300));
+    let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-test.service");
+    for want in [
+        format!("audit action=start outcome=ok job=ci-test-count token=ci-rw client=127.0.0.1 run={run}"),
+        "audit action=start outcome=denied job=ci-test-count token=ci-ro client=127.0.0.1 run=-".to_string(),
+        "audit action=stop outcome=unknown-job job=ci-test-nope token=ci-rw client=127.0.0.1 run=-".to_string(),
+    ] {
+        assert!(log.contains(&want), "missing: {want}");
+    }
+    assert!(!log.contains("203.0.113.66"), "an untrusted X-Forwarded-For reached the audit");
+    wait_until("ci-test-count has finished", Duration::from_secs(10), || {
+        w.state("ci-test-count")["state"] == "inactive"
+    });
+}
+
+/// Issue 5: `check` as the service user reports a rule that allows more
+/// than one unit (the classic '*' wildcard) and exits non-zero.
+fn check_finds_a_wildcard_sudo_rule(w: &World) {
+    let wide = format!(
+        "{USER} ALL = (root) NOPASSWD: /usr/bin/systemctl start --no-block -- ci-test-*, /usr/bin/systemctl stop --no-block -- ci-test-*\n"
+    );
+    w.sb.sh_ok("cp /etc/sudoers.d/jobgate /run/jobgate-test/sudoers.good");
+    w.sb.write_file("/etc/sudoers.d/jobgate", wide.as_bytes(), 0o440, "root");
+    let out = w.cli(&["check"]);
+    w.sb.sh_ok("cp /run/jobgate-test/sudoers.good /etc/sudoers.d/jobgate");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.contains("FAIL sudo allows too much") && text.contains("ci-test-jobgate-check2.service"), "{text}");
+    assert!(text.contains("not a '*' wildcard"), "the fix is named: {text}");
+    assert!(w.cli(&["check"]).status.success(), "the shipped rule is back");
 }
