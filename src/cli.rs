@@ -8,7 +8,7 @@ use argh::FromArgs;
 
 use crate::auth::{self, Scope};
 use crate::names::{JobName, Lines, Prefix, RunSelector};
-use crate::systemd::argv::{JournalAccess, Tools};
+use crate::systemd::argv::{JournalAccess, Privilege, Tools};
 
 #[derive(FromArgs)]
 /// jobgate: let CI start systemd jobs, watch their state and read their logs
@@ -40,6 +40,9 @@ pub struct Args {
     /// how to read the journal: group (as a member of systemd-journal, the default) or sudo
     #[argh(option, default = "String::from(\"group\")")]
     journal: String,
+    /// how start and stop are allowed: sudo (the default, with contrib/sudoers.d/jobgate) or polkit (contrib/polkit/50-jobgate.rules)
+    #[argh(option, default = "String::from(\"sudo\")")]
+    privilege: String,
     /// redaction rules applied to every log line shown (skip, strip, mask)
     #[argh(option)]
     redact: Option<PathBuf>,
@@ -226,6 +229,13 @@ impl Args {
             "sudo" => JournalAccess::Sudo,
             other => return Err(format!("unknown --journal '{}' (expected 'group' or 'sudo')", other.escape_debug())),
         };
+        let privilege = match self.privilege.as_str() {
+            "sudo" => Privilege::Sudo,
+            "polkit" => Privilege::Polkit,
+            other => {
+                return Err(format!("unknown --privilege '{}' (expected 'sudo' or 'polkit')", other.escape_debug()))
+            }
+        };
         let state_dir = self.state_dir.unwrap_or_else(default_state_dir);
         let job = |name: &str| {
             JobName::parse(&prefix, name).map_err(|_| {
@@ -301,7 +311,13 @@ impl Args {
                 TokenSub::Revoke(a) => Command::TokenRevoke { name: a.name },
             },
         };
-        let tools = Tools { systemctl: self.systemctl, journalctl: self.journalctl, sudo: self.sudo, journal_access };
+        let tools = Tools {
+            systemctl: self.systemctl,
+            journalctl: self.journalctl,
+            sudo: self.sudo,
+            journal_access,
+            privilege,
+        };
         Ok((Config { prefix, tokens: self.tokens, state_dir, tools, redact: self.redact, json: self.json }, command))
     }
 }

@@ -15,7 +15,7 @@ use crate::names::{JobName, Lines, RunSelector};
 use crate::ops::Systemd;
 use crate::render;
 use crate::secure_file;
-use crate::systemd::argv::{Call, JournalAccess, Probe};
+use crate::systemd::argv::{Call, JournalAccess, Privilege, Probe};
 
 pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), Error> {
     let out = &mut io::stdout().lock();
@@ -217,7 +217,13 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         Ok(jobs) => report.push((true, format!("{} job(s) under the prefix", jobs.len()))),
         Err(e) => report.push((false, format!("listing units: {e}"))),
     }
-    if secure_file::current_uid() == Some(0) {
+    if systemd.tools.privilege == Privilege::Polkit {
+        // polkit has no dry run: asking it means running the call.
+        report.push((
+            true,
+            "privilege polkit: start and stop go through contrib/polkit/50-jobgate.rules (not probed)".into(),
+        ));
+    } else if secure_file::current_uid() == Some(0) {
         report.push((true, "running as root: the sudo rule is not checked (run this as the service user: sudo -u jobgate jobgate check)".into()));
     } else {
         for probe in Probe::ALL {

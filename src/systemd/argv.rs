@@ -17,6 +17,14 @@ pub enum JournalAccess {
     Sudo,
 }
 
+/// How start and stop get their privilege: `sudo -n systemctl …` (the
+/// default), or `systemctl …` directly, allowed by a polkit rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    Sudo,
+    Polkit,
+}
+
 /// Paths of the programs jobgate runs; absolute, so sudoers rules match them.
 #[derive(Clone, Debug)]
 pub struct Tools {
@@ -24,6 +32,7 @@ pub struct Tools {
     pub journalctl: PathBuf,
     pub sudo: PathBuf,
     pub journal_access: JournalAccess,
+    pub privilege: Privilege,
 }
 
 impl Default for Tools {
@@ -33,6 +42,7 @@ impl Default for Tools {
             journalctl: PathBuf::from("/usr/bin/journalctl"),
             sudo: PathBuf::from("/usr/bin/sudo"),
             journal_access: JournalAccess::Group,
+            privilege: Privilege::Sudo,
         }
     }
 }
@@ -48,9 +58,10 @@ const JSON_FIELDS: &str =
 /// Every call jobgate ever makes.
 #[derive(Debug)]
 pub enum Call<'a> {
-    /// `sudo -n systemctl start --no-block -- UNIT`
+    /// `sudo -n systemctl start --no-block -- UNIT`, or with polkit
+    /// `systemctl --no-ask-password start --no-block -- UNIT`
     Start(&'a UnitName),
-    /// `sudo -n systemctl stop --no-block -- UNIT`
+    /// `sudo -n systemctl stop --no-block -- UNIT`, or the polkit form
     Stop(&'a UnitName),
     /// `systemctl show --timestamp=unix -p … -- UNIT` (unprivileged)
     Show(&'a UnitName),
@@ -100,9 +111,17 @@ impl Call<'_> {
         match self {
             Call::Start(unit) | Call::Stop(unit) => {
                 let verb = if matches!(self, Call::Start(_)) { "start" } else { "stop" };
-                argv.push(tools.sudo.clone().into());
-                argv.push("-n".into());
-                argv.push(tools.systemctl.clone().into());
+                match tools.privilege {
+                    Privilege::Sudo => {
+                        argv.push(tools.sudo.clone().into());
+                        argv.push("-n".into());
+                        argv.push(tools.systemctl.clone().into());
+                    }
+                    Privilege::Polkit => {
+                        argv.push(tools.systemctl.clone().into());
+                        argv.push("--no-ask-password".into());
+                    }
+                }
                 push_all(&mut argv, &[verb, "--no-block", "--", unit.as_str()]);
             }
             Call::Show(unit) => {
@@ -186,6 +205,16 @@ mod tests {
         assert_eq!(
             words(Call::Stop(&unit), &tools),
             ["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "stop", "--no-block", "--", "ci-test-deploy@main.service"]
+        );
+    }
+
+    #[test]
+    fn polkit_mode_calls_systemctl_directly() {
+        let tools = Tools { privilege: Privilege::Polkit, ..Tools::default() };
+        let unit = job("ci-test-a").unit();
+        assert_eq!(
+            words(Call::Stop(&unit), &tools),
+            ["/usr/bin/systemctl", "--no-ask-password", "stop", "--no-block", "--", "ci-test-a.service"]
         );
     }
 

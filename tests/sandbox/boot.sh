@@ -9,8 +9,8 @@
 #
 # Private tmpfs on /run, /tmp, /var/tmp and /var/log/journal: without the
 # private /tmp, systemd's boot-time tmpfiles cleanup would empty the host's
-# /tmp. /etc/sudoers.d is private too, so tests install sudo rules without
-# touching the host's. The journal directory belongs to systemd-journal
+# /tmp. /etc/sudoers.d and /etc/polkit-1/rules.d are private too, so tests
+# install sudo and polkit rules without touching the host's. The journal directory belongs to systemd-journal
 # (setgid), so that group's members can read it. Units that would change
 # the host (sysctl, binfmt, modules, remount, tmpfiles) are masked.
 # --kill-child: if unshare dies, so does the whole namespace.
@@ -34,6 +34,10 @@ exec unshare --fork --kill-child=SIGKILL --pid --mount --uts --propagation priva
         chmod 0755 /run
         mount -t tmpfs -o "mode=2755,gid=$1" tmpfs /var/log/journal
         mount -t tmpfs -o mode=0755 tmpfs /etc/sudoers.d
+        if [ -d /etc/polkit-1/rules.d ]; then
+            mount -t tmpfs -o mode=0700 tmpfs /etc/polkit-1/rules.d
+            chown polkitd /etc/polkit-1/rules.d 2>/dev/null || true
+        fi
         hostname jobgate-sandbox
         exec /lib/systemd/systemd --system --unit=basic.target \
             systemd.mask=systemd-tmpfiles-setup.service \

@@ -165,7 +165,7 @@ fn admin_token(sb: &Sandbox, name: &str, args: &[&str]) -> Result<String, String
     Ok(token)
 }
 
-fn free_port() -> u16 {
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()).map(|a| a.port()).unwrap_or(18_080)
 }
 

@@ -36,6 +36,7 @@ pub const TESTS: &[Test] = &[
     ("redaction_in_every_route_and_the_cli", redaction_in_every_route_and_the_cli),
     ("audit_lines_for_every_start_and_stop", audit_lines_for_every_start_and_stop),
     ("check_finds_a_wildcard_sudo_rule", check_finds_a_wildcard_sudo_rule),
+    ("polkit_instead_of_sudo", polkit_instead_of_sudo),
     ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
 ];
 
@@ -578,4 +579,59 @@ fn check_finds_a_wildcard_sudo_rule(w: &World) {
     assert!(text.contains("FAIL sudo allows too much") && text.contains("ci-test-jobgate-check2.service"), "{text}");
     assert!(text.contains("not a '*' wildcard"), "the fix is named: {text}");
     assert!(w.cli(&["check"]).status.success(), "the shipped rule is back");
+}
+
+/// Issue 5: the shipped polkit rule and polkit-mode unit (NoNewPrivileges,
+/// seccomp), as shipped but for paths, user and port: start and stop pass,
+/// other verbs and units are refused, and sudo is not involved.
+fn polkit_instead_of_sudo(w: &World) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let rule = std::fs::read_to_string(format!("{repo}/contrib/polkit/50-jobgate.rules")).expect("rule");
+    let rule = rule.replace("subject.user != \"jobgate\"", &format!("subject.user != \"{USER}\""));
+    w.sb.write_file("/etc/polkit-1/rules.d/50-jobgate.rules", rule.as_bytes(), 0o644, "root");
+    // Without sudo: the test user's sudo rule is taken away meanwhile.
+    w.sb.sh_ok("mv /etc/sudoers.d/jobgate /run/jobgate-test/sudoers.away");
+    let port = super::free_port();
+    let unit = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-polkit.service")).expect("unit");
+    let unit = unit
+        .replace("/usr/local/bin/jobgate", BIN)
+        .replace("/etc/jobgate/tokens", TOKENS)
+        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
+        .replace("User=jobgate", &format!("User={USER}"))
+        .replace("Group=jobgate", &format!("Group={USER}"))
+        .replace("StateDirectory=jobgate", "RuntimeDirectory=jobgate-polkit")
+        .replace("serve --listen", "--state-dir /run/jobgate-polkit serve --listen");
+    w.sb.install_unit("jobgate-polkit-test.service", &unit);
+    w.sb.sh_ok("systemctl start jobgate-polkit-test.service");
+    let addr = format!("127.0.0.1:{port}");
+    wait_until("the polkit-mode jobgate answers", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let nnp = w.sb.sh_ok("systemctl show -p NoNewPrivileges --value jobgate-polkit-test.service");
+
+    let started = post(&addr, "/api/job/ci-test-count", &w.rw);
+    let stopped = post(&addr, "/api/job/ci-test-slow/stop", &w.rw);
+    let as_user = |args: &[&str]| {
+        w.sb.command_as(USER, "/usr/bin/systemctl")
+            .arg("--no-ask-password")
+            .args(args)
+            .output()
+            .expect("systemctl")
+            .status
+            .success()
+    };
+    let refused = [
+        as_user(&["restart", "--no-block", "--", "ci-test-count.service"]),
+        as_user(&["start", "--no-block", "--", "noise.service"]),
+        as_user(&["kill", "--", "ci-test-count.service"]),
+    ];
+    w.sb.sh_ok("systemctl stop jobgate-polkit-test.service; mv /run/jobgate-test/sudoers.away /etc/sudoers.d/jobgate; rm /etc/polkit-1/rules.d/50-jobgate.rules");
+    assert_eq!(nnp.trim(), "yes");
+    assert_eq!(started.status, 200, "start through polkit: {}", started.body);
+    assert!(started.json()["run"].is_string(), "{}", started.body);
+    assert_eq!(stopped.status, 200, "stop through polkit: {}", stopped.body);
+    assert_eq!(refused, [false, false, false], "DENY! restart, a unit without the prefix, kill");
+    wait_until("ci-test-count has finished", Duration::from_secs(10), || {
+        w.state("ci-test-count")["state"] == "inactive"
+    });
 }
