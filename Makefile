@@ -28,7 +28,7 @@ lint:
 	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
 
 unit:
-	$(CARGO) test --bin jobgate --test cli_docs
+	$(CARGO) test --lib --test cli_docs
 
 # make install into a scratch DESTDIR, then uninstall: nothing may be left.
 install-test: release

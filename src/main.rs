@@ -1,26 +1,13 @@
-//! jobgate: a narrow gate that lets CI start systemd jobs, watch their state
-//! and read their logs over HTTP, and nothing else. This file only wires
-//! the parts together: arguments → validated config → a front end.
+//! jobgate's entry point: arguments → validated config → a front end or an
+//! admin command; errors → one line on stderr and an exit code.
 #![forbid(unsafe_code)]
-
-mod api;
-mod auth;
-mod cli;
-mod error;
-mod front;
-mod names;
-mod ops;
-mod redact;
-mod render;
-mod secure_file;
-mod systemd;
-mod tail_state;
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use cli::{Args, Command};
-use error::Error;
+use jobgate::cli::{Args, Command};
+use jobgate::error::Error;
+use jobgate::{api, front, ops, redact, systemd, tail_state};
 
 fn main() -> ExitCode {
     let args: Args = argh::from_env();

@@ -81,9 +81,13 @@ impl Response {
     }
 }
 
+/// A query string that is not well-formed percent-encoded UTF-8.
+#[derive(Debug, PartialEq, Eq)]
+pub struct InvalidQuery;
+
 /// Strict query parsing: `k=v` pairs split on `&`, each percent-decoded;
 /// a bad escape or non-UTF-8 result is an error, an empty pair is skipped.
-pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ()> {
+pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, InvalidQuery> {
     let mut pairs = Vec::new();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
@@ -92,16 +96,16 @@ pub fn parse_query(query: &str) -> Result<Vec<(String, String)>, ()> {
     Ok(pairs)
 }
 
-fn percent_decode(s: &str) -> Result<String, ()> {
+fn percent_decode(s: &str) -> Result<String, InvalidQuery> {
     let bytes = s.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
     while i < bytes.len() {
         match bytes[i] {
             b'%' => {
-                let hex = bytes.get(i + 1..i + 3).ok_or(())?;
-                let hex = std::str::from_utf8(hex).map_err(|_| ())?;
-                out.push(u8::from_str_radix(hex, 16).map_err(|_| ())?);
+                let hex = bytes.get(i + 1..i + 3).ok_or(InvalidQuery)?;
+                let hex = std::str::from_utf8(hex).map_err(|_| InvalidQuery)?;
+                out.push(u8::from_str_radix(hex, 16).map_err(|_| InvalidQuery)?);
                 i += 3;
             }
             b'+' => {
@@ -114,7 +118,7 @@ fn percent_decode(s: &str) -> Result<String, ()> {
             }
         }
     }
-    String::from_utf8(out).map_err(|_| ())
+    String::from_utf8(out).map_err(|_| InvalidQuery)
 }
 
 #[cfg(test)]
@@ -130,7 +134,7 @@ mod tests {
         assert_eq!(parse_query("token=a%2Bb&&x"), Ok(vec![("token".into(), "a+b".into()), ("x".into(), "".into())]));
         assert_eq!(parse_query(""), Ok(vec![]));
         for bad in ["a=%", "a=%4", "a=%zz", "a=%ff"] {
-            assert_eq!(parse_query(bad), Err(()), "DENY! {bad}");
+            assert_eq!(parse_query(bad), Err(InvalidQuery), "DENY! {bad}");
         }
     }
 

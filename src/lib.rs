@@ -1,0 +1,19 @@
+//! jobgate: a narrow gate that lets CI start systemd jobs, watch their state
+//! and read their logs over HTTP, and nothing else.
+//!
+//! The binary (`main.rs`) only wires these parts together; the library form
+//! lets the fuzz targets (`fuzz/`) call the pure parts directly.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod cli;
+pub mod error;
+pub mod front;
+pub mod names;
+pub mod ops;
+pub mod redact;
+pub mod render;
+pub mod secure_file;
+pub mod systemd;
+pub mod tail_state;
