@@ -7,7 +7,7 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/jobgate
 
-.PHONY: all build release test lint unit system install-test demo bench install uninstall install-sudoers clean
+.PHONY: all build release test lint unit system install-test demo bench fuzz install uninstall install-sudoers clean
 
 all: build
 
@@ -26,6 +26,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5
 	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
+	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
 	$(CARGO) test --lib --test cli_docs
@@ -66,6 +67,19 @@ install-sudoers:
 	visudo -cf contrib/sudoers.d/jobgate
 	install -d $(DESTDIR)/etc/sudoers.d
 	install -m 0440 contrib/sudoers.d/jobgate $(DESTDIR)/etc/sudoers.d/jobgate
+
+# Each fuzz target for FUZZ_SECONDS (cargo install cargo-fuzz first). The
+# targets check properties, not only the absence of panics; see fuzz/.
+# RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's -Z flags.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = job_name token_file query request
+fuzz:
+	mkdir -p fuzz/artifacts
+	cd fuzz && for t in $(FUZZ_TARGETS); do \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) >artifacts/$$t.log 2>&1 \
+			|| { tail -n 30 artifacts/$$t.log; exit 1; }; \
+		echo "$$t: $$(grep -E '^Done' artifacts/$$t.log)"; \
+	done
 
 clean:
 	$(CARGO) clean
