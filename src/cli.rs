@@ -2,6 +2,7 @@
 //! conversion into a validated [`Config`] and [`Command`] before anything runs.
 #![forbid(unsafe_code)]
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 
 use argh::FromArgs;
@@ -60,6 +61,8 @@ pub struct Args {
 #[argh(subcommand)]
 enum Sub {
     Serve(ServeArgs),
+    Inetd(InetdArgs),
+    Cgi(CgiArgs),
     Jobs(JobsArgs),
     Start(StartArgs),
     Stop(StopArgs),
@@ -77,6 +80,24 @@ struct ServeArgs {
     /// address to listen on (default: 127.0.0.1:8000)
     #[argh(option, default = "String::from(\"127.0.0.1:8000\")")]
     listen: String,
+    /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
+    #[argh(option)]
+    trust_proxy: Option<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "inetd")]
+/// answer one connection on stdin and stdout (socket unit with Accept=yes)
+struct InetdArgs {
+    /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
+    #[argh(option)]
+    trust_proxy: Option<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "cgi")]
+/// answer one CGI request (REQUEST_METHOD, REQUEST_URI or PATH_INFO, ...)
+struct CgiArgs {
     /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
     #[argh(option)]
     trust_proxy: Option<String>,
@@ -200,7 +221,9 @@ pub struct Config {
 
 pub enum Command {
     Version,
-    Serve { listen: String, trust_proxy: Option<std::net::IpAddr> },
+    Serve { listen: String, trust_proxy: Option<IpAddr> },
+    Inetd { trust_proxy: Option<IpAddr> },
+    Cgi { trust_proxy: Option<IpAddr> },
     Jobs,
     Start(JobName),
     Stop(JobName),
@@ -254,15 +277,9 @@ impl Args {
         };
         let command = match sub {
             None => Command::Version,
-            Some(Sub::Serve(a)) => {
-                let trust_proxy = match a.trust_proxy {
-                    Some(addr) => Some(addr.parse().map_err(|_| {
-                        format!("invalid --trust-proxy '{}' (expected an IP address)", addr.escape_debug())
-                    })?),
-                    None => None,
-                };
-                Command::Serve { listen: a.listen, trust_proxy }
-            }
+            Some(Sub::Serve(a)) => Command::Serve { listen: a.listen, trust_proxy: ip(a.trust_proxy)? },
+            Some(Sub::Inetd(a)) => Command::Inetd { trust_proxy: ip(a.trust_proxy)? },
+            Some(Sub::Cgi(a)) => Command::Cgi { trust_proxy: ip(a.trust_proxy)? },
             Some(Sub::Jobs(_)) => Command::Jobs,
             Some(Sub::Start(a)) => Command::Start(job(&a.job)?),
             Some(Sub::Stop(a)) => Command::Stop(job(&a.job)?),
@@ -320,6 +337,13 @@ impl Args {
         };
         Ok((Config { prefix, tokens: self.tokens, state_dir, tools, redact: self.redact, json: self.json }, command))
     }
+}
+
+fn ip(addr: Option<String>) -> Result<Option<IpAddr>, String> {
+    addr.map(|a| {
+        a.parse().map_err(|_| format!("invalid --trust-proxy '{}' (expected an IP address)", a.escape_debug()))
+    })
+    .transpose()
 }
 
 /// `$STATE_DIRECTORY` as systemd sets it (the first, if several), else

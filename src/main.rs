@@ -26,7 +26,7 @@ fn run(args: Args) -> Result<(), Error> {
         println!("jobgate {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
     }
-    let serving = matches!(command, Command::Serve { .. });
+    let serving = matches!(command, Command::Serve { .. } | Command::Inetd { .. } | Command::Cgi { .. });
     let default_level = if serving { "info" } else { "warn" };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(default_level))
         .format_timestamp(None)
@@ -41,13 +41,18 @@ fn run(args: Args) -> Result<(), Error> {
         _ => redact::Redactions::default(),
     };
     let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions);
+    let api = |systemd, trust_proxy| -> Result<api::Api, Error> {
+        let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
+        let tails = tail_state::TailState::new(config.state_dir.clone());
+        Ok(api::Api { systemd, tokens, tails, trust_proxy })
+    };
+    let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {
         Command::Serve { listen, trust_proxy } => {
-            let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
-            let tails = tail_state::TailState::new(config.state_dir.clone());
-            let api = Arc::new(api::Api { systemd, tokens, tails, trust_proxy });
-            front::serve::serve(api, &listen).map_err(Error::Failed)
+            front::serve::serve(Arc::new(api(systemd, trust_proxy)?), &listen).map_err(Error::Failed)
         }
+        Command::Inetd { trust_proxy } => front::inetd::run(&api(systemd, trust_proxy)?).map_err(io_error),
+        Command::Cgi { trust_proxy } => front::cgi::run(&api(systemd, trust_proxy)?).map_err(io_error),
         command => front::admin::run(&config, &systemd, command),
     }
 }

@@ -8,7 +8,7 @@ use std::fmt;
 use std::io::{self, BufRead, Read};
 use std::sync::Arc;
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
@@ -18,6 +18,10 @@ use crate::systemd::run::{Output, Runner};
 
 /// Longest journal entry read; longer ones are skipped, never buffered.
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
+/// How long after a run's end journald may still be storing its last lines:
+/// the manager's end message and the job's output reach it on different
+/// sockets, and the output can come second (seen: over 100 ms under load).
+pub const JOURNAL_SETTLE: Duration = Duration::from_secs(1);
 /// How long `start` waits to see the run it began.
 pub const START_WAIT: Duration = Duration::from_secs(3);
 /// Most runs one `runs` answer lists.
@@ -266,8 +270,16 @@ impl Systemd {
     }
 
     /// The lines `run` wrote, oldest first, from its start or, with `after`,
-    /// from that cursor on. Streamed, never collected.
+    /// from that cursor on. Streamed, never collected. A run that ended
+    /// moments ago is read only once [`JOURNAL_SETTLE`] has passed since.
     pub fn run_output(&self, job: &JobName, run: &Run, after: Option<&Cursor>) -> Result<EntryStream, OpError> {
+        if let Some(finished) = run.finished {
+            let since = SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default()
+                .saturating_sub(Duration::from_micros(finished));
+            thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
+        }
         let unit = job.unit();
         let from = after.filter(|c| c.is_at_or_after(&run.start)).unwrap_or(&run.start);
         let source = self.stream(Call::UnitEntries { unit: &unit, after: from })?;

@@ -95,7 +95,9 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             write_token_file(config, &file)?;
             print(out, config.json, &json!({"msg": "Token revoked", "name": name}), &format!("revoked {name}\n"))
         }
-        Command::Serve { .. } | Command::Version => return Err(Error::Failed("not an admin command".into())),
+        Command::Serve { .. } | Command::Inetd { .. } | Command::Cgi { .. } | Command::Version => {
+            return Err(Error::Failed("not an admin command".into()))
+        }
     };
     ignore_broken_pipe(printed)
 }

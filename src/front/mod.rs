@@ -1,3 +1,6 @@
 //! The ways to run jobgate, each a thin shell around `api` or `ops`.
 pub mod admin;
+pub mod cgi;
+pub mod http1;
+pub mod inetd;
 pub mod serve;

@@ -200,9 +200,6 @@ impl World {
             state = self.state(job);
             state["run"] == run && !matches!(state["state"].as_str(), Some("active" | "activating" | "deactivating"))
         });
-        // The manager's result message can come before the job's last
-        // lines reach the journal; give journald a moment.
-        std::thread::sleep(Duration::from_millis(100));
         state
     }
 

@@ -37,6 +37,8 @@ pub const TESTS: &[Test] = &[
     ("audit_lines_for_every_start_and_stop", audit_lines_for_every_start_and_stop),
     ("check_finds_a_wildcard_sudo_rule", check_finds_a_wildcard_sudo_rule),
     ("polkit_instead_of_sudo", polkit_instead_of_sudo),
+    ("same_answers_from_serve_inetd_and_cgi", same_answers_from_serve_inetd_and_cgi),
+    ("inetd_and_cgi_limits", inetd_and_cgi_limits),
     ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
 ];
 
@@ -634,4 +636,125 @@ fn polkit_instead_of_sudo(w: &World) {
     wait_until("ci-test-count has finished", Duration::from_secs(10), || {
         w.state("ci-test-count")["state"] == "inactive"
     });
+}
+
+/// The shipped per-connection units, as shipped but for paths, user and
+/// port; returns the address the socket listens on.
+fn start_inetd_socket(w: &World) -> String {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let port = super::free_port();
+    let socket = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate.socket")).expect("socket unit");
+    let service = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate@.service")).expect("service unit");
+    let service = service
+        .replace(
+            "/usr/local/bin/jobgate --tokens /etc/jobgate/tokens",
+            &format!("{BIN} --tokens {TOKENS} --state-dir {STATE}"),
+        )
+        .replace("User=jobgate", &format!("User={USER}"))
+        .replace("Group=jobgate", &format!("Group={USER}"))
+        .replace("StateDirectory=jobgate\n", "")
+        .replace("StateDirectoryMode=0700\n", "");
+    w.sb.install_unit("jobgate@.service", &service);
+    w.sb.install_unit("jobgate.socket", &socket.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}")));
+    w.sb.sh_ok("systemctl restart jobgate.socket");
+    format!("127.0.0.1:{port}")
+}
+
+/// One request of the shared table, as raw bytes and as a CGI environment.
+struct Case {
+    method: &'static str,
+    target: String,
+    auth: Option<String>,
+}
+
+/// A CGI run of `case` as the service user: (status, content type, body).
+fn cgi(w: &World, case: &Case) -> (u16, String, String) {
+    let mut cmd = w.sb.command_as(USER, "/usr/bin/env");
+    cmd.args([
+        format!("REQUEST_METHOD={}", case.method),
+        format!("REQUEST_URI={}", case.target),
+        "REMOTE_ADDR=127.0.0.1".into(),
+    ]);
+    if let Some(auth) = &case.auth {
+        cmd.arg(format!("HTTP_AUTHORIZATION={auth}"));
+    }
+    let out = cmd.args([BIN, "--tokens", TOKENS, "--state-dir", STATE, "cgi"]).output().expect("cgi");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head.strip_prefix("Status: ").and_then(|s| s.get(..3)).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let content_type = head.lines().find_map(|l| l.strip_prefix("Content-Type: ")).unwrap_or_default().to_string();
+    (status, content_type, body.to_string())
+}
+
+/// Issue 3: the same requests get the same status, content type and body
+/// from serve, from inetd under a real Accept=yes socket, and from cgi.
+fn same_answers_from_serve_inetd_and_cgi(w: &World) {
+    let inetd = start_inetd_socket(w);
+    let bearer = |t: &str| Some(format!("Bearer {t}"));
+    let cases = [
+        Case { method: "GET", target: "/".into(), auth: None },
+        Case { method: "GET", target: "/api/job/ci-test-never/state".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-never/logs".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-never/logs?format=text".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-never/runs".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: format!("/api/job/ci-test-never/state?token={}", w.ro), auth: None },
+        Case { method: "GET", target: "/api/job/ci-test-never/state".into(), auth: None },
+        Case { method: "GET", target: "/api/job/ci-test-never/state".into(), auth: bearer("jgt_wrong") },
+        Case { method: "POST", target: "/api/job/ci-test-never".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-a%2F..%2Fssh/state".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-nope/state".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/nope".into(), auth: bearer(&w.ro) },
+        Case { method: "DELETE", target: "/api/job/ci-test-never/state".into(), auth: bearer(&w.ro) },
+        Case { method: "GET", target: "/api/job/ci-test-never/logs?lines=zero".into(), auth: bearer(&w.ro) },
+    ];
+    for case in &cases {
+        let auth = case.auth.as_ref().map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let raw = format!(
+            "{} {} HTTP/1.1\r\nHost: x\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n",
+            case.method, case.target
+        );
+        let from_serve = send_raw(&w.addr, raw.as_bytes());
+        let from_inetd = send_raw(&inetd, raw.as_bytes());
+        let want = (
+            from_serve.status,
+            from_serve.header("Content-Type").unwrap_or_default().to_string(),
+            from_serve.body.clone(),
+        );
+        let got_inetd = (
+            from_inetd.status,
+            from_inetd.header("Content-Type").unwrap_or_default().to_string(),
+            from_inetd.body.clone(),
+        );
+        assert_eq!(got_inetd, want, "inetd vs serve: {} {}", case.method, case.target);
+        assert_eq!(cgi(w, case), want, "cgi vs serve: {} {}", case.method, case.target);
+        assert_eq!(from_inetd.header("Connection"), Some("close"));
+    }
+    let http10 = send_raw(&inetd, b"GET / HTTP/1.0\r\n\r\n");
+    assert_eq!(http10.status, 200);
+}
+
+/// Issue 3: the hard limits of the front ends that own their connection.
+fn inetd_and_cgi_limits(w: &World) {
+    let inetd = start_inetd_socket(w);
+    let long = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(9000));
+    assert_eq!(send_raw(&inetd, long.as_bytes()).status, 431);
+    assert_eq!(send_raw(&inetd, b"POST / HTTP/1.1\r\nContent-Length: 70000\r\n\r\n").status, 413);
+    assert_eq!(send_raw(&inetd, b"\x16\x03\x01\x02\x00\r\n\r\n").status, 400, "a TLS hello");
+    // A slow client gets 408 after 10 s; another is answered meanwhile.
+    let mut slow = std::net::TcpStream::connect(&inetd).expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n").expect("partial");
+    let started = Instant::now();
+    assert_eq!(send_raw(&inetd, b"GET / HTTP/1.1\r\n\r\n").status, 200);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    slow.set_read_timeout(Some(Duration::from_secs(20))).expect("timeout");
+    let mut answer = String::new();
+    let _ = std::io::Read::read_to_string(&mut slow, &mut answer);
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(started.elapsed() >= Duration::from_secs(9), "408 came after {:?}", started.elapsed());
+    let mut too_big = w.sb.command_as(USER, "/usr/bin/env");
+    let out = too_big
+        .args(["REQUEST_METHOD=POST", "REQUEST_URI=/", "CONTENT_LENGTH=70000", BIN, "--tokens", TOKENS, "cgi"])
+        .output()
+        .expect("cgi");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("Status: 413 "));
 }

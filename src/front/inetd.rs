@@ -1,0 +1,59 @@
+//! `jobgate inetd`: one connection on stdin and stdout, as a socket unit
+//! with `Accept=yes` starts it (each connection its own `jobgate@.service`).
+//! One request, one answer, `Connection: close`.
+#![forbid(unsafe_code)]
+
+use std::io::{self, Write};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::api::http::Response;
+use crate::api::{access_log, Api, Reject};
+use crate::front::http1;
+
+/// How long a client may take to send its request.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+pub fn run(api: &Api) -> io::Result<()> {
+    let started = Instant::now();
+    let answered = Arc::new(AtomicBool::new(false));
+    let (got_request, waiting) = mpsc::channel::<()>();
+    let watchdog_answered = Arc::clone(&answered);
+    thread::spawn(move || {
+        if waiting.recv_timeout(REQUEST_TIMEOUT) == Err(mpsc::RecvTimeoutError::Timeout)
+            && !watchdog_answered.swap(true, Ordering::SeqCst)
+        {
+            // The client is too slow: answer 408 and end the process, which
+            // also ends the read the main thread is blocked in.
+            let response = Reject::new(408, "Request timeout").into_response();
+            access_log::log("-", &response, started.elapsed());
+            let _ = http1::write_response(&mut io::stdout().lock(), &response);
+            std::process::exit(0);
+        }
+    });
+    let request = http1::read_request(&mut io::stdin().lock());
+    let _ = got_request.send(());
+    if answered.swap(true, Ordering::SeqCst) {
+        return Ok(()); // the watchdog answered already
+    }
+    let (method, response) = match request {
+        Ok(mut req) => {
+            // systemd sets REMOTE_ADDR for Accept=yes sockets (TCP only).
+            req.remote = std::env::var("REMOTE_ADDR").ok().and_then(|a| a.parse().ok());
+            (req.method.clone(), api.handle(&req))
+        }
+        Err(reject) => (String::from("-"), reject.into_response()),
+    };
+    access_log::log(&method, &response, started.elapsed());
+    answer(&response)
+}
+
+fn answer(response: &Response) -> io::Result<()> {
+    let mut out = io::stdout().lock();
+    match http1::write_response(&mut out, response) {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result.and_then(|()| out.flush()),
+    }
+}
