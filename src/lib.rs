@@ -3,7 +3,8 @@
 //!
 //! The binary (`main.rs`) only wires these parts together; the library form
 //! lets the fuzz targets (`fuzz/`) call the pure parts directly.
-#![forbid(unsafe_code)]
+#![deny(unsafe_code)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 pub mod api;
 pub mod auth;

@@ -22,6 +22,11 @@ fn main() -> ExitCode {
 
 fn run(args: Args) -> Result<(), Error> {
     let (config, command) = args.validate().map_err(Error::Usage)?;
+    // Before any thread starts, as sd_listen_fds(3) requires.
+    let passed = match command {
+        Command::Serve { .. } => front::listen::passed_listener().map_err(Error::Failed)?,
+        _ => None,
+    };
     if let Command::Version = command {
         println!("jobgate {}", env!("CARGO_PKG_VERSION"));
         return Ok(());
@@ -49,7 +54,7 @@ fn run(args: Args) -> Result<(), Error> {
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {
         Command::Serve { listen, trust_proxy } => {
-            front::serve::serve(Arc::new(api(systemd, trust_proxy)?), &listen).map_err(Error::Failed)
+            front::serve::serve(Arc::new(api(systemd, trust_proxy)?), passed, &listen).map_err(Error::Failed)
         }
         Command::Inetd { trust_proxy } => front::inetd::run(&api(systemd, trust_proxy)?).map_err(io_error),
         Command::Cgi { trust_proxy } => front::cgi::run(&api(systemd, trust_proxy)?).map_err(io_error),

@@ -3,4 +3,5 @@ pub mod admin;
 pub mod cgi;
 pub mod http1;
 pub mod inetd;
+pub mod listen;
 pub mod serve;

@@ -15,9 +15,19 @@ use crate::api::{access_log, Api, Reject};
 /// Requests handled at once; past it the answer is 503.
 pub const MAX_IN_FLIGHT: usize = 64;
 
-pub fn serve(api: Arc<Api>, listen: &str) -> Result<(), String> {
-    let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
-    log::info!("listening on {listen}");
+/// Serves on the socket systemd passed (`passed`), or else binds `listen`.
+pub fn serve(api: Arc<Api>, passed: Option<tiny_http::Listener>, listen: &str) -> Result<(), String> {
+    let server = match passed {
+        Some(listener) => {
+            log::info!("listening on {}, passed by systemd", super::listen::describe(&listener));
+            tiny_http::Server::from_listener(listener, None).map_err(|e| format!("the passed socket: {e}"))?
+        }
+        None => {
+            let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            log::info!("listening on {listen}");
+            server
+        }
+    };
     let in_flight = Arc::new(AtomicUsize::new(0));
     for request in server.incoming_requests() {
         if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {

@@ -660,6 +660,31 @@ fn start_inetd_socket(w: &World) -> String {
     format!("127.0.0.1:{port}")
 }
 
+/// The shipped passed-listener units (Accept=no), as shipped but for paths,
+/// user and `listen` (a TCP address or a Unix socket path).
+fn start_passed_socket(w: &World, name: &str, listen: &str) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let socket = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-http.socket")).expect("socket unit");
+    let service =
+        std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-http.service")).expect("service unit");
+    let service = service
+        .replace(
+            "/usr/local/bin/jobgate --tokens /etc/jobgate/tokens",
+            &format!("{BIN} --tokens {TOKENS} --state-dir {STATE}"),
+        )
+        .replace("User=jobgate", &format!("User={USER}"))
+        .replace("Group=jobgate", &format!("Group={USER}"))
+        .replace("jobgate-http.socket", &format!("{name}.socket"))
+        .replace("StateDirectory=jobgate\n", "")
+        .replace("StateDirectoryMode=0700\n", "");
+    w.sb.install_unit(&format!("{name}.service"), &service);
+    w.sb.install_unit(
+        &format!("{name}.socket"),
+        &socket.replace("ListenStream=127.0.0.1:8000", &format!("ListenStream={listen}")),
+    );
+    w.sb.sh_ok(&format!("systemctl restart {name}.socket"));
+}
+
 /// One request of the shared table, as raw bytes and as a CGI environment.
 struct Case {
     method: &'static str,
@@ -690,6 +715,8 @@ fn cgi(w: &World, case: &Case) -> (u16, String, String) {
 /// from serve, from inetd under a real Accept=yes socket, and from cgi.
 fn same_answers_from_serve_inetd_and_cgi(w: &World) {
     let inetd = start_inetd_socket(w);
+    let passed = format!("127.0.0.1:{}", super::free_port());
+    start_passed_socket(w, "jobgate-http", &passed);
     let bearer = |t: &str| Some(format!("Bearer {t}"));
     let cases = [
         Case { method: "GET", target: "/".into(), auth: None },
@@ -726,11 +753,24 @@ fn same_answers_from_serve_inetd_and_cgi(w: &World) {
             from_inetd.body.clone(),
         );
         assert_eq!(got_inetd, want, "inetd vs serve: {} {}", case.method, case.target);
+        let from_passed = send_raw(&passed, raw.as_bytes());
+        let got_passed =
+            (from_passed.status, from_passed.header("Content-Type").unwrap_or_default().to_string(), from_passed.body);
+        assert_eq!(got_passed, want, "serve on a passed socket vs serve: {} {}", case.method, case.target);
         assert_eq!(cgi(w, case), want, "cgi vs serve: {} {}", case.method, case.target);
         assert_eq!(from_inetd.header("Connection"), Some("close"));
     }
     let http10 = send_raw(&inetd, b"GET / HTTP/1.0\r\n\r\n");
     assert_eq!(http10.status, 200);
+    let pid = w.sb.sh_ok("systemctl show -p MainPID --value jobgate-http.service");
+    let fds = w.sb.sh_ok(&format!("ls -l /proc/{}/fd | grep -c socket: || true", pid.trim()));
+    assert!(fds.trim().parse::<u32>().unwrap_or(0) >= 1, "serve holds the passed socket");
+    // A Unix socket, as nginx on the same host would use.
+    start_passed_socket(w, "jobgate-unix", "/run/jobgate-test/http.sock");
+    let unix = w.sb.sh_ok("printf 'GET / HTTP/1.0\\r\\n\\r\\n' | timeout 10 python3 -c 'import socket,sys; s=socket.socket(socket.AF_UNIX); s.connect(\"/run/jobgate-test/http.sock\"); s.sendall(sys.stdin.buffer.read()); print(s.recv(65536).decode())'");
+    assert!(unix.starts_with("HTTP/1.0 200 OK"), "{unix}");
+    let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-unix.service");
+    assert!(log.contains("/run/jobgate-test/http.sock") && log.contains("passed by systemd"), "{log}");
 }
 
 /// Issue 3: the hard limits of the front ends that own their connection.
