@@ -172,7 +172,9 @@ impl Api {
     /// The token from `Authorization: Bearer` (preferred) or `?token=`.
     fn authenticate(&self, req: &Request, ctx: &mut Context) -> Result<TokenEntry, Reject> {
         let unauthorized = || Reject::new(401, "Missing or invalid token");
-        let presented = match req.header("Authorization") {
+        // An empty header is no header: CGI servers pass HTTP_AUTHORIZATION=""
+        // when the client sent none.
+        let presented = match req.header("Authorization").filter(|v| !v.trim().is_empty()) {
             Some(value) => bearer(value).ok_or_else(unauthorized)?.to_string(),
             None => {
                 let pairs = parse_query(&req.query).map_err(|_| Reject::new(400, "Invalid query"))?;

@@ -39,6 +39,7 @@ pub const TESTS: &[Test] = &[
     ("polkit_instead_of_sudo", polkit_instead_of_sudo),
     ("same_answers_from_serve_inetd_and_cgi", same_answers_from_serve_inetd_and_cgi),
     ("inetd_and_cgi_limits", inetd_and_cgi_limits),
+    ("through_nginx_to_serve_and_to_cgi", through_nginx_to_serve_and_to_cgi),
     ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
 ];
 
@@ -797,4 +798,108 @@ fn inetd_and_cgi_limits(w: &World) {
         .output()
         .expect("cgi");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Status: 413 "));
+}
+
+/// nginx and fcgiwrap in the sandbox, with the shipped sites (ports, paths
+/// and certificate substituted): returns (the serve site, the CGI site).
+fn start_nginx(w: &World) -> (String, String) {
+    let repo = env!("CARGO_MANIFEST_DIR");
+    let dir = "/run/jobgate-test/nginx";
+    let (proxy_port, cgi_port) = (super::free_port(), super::free_port());
+    w.sb.sh_ok(&format!(
+        "mkdir -p {dir} && openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 \
+         -subj /CN=localhost -keyout {dir}/tls.key -out {dir}/tls.pem 2>/dev/null"
+    ));
+    let common = |conf: String, port: u16| {
+        conf.replace("listen 443 ssl;", &format!("listen 127.0.0.1:{port} ssl;"))
+            .replace("    listen [::]:443 ssl;\n", "")
+            .replace("/etc/ssl/certs/ci.example.org.pem", &format!("{dir}/tls.pem"))
+            .replace("/etc/ssl/private/ci.example.org.key", &format!("{dir}/tls.key"))
+            .replace("/var/log/nginx/jobgate.access.log", &format!("{dir}/access.log"))
+    };
+    let site = std::fs::read_to_string(format!("{repo}/contrib/nginx/jobgate.conf")).expect("site");
+    let site = common(site, proxy_port).replace("server 127.0.0.1:8000;", &format!("server {};", w.addr));
+    let cgi = std::fs::read_to_string(format!("{repo}/contrib/nginx/jobgate-cgi.conf")).expect("cgi site");
+    let cgi = common(cgi, cgi_port)
+        .replace("/usr/local/lib/jobgate/jobgate.cgi", &format!("{dir}/jobgate.cgi"))
+        .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;");
+    let wrapper = std::fs::read_to_string(format!("{repo}/contrib/cgi/jobgate.cgi")).expect("wrapper");
+    let wrapper = wrapper
+        .replace("/usr/local/bin/jobgate", BIN)
+        .replace("/etc/jobgate/tokens", TOKENS)
+        .replace("/var/lib/jobgate", STATE);
+    let main = format!(
+        "user www-data;\npid {dir}/nginx.pid;\nerror_log {dir}/error.log;\nevents {{}}\nhttp {{\n\
+         client_body_temp_path {dir}/body;\nproxy_temp_path {dir}/proxy;\nfastcgi_temp_path {dir}/fastcgi;\n\
+         uwsgi_temp_path {dir}/uwsgi;\nscgi_temp_path {dir}/scgi;\ninclude {dir}/site.conf;\ninclude {dir}/cgi.conf;\n}}\n"
+    );
+    w.sb.write_file(&format!("{dir}/site.conf"), site.as_bytes(), 0o644, "root");
+    w.sb.write_file(&format!("{dir}/cgi.conf"), cgi.as_bytes(), 0o644, "root");
+    w.sb.write_file(&format!("{dir}/nginx.conf"), main.as_bytes(), 0o644, "root");
+    w.sb.write_file(&format!("{dir}/jobgate.cgi"), wrapper.as_bytes(), 0o755, "root");
+    // fcgiwrap as the service user (the sandbox's own drop-in).
+    let dropin = format!("[Service]\nUser={USER}\nGroup={USER}\nSupplementaryGroups=systemd-journal\n");
+    w.sb.write_file("/run/systemd/system/fcgiwrap.service.d/jobgate-test.conf", dropin.as_bytes(), 0o644, "root");
+    w.sb.sh_ok(&format!(
+        "systemctl daemon-reload && systemctl restart fcgiwrap.socket && nginx -t -c {dir}/nginx.conf 2>&1 && \
+         systemd-run --quiet --unit=nginx-test nginx -c {dir}/nginx.conf -g 'daemon off;'"
+    ));
+    let (proxy, cgi) = (format!("127.0.0.1:{proxy_port}"), format!("127.0.0.1:{cgi_port}"));
+    for addr in [&proxy, &cgi] {
+        wait_until("nginx answers", Duration::from_secs(10), || std::net::TcpStream::connect(addr.as_str()).is_ok());
+    }
+    (proxy, cgi)
+}
+
+/// (status, content type, body) of a request through TLS with curl.
+fn curl(addr: &str, method: &str, target: &str, auth: Option<&str>) -> (u16, String, String) {
+    let mut cmd = std::process::Command::new("curl");
+    cmd.args(["-sk", "--path-as-is", "-X", method, "-w", "\n%{http_code} %{content_type}"]);
+    if let Some(auth) = auth {
+        cmd.args(["-H", &format!("Authorization: {auth}")]);
+    }
+    let out = cmd.arg(format!("https://{addr}{target}")).output().expect("curl");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // The -w line comes after the body, on a line of its own.
+    let (body, last) = text.rsplit_once('\n').unwrap_or(("", &text));
+    let (code, content_type) = last.split_once(' ').unwrap_or((last, ""));
+    (code.parse().unwrap_or(0), content_type.to_string(), body.to_string())
+}
+
+/// Issue 3: the shipped nginx sites, TLS in front of serve and of cgi
+/// through fcgiwrap, give the same answers as serve itself; query strings
+/// (tokens) stay out of nginx's log; nginx enforces the size limits.
+fn through_nginx_to_serve_and_to_cgi(w: &World) {
+    let (proxy, cgi) = start_nginx(w);
+    let ro = format!("Bearer {}", w.ro);
+    let cases: Vec<(&str, String, Option<&str>)> = vec![
+        ("GET", "/".into(), None),
+        ("GET", "/api/job/ci-test-never/state".into(), Some(&ro)),
+        ("GET", "/api/job/ci-test-never/logs?format=text".into(), Some(&ro)),
+        ("GET", format!("/api/job/ci-test-never/state?token={}", w.ro), None),
+        ("GET", "/api/job/ci-test-never/state".into(), None),
+        ("POST", "/api/job/ci-test-never".into(), Some(&ro)),
+        ("GET", "/api/job/ci-test-a%2F..%2Fssh/state".into(), Some(&ro)),
+        ("GET", "/api/job/ci-test-nope/state".into(), Some(&ro)),
+        ("DELETE", "/api/job/ci-test-never/state".into(), Some(&ro)),
+    ];
+    for (method, target, auth) in &cases {
+        let raw_auth = auth.map(|a| format!("Authorization: {a}\r\n")).unwrap_or_default();
+        let raw = format!(
+            "{method} {target} HTTP/1.1\r\nHost: x\r\n{raw_auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+        );
+        let direct = send_raw(&w.addr, raw.as_bytes());
+        let want = (direct.status, direct.header("Content-Type").unwrap_or_default().to_string(), direct.body);
+        assert_eq!(curl(&proxy, method, target, *auth), want, "nginx -> serve: {method} {target}");
+        assert_eq!(curl(&cgi, method, target, *auth), want, "nginx -> fcgiwrap -> cgi: {method} {target}");
+    }
+    let log = w.sb.sh_ok("cat /run/jobgate-test/nginx/access.log");
+    assert!(log.contains("\"GET /api/job/ci-test-never/state\" 200") && !log.contains("token="), "{log}");
+    let big_header = format!("X-Big: {}", "a".repeat(9000));
+    let out = std::process::Command::new("curl")
+        .args(["-sk", "-o", "/dev/null", "-w", "%{http_code}", "-H", &big_header, &format!("https://{proxy}/")])
+        .output()
+        .expect("curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "nginx refuses headers over 8 KiB");
+    w.sb.sh_ok("systemctl stop nginx-test.service fcgiwrap.socket fcgiwrap.service");
 }
