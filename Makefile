@@ -45,6 +45,7 @@ demo: build
 
 # Measurements (never timed tests): prints figures. Needs root.
 bench: release
+	sh tests/bench/frontends.sh target/release/jobgate
 	sh tests/bench/redact.sh target/release/jobgate
 
 # The binary, the manual pages, and contrib/ (units, sudoers rule, nginx
