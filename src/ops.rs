@@ -193,25 +193,30 @@ impl Systemd {
     /// Every job under the prefix: unit files (templates left out) and the
     /// loaded units, such as running instances, with their active state.
     pub fn jobs(&self) -> Result<Vec<JobSummary>, OpError> {
-        let files = self.call(Call::ListUnitFiles(&self.prefix))?;
-        let units = self.call(Call::ListUnits(&self.prefix))?;
-        if !files.success {
-            return Err(failure("systemctl list-unit-files", &files));
-        }
-        if !units.success {
-            return Err(failure("systemctl list-units", &units));
-        }
-        let mut jobs: Vec<JobSummary> = parse::listed_jobs(&self.prefix, &units.stdout)
+        let files = self.listing(Call::ListUnitFiles(&self.prefix), "systemctl list-unit-files")?;
+        let units = self.listing(Call::ListUnits(&self.prefix), "systemctl list-units")?;
+        let mut jobs: Vec<JobSummary> = parse::listed_jobs(&self.prefix, &units)
             .into_iter()
             .map(|(job, state)| JobSummary { job, state: state.unwrap_or_else(|| "unknown".into()) })
             .collect();
-        for (job, _) in parse::listed_jobs(&self.prefix, &files.stdout) {
+        for (job, _) in parse::listed_jobs(&self.prefix, &files) {
             if !jobs.iter().any(|j| j.job == job) {
                 jobs.push(JobSummary { job, state: "inactive".into() });
             }
         }
         jobs.sort_by(|a, b| a.job.cmp(&b.job));
         Ok(jobs)
+    }
+
+    /// A listing's output. `list-unit-files` exits 1 when no unit matches
+    /// the pattern: a failure that says nothing is an empty list.
+    fn listing(&self, call: Call, what: &str) -> Result<Vec<u8>, OpError> {
+        let out = self.call(call)?;
+        if out.success || (out.stdout.is_empty() && out.stderr.is_empty()) {
+            Ok(out.stdout)
+        } else {
+            Err(failure(what, &out))
+        }
     }
 
     /// The newest `limit` runs, newest first, read from the manager's
@@ -460,6 +465,13 @@ mod tests {
 
     fn job(name: &str) -> JobName {
         JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), name).expect("job")
+    }
+
+    #[test]
+    fn no_matching_unit_is_an_empty_list() {
+        // systemctl list-unit-files exits 1, silently, when nothing matches.
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["list-unit-files"], false, ""));
+        assert_eq!(sd.jobs().expect("an empty list"), []);
     }
 
     #[test]

@@ -582,6 +582,19 @@ fn check_finds_a_wildcard_sudo_rule(w: &World) {
     assert!(text.contains("FAIL sudo allows too much") && text.contains("ci-test-jobgate-check2.service"), "{text}");
     assert!(text.contains("not a '*' wildcard"), "the fix is named: {text}");
     assert!(w.cli(&["check"]).status.success(), "the shipped rule is back");
+    // A token file others may read, and one with an unknown scope.
+    let loose = "/run/jobgate-test/check-tokens";
+    w.sb.sh_ok(&format!("cp {TOKENS} {loose} && chown {USER} {loose} && chmod 0644 {loose}"));
+    let out = w.sb.command_as(USER, BIN).args(["--tokens", loose, "check"]).output().expect("check");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text.contains("FAIL") && text.contains("is readable by others") && text.contains("chmod o-r"), "{text}");
+    w.sb.sh_ok(&format!("chmod 0600 {loose} && echo 'x admin sha256:00' >> {loose}"));
+    let out = w.sb.command_as(USER, BIN).args(["--tokens", loose, "check"]).output().expect("check");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown scope 'admin' (expected 'ro' or 'rw')"));
+    let out =
+        w.sb.command_as(USER, BIN).args(["--tokens", TOKENS, "--prefix", "nothing-", "check"]).output().expect("check");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL no unit matches nothing-*.service"));
 }
 
 /// Issue 5: the shipped polkit rule and polkit-mode unit (NoNewPrivileges,
