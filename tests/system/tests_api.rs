@@ -608,15 +608,7 @@ fn polkit_instead_of_sudo(w: &World) {
     // Without sudo: the test user's sudo rule is taken away meanwhile.
     w.sb.sh_ok("mv /etc/sudoers.d/jobgate /run/jobgate-test/sudoers.away");
     let port = super::free_port();
-    let unit = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-polkit.service")).expect("unit");
-    let unit = unit
-        .replace("/usr/local/bin/jobgate", BIN)
-        .replace("/etc/jobgate/tokens", TOKENS)
-        .replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"))
-        .replace("User=jobgate", &format!("User={USER}"))
-        .replace("Group=jobgate", &format!("Group={USER}"))
-        .replace("StateDirectory=jobgate", "RuntimeDirectory=jobgate-polkit")
-        .replace("serve --listen", "--state-dir /run/jobgate-polkit serve --listen");
+    let unit = shipped_unit("jobgate-polkit.service").replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
     w.sb.install_unit("jobgate-polkit-test.service", &unit);
     w.sb.sh_ok("systemctl start jobgate-polkit-test.service");
     let addr = format!("127.0.0.1:{port}");
@@ -652,50 +644,37 @@ fn polkit_instead_of_sudo(w: &World) {
     });
 }
 
-/// The shipped per-connection units, as shipped but for paths, user and
-/// port; returns the address the socket listens on.
-fn start_inetd_socket(w: &World) -> String {
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let port = super::free_port();
-    let socket = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate.socket")).expect("socket unit");
-    let service = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate@.service")).expect("service unit");
-    let service = service
-        .replace(
-            "/usr/local/bin/jobgate --tokens /etc/jobgate/tokens",
-            &format!("{BIN} --tokens {TOKENS} --state-dir {STATE}"),
-        )
+/// A unit from contrib/systemd, as shipped but for the binary, token file,
+/// state directory (the test's own, in the sandbox's /run) and user.
+fn shipped_unit(file: &str) -> String {
+    let text = std::fs::read_to_string(format!("{}/contrib/systemd/{file}", env!("CARGO_MANIFEST_DIR"))).expect("unit");
+    text.replace("/usr/local/bin/jobgate", BIN)
+        .replace("--tokens /etc/jobgate/tokens", &format!("--tokens {TOKENS} --state-dir {STATE}"))
         .replace("User=jobgate", &format!("User={USER}"))
         .replace("Group=jobgate", &format!("Group={USER}"))
         .replace("StateDirectory=jobgate\n", "")
-        .replace("StateDirectoryMode=0700\n", "");
-    w.sb.install_unit("jobgate@.service", &service);
-    w.sb.install_unit("jobgate.socket", &socket.replace("127.0.0.1:8000", &format!("127.0.0.1:{port}")));
+        .replace("StateDirectoryMode=0700\n", "")
+}
+
+/// The shipped per-connection units (Accept=yes) on a free port; returns
+/// the address the socket listens on.
+fn start_inetd_socket(w: &World) -> String {
+    let port = super::free_port();
+    w.sb.install_unit("jobgate@.service", &shipped_unit("jobgate@.service"));
+    let socket = shipped_unit("jobgate.socket").replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    w.sb.install_unit("jobgate.socket", &socket);
     w.sb.sh_ok("systemctl restart jobgate.socket");
     format!("127.0.0.1:{port}")
 }
 
-/// The shipped passed-listener units (Accept=no), as shipped but for paths,
-/// user and `listen` (a TCP address or a Unix socket path).
+/// The shipped passed-listener units (Accept=no) as `name`, listening on
+/// `listen` (a TCP address or a Unix socket path).
 fn start_passed_socket(w: &World, name: &str, listen: &str) {
-    let repo = env!("CARGO_MANIFEST_DIR");
-    let socket = std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-http.socket")).expect("socket unit");
-    let service =
-        std::fs::read_to_string(format!("{repo}/contrib/systemd/jobgate-http.service")).expect("service unit");
-    let service = service
-        .replace(
-            "/usr/local/bin/jobgate --tokens /etc/jobgate/tokens",
-            &format!("{BIN} --tokens {TOKENS} --state-dir {STATE}"),
-        )
-        .replace("User=jobgate", &format!("User={USER}"))
-        .replace("Group=jobgate", &format!("Group={USER}"))
-        .replace("jobgate-http.socket", &format!("{name}.socket"))
-        .replace("StateDirectory=jobgate\n", "")
-        .replace("StateDirectoryMode=0700\n", "");
+    let service = shipped_unit("jobgate-http.service").replace("jobgate-http.socket", &format!("{name}.socket"));
     w.sb.install_unit(&format!("{name}.service"), &service);
-    w.sb.install_unit(
-        &format!("{name}.socket"),
-        &socket.replace("ListenStream=127.0.0.1:8000", &format!("ListenStream={listen}")),
-    );
+    let socket =
+        shipped_unit("jobgate-http.socket").replace("ListenStream=127.0.0.1:8000", &format!("ListenStream={listen}"));
+    w.sb.install_unit(&format!("{name}.socket"), &socket);
     w.sb.sh_ok(&format!("systemctl restart {name}.socket"));
 }
 
