@@ -40,12 +40,14 @@ pub fn serve(api: Arc<Api>, passed: Option<tiny_http::Listener>, listen: &str) -
             continue;
         }
         let api = Arc::clone(&api);
-        let in_flight = Arc::clone(&in_flight);
+        let counted = Arc::clone(&in_flight);
         let spawned = thread::Builder::new().name("request".into()).spawn(move || {
             handle(&api, request);
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+            counted.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
+            // The request is dropped unanswered (tiny_http closes it).
+            in_flight.fetch_sub(1, Ordering::SeqCst);
             log::error!("cannot start a request thread: {e}");
         }
     }
@@ -83,10 +85,13 @@ fn to_request(request: &mut tiny_http::Request) -> Result<Request, Reject> {
 
 /// The core's answer written through tiny_http.
 fn respond(request: tiny_http::Request, response: Response) {
-    let mut headers = vec![header("Content-Type", response.content_type)];
-    for (name, value) in &response.headers {
-        headers.push(header(name, value));
-    }
+    // Names are ours and values are ASCII we built (or a validated journal
+    // cursor), so none is refused; one that were would be left out.
+    let headers: Vec<tiny_http::Header> = [("Content-Type", response.content_type)]
+        .into_iter()
+        .chain(response.headers.iter().map(|(name, value)| (*name, value.as_str())))
+        .filter_map(|(name, value)| tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok())
+        .collect();
     let status = tiny_http::StatusCode(response.status);
     let len = response.body.len();
     let result = request.respond(tiny_http::Response::new(
@@ -99,11 +104,4 @@ fn respond(request: tiny_http::Request, response: Response) {
     if let Err(e) = result {
         log::debug!("writing the answer: {e}");
     }
-}
-
-fn header(name: &str, value: &str) -> tiny_http::Header {
-    // Names are ours and values are ASCII we built (or a journal cursor):
-    // from_bytes fails only on bytes neither can hold.
-    tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes())
-        .unwrap_or_else(|_| tiny_http::Header::from_bytes(&b"X-Jobgate-Invalid"[..], &b"1"[..]).expect("static header"))
 }
