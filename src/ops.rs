@@ -12,7 +12,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
-use crate::systemd::argv::{Call, Tools};
+use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::parse::{self, message_ids, Entry, UnitState};
 use crate::systemd::run::{Output, Runner};
 
@@ -206,6 +206,11 @@ impl Systemd {
         }
         jobs.sort_by(|a, b| a.job.cmp(&b.job));
         Ok(jobs)
+    }
+
+    /// Whether sudo would run `probe` (`sudo -n -l …`: nothing is run).
+    pub fn sudo_allows(&self, probe: Probe) -> bool {
+        self.call(Call::SudoProbe(probe, &self.prefix)).is_ok_and(|out| out.success)
     }
 
     /// A listing's output. `list-unit-files` exits 1 when no unit matches

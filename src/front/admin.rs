@@ -231,7 +231,7 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         for probe in Probe::ALL {
             let argv = Call::SudoProbe(probe, &config.prefix).argv(&systemd.tools);
             let shown: Vec<String> = argv.iter().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
-            let allowed = systemd_call_succeeds(&argv);
+            let allowed = systemd.sudo_allows(probe);
             let want = probe.should_be_allowed();
             let line = match (want, allowed) {
                 (true, true) => format!("sudo allows: {}", shown.join(" ")),
@@ -260,11 +260,6 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         return Err(Error::Failed(format!("check found {problems} problem(s)")));
     }
     Ok(())
-}
-
-fn systemd_call_succeeds(argv: &[std::ffi::OsString]) -> bool {
-    use crate::systemd::run::{RealRunner, Runner};
-    RealRunner.call(argv).map(|o| o.success).unwrap_or(false)
 }
 
 /// Whether this user may read the whole journal anyway: root, or a member
