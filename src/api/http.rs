@@ -1,5 +1,5 @@
 //! jobgate's own request and response types, filled by each front end in
-//! one function; the core never sees tiny_http, stdin or CGI. Pure.
+//! one function; the core never sees sockets, stdin or CGI. Pure.
 #![forbid(unsafe_code)]
 
 use std::net::IpAddr;

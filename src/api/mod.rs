@@ -1,6 +1,6 @@
 //! The core: an [`http::Request`] in, an [`http::Response`] out. Routing,
 //! authentication, authorization and the calls into `ops`; knows nothing of
-//! tiny_http, stdin or CGI.
+//! sockets, stdin or CGI.
 #![forbid(unsafe_code)]
 
 pub mod access_log;

@@ -1,7 +1,7 @@
 //! Reading one HTTP/1.0 or 1.1 request and writing one answer, for the
-//! front ends that own their connection (`inetd`): the request head is
-//! parsed by `httparse`, every read is bounded, and the answer always closes
-//! the connection.
+//! front ends that own their connection (`serve`, `inetd`): the request head
+//! is parsed by `httparse`, every read is bounded, a read timeout is a 408,
+//! and the answer always closes the connection.
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
@@ -30,6 +30,10 @@ pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
             Ok(0) => return Err(Reject::new(400, "Bad request")),
             Ok(_) => head.push(byte[0]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            // A socket's read timeout: the client went quiet.
+            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
+                return Err(Reject::new(408, "Request timeout"))
+            }
             Err(_) => return Err(Reject::new(400, "Bad request")),
         }
     }

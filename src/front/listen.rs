@@ -5,15 +5,17 @@
 
 use std::fs;
 use std::net::TcpListener;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::{FromRawFd, OwnedFd};
 use std::os::unix::net::UnixListener;
+
+use super::serve::Listener;
 
 /// The first passed descriptor (SD_LISTEN_FDS_START).
 const FIRST_FD: i32 = 3;
 
 /// The socket systemd passed to this process, if it passed one to it.
 /// Call before any thread starts (as sd_listen_fds requires).
-pub fn passed_listener() -> Result<Option<tiny_http::Listener>, String> {
+pub fn passed_listener() -> Result<Option<Listener>, String> {
     let (Ok(pid), Ok(count)) = (std::env::var("LISTEN_PID"), std::env::var("LISTEN_FDS")) else { return Ok(None) };
     if pid.parse::<u32>().ok() != Some(std::process::id()) {
         return Ok(None); // meant for another process (our parent)
@@ -39,8 +41,8 @@ pub fn passed_listener() -> Result<Option<tiny_http::Listener>, String> {
     let fd = inherited.try_clone().map_err(|e| format!("fd {FIRST_FD}: {e}"))?;
     drop(inherited);
     Ok(Some(match kind {
-        Kind::Tcp => tiny_http::Listener::Tcp(TcpListener::from(fd)),
-        Kind::Unix => tiny_http::Listener::Unix(UnixListener::from(fd)),
+        Kind::Tcp => Listener::Tcp(TcpListener::from(fd)),
+        Kind::Unix => Listener::Unix(UnixListener::from(fd)),
     }))
 }
 
@@ -78,19 +80,4 @@ fn socket_kind(fd: i32) -> Result<Kind, String> {
         return Ok(Kind::Unix);
     }
     Err(format!("fd {fd} (LISTEN_FDS) is a socket, but not a listening TCP or Unix stream socket"))
-}
-
-/// For the log: what the server listens on.
-pub fn describe(listener: &tiny_http::Listener) -> String {
-    match listener {
-        tiny_http::Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into()),
-        tiny_http::Listener::Unix(l) => format!(
-            "{} (fd {})",
-            l.local_addr()
-                .ok()
-                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
-                .unwrap_or_else(|| "?".into()),
-            l.as_raw_fd()
-        ),
-    }
 }

@@ -1,107 +1,165 @@
-//! `jobgate serve`: the tiny_http front end. One thread per request, so a
-//! slow request never holds up the others; requests are converted into the
-//! core's types in one function and answers out of them in another.
+//! `jobgate serve`: a small blocking HTTP server. One thread per connection,
+//! so a slow client never holds up the others; each connection carries one
+//! request (read by `http1` under its limits, with a 10 s read timeout that
+//! answers 408) and one answer, then closes.
+//!
+//! tiny_http was the first choice, but it reads a request line or header of
+//! any length and never times a client out (tiny-http#56); jobgate's own
+//! bounded reader, shared with `inetd`, does both.
 #![forbid(unsafe_code)]
 
-use std::io::Read;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
+use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use crate::api::http::{Request, Response, MAX_BODY};
+use crate::api::http::Response;
 use crate::api::{access_log, Api, Reject};
+use crate::front::http1;
+use crate::front::inetd::REQUEST_TIMEOUT;
 
-/// Requests handled at once; past it the answer is 503.
+/// Connections served at once; past it the answer is 503.
 pub const MAX_IN_FLIGHT: usize = 64;
+/// How long writing an answer may stall before the client is dropped.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A listening socket: TCP, or a Unix socket systemd passed.
+pub enum Listener {
+    Tcp(TcpListener),
+    Unix(UnixListener),
+}
+
+impl Listener {
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l.local_addr().map(|a| a.to_string()).unwrap_or_else(|_| "?".into()),
+            Listener::Unix(l) => l
+                .local_addr()
+                .ok()
+                .and_then(|a| a.as_pathname().map(|p| p.display().to_string()))
+                .unwrap_or_else(|| "a Unix socket".into()),
+        }
+    }
+
+    fn accept(&self) -> io::Result<(Connection, Option<IpAddr>)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, addr)| (Connection::Tcp(s), Some(addr.ip()))),
+            Listener::Unix(l) => l.accept().map(|(s, _)| (Connection::Unix(s), None)),
+        }
+    }
+}
+
+enum Connection {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Connection {
+    fn set_timeouts(&self) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => {
+                s.set_read_timeout(Some(REQUEST_TIMEOUT)).and(s.set_write_timeout(Some(WRITE_TIMEOUT)))
+            }
+            Connection::Unix(s) => {
+                s.set_read_timeout(Some(REQUEST_TIMEOUT)).and(s.set_write_timeout(Some(WRITE_TIMEOUT)))
+            }
+        }
+    }
+
+    fn close(&self) {
+        let _ = match self {
+            Connection::Tcp(s) => s.shutdown(Shutdown::Both),
+            Connection::Unix(s) => s.shutdown(Shutdown::Both),
+        };
+    }
+}
+
+impl Read for Connection {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => s.read(buf),
+            Connection::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Connection {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Connection::Tcp(s) => s.write(buf),
+            Connection::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => s.flush(),
+            Connection::Unix(s) => s.flush(),
+        }
+    }
+}
 
 /// Serves on the socket systemd passed (`passed`), or else binds `listen`.
-pub fn serve(api: Arc<Api>, passed: Option<tiny_http::Listener>, listen: &str) -> Result<(), String> {
-    let server = match passed {
+pub fn serve(api: Arc<Api>, passed: Option<Listener>, listen: &str) -> Result<(), String> {
+    let listener = match passed {
         Some(listener) => {
-            log::info!("listening on {}, passed by systemd", super::listen::describe(&listener));
-            tiny_http::Server::from_listener(listener, None).map_err(|e| format!("the passed socket: {e}"))?
+            log::info!("listening on {}, passed by systemd", listener.describe());
+            listener
         }
         None => {
-            let server = tiny_http::Server::http(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
+            let listener = TcpListener::bind(listen).map_err(|e| format!("cannot listen on {listen}: {e}"))?;
             log::info!("listening on {listen}");
-            server
+            Listener::Tcp(listener)
         }
     };
     let in_flight = Arc::new(AtomicUsize::new(0));
-    for request in server.incoming_requests() {
-        if in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT {
-            in_flight.fetch_sub(1, Ordering::SeqCst);
-            let started = Instant::now();
-            let method = request.method().to_string();
-            let response = Response::error(503, "Too many requests");
-            access_log::log(&method, &response, started.elapsed());
-            respond(request, response);
-            continue;
-        }
+    loop {
+        let (connection, remote) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors and the like: pause rather than spin.
+                log::error!("accepting a connection: {e}");
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        let busy = in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT;
         let api = Arc::clone(&api);
         let counted = Arc::clone(&in_flight);
-        let spawned = thread::Builder::new().name("request".into()).spawn(move || {
-            handle(&api, request);
+        let spawned = thread::Builder::new().name("connection".into()).spawn(move || {
+            handle(&api, connection, remote, busy);
             counted.fetch_sub(1, Ordering::SeqCst);
         });
         if let Err(e) = spawned {
-            // The request is dropped unanswered (tiny_http closes it).
             in_flight.fetch_sub(1, Ordering::SeqCst);
-            log::error!("cannot start a request thread: {e}");
+            log::error!("cannot start a connection thread: {e}");
         }
     }
-    Ok(())
 }
 
-fn handle(api: &Api, mut request: tiny_http::Request) {
+fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: bool) {
     let started = Instant::now();
-    let method = request.method().to_string();
-    let response = match to_request(&mut request) {
-        Ok(req) => api.handle(&req),
-        Err(reject) => reject.into_response(),
+    if let Err(e) = connection.set_timeouts() {
+        log::error!("setting socket timeouts: {e}");
+        return;
+    }
+    let (method, response) = if busy {
+        (String::from("-"), Response::error(503, "Too many requests"))
+    } else {
+        match http1::read_request(&mut connection) {
+            Ok(mut req) => {
+                req.remote = remote;
+                (req.method.clone(), api.handle(&req))
+            }
+            Err(reject) => (String::from("-"), Reject::into_response(reject)),
+        }
     };
     access_log::log(&method, &response, started.elapsed());
-    respond(request, response);
-}
-
-/// tiny_http's request into the core's; the body read through a limit.
-fn to_request(request: &mut tiny_http::Request) -> Result<Request, Reject> {
-    let mut req = Request::new(request.method().as_str(), request.url());
-    req.headers = request
-        .headers()
-        .iter()
-        .map(|h| (h.field.as_str().as_str().to_string(), h.value.as_str().to_string()))
-        .collect();
-    req.remote = request.remote_addr().map(|a| a.ip());
-    let mut body = Vec::new();
-    request.as_reader().take(MAX_BODY + 1).read_to_end(&mut body).map_err(|_| Reject::new(400, "Bad request"))?;
-    if body.len() as u64 > MAX_BODY {
-        return Err(Reject::new(413, "Request body too large"));
-    }
-    req.body = body;
-    Ok(req)
-}
-
-/// The core's answer written through tiny_http.
-fn respond(request: tiny_http::Request, response: Response) {
-    // Names are ours and values are ASCII we built (or a validated journal
-    // cursor), so none is refused; one that were would be left out.
-    let headers: Vec<tiny_http::Header> = [("Content-Type", response.content_type)]
-        .into_iter()
-        .chain(response.headers.iter().map(|(name, value)| (*name, value.as_str())))
-        .filter_map(|(name, value)| tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()).ok())
-        .collect();
-    let status = tiny_http::StatusCode(response.status);
-    let len = response.body.len();
-    let result = request.respond(tiny_http::Response::new(
-        status,
-        headers,
-        std::io::Cursor::new(response.body),
-        Some(len),
-        None,
-    ));
-    if let Err(e) = result {
+    if let Err(e) = http1::write_response(&mut connection, &response) {
         log::debug!("writing the answer: {e}");
     }
+    connection.close();
 }
