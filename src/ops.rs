@@ -62,9 +62,12 @@ pub struct JobSummary {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Run {
     pub run: RunId,
-    /// The manager's first message of this run ("Starting …"): where its
-    /// lines begin in the journal.
+    /// The manager's first message of this run ("Starting …").
     pub start: Cursor,
+    /// The previous run's "Starting" message: reading begins there, since
+    /// journald can store a fast job's first lines before its "Starting".
+    /// `None` for the oldest run in the journal.
+    pub previous: Option<Cursor>,
     /// Microseconds since the epoch.
     pub started: u64,
     pub finished: Option<u64>,
@@ -126,7 +129,7 @@ impl Systemd {
     pub fn state_with_last_run(&self, job: &JobName) -> Result<UnitState, OpError> {
         let mut state = self.state(job)?;
         if state.run.is_none() && !state.is_running() {
-            if let Some(last) = self.find_run(job, &RunSelector::Last)? {
+            if let Some(last) = self.find_run(job, &RunSelector::Last, None)? {
                 state.run = Some(last.run);
                 state.started = Some(last.started / 1_000_000);
                 state.finished = last.finished.map(|f| f / 1_000_000);
@@ -141,10 +144,11 @@ impl Systemd {
     /// (within [`START_WAIT`]; `None` if it has not begun by then, e.g.
     /// while it waits for another unit). Refused while the job is running.
     pub fn start(&self, job: &JobName) -> Result<Option<RunId>, OpError> {
-        if self.state(job)?.is_running() {
+        let state = self.state(job)?;
+        if state.is_running() {
             return Err(OpError::AlreadyActive);
         }
-        let before = self.find_run(job, &RunSelector::Last)?.map(|r| r.run);
+        let before = self.find_run(job, &RunSelector::Last, state.run.as_ref())?.map(|r| r.run);
         let out = self.call(Call::Start(&job.unit()))?;
         if !out.success {
             return Err(failure("systemctl start", &out));
@@ -166,7 +170,7 @@ impl Systemd {
                 return Some(run.clone());
             }
             if !state.is_running() {
-                if let Some(last) = self.find_run(job, &RunSelector::Last).ok().flatten() {
+                if let Some(last) = self.find_run(job, &RunSelector::Last, None).ok().flatten() {
                     if Some(&last.run) != before {
                         return Some(last.run);
                     }
@@ -225,56 +229,81 @@ impl Systemd {
     }
 
     /// The newest `limit` runs, newest first, read from the manager's
-    /// messages about the unit; stops reading once it has them.
-    pub fn runs(&self, job: &JobName, limit: usize) -> Result<Vec<Run>, OpError> {
-        self.scan_runs(job, limit, None)
+    /// messages about the unit; stops reading once it has them. `current`
+    /// is the unit's invocation now (from `state`), which names a run that
+    /// has only just begun.
+    pub fn runs(&self, job: &JobName, limit: usize, current: Option<&RunId>) -> Result<Vec<Run>, OpError> {
+        self.scan_runs(job, limit, None, current)
     }
 
     /// The run a request means: the newest one in the journal (the current
     /// one while the unit is active), or one by id.
-    pub fn find_run(&self, job: &JobName, which: &RunSelector) -> Result<Option<Run>, OpError> {
+    pub fn find_run(
+        &self,
+        job: &JobName,
+        which: &RunSelector,
+        current: Option<&RunId>,
+    ) -> Result<Option<Run>, OpError> {
         let only = match which {
             RunSelector::Last => None,
             RunSelector::Id(id) => Some(id),
         };
-        Ok(self.scan_runs(job, 1, only)?.pop())
+        Ok(self.scan_runs(job, 1, only, current)?.pop())
     }
 
-    /// Reads the manager's messages about the unit, newest first, folding
-    /// them into runs: at most `limit`, or only the run `only`.
-    fn scan_runs(&self, job: &JobName, limit: usize, only: Option<&RunId>) -> Result<Vec<Run>, OpError> {
+    /// Reads the manager's messages about the unit, newest first. A run
+    /// spans from one "Starting" message to the next; its id is the one its
+    /// other messages carry (the "Starting" message's own may be the
+    /// previous run's), or, for a run with no other message yet, `current`.
+    fn scan_runs(
+        &self,
+        job: &JobName,
+        limit: usize,
+        only: Option<&RunId>,
+        current: Option<&RunId>,
+    ) -> Result<Vec<Run>, OpError> {
         let unit = job.unit();
         let mut events = self.stream(Call::ManagerEvents(&unit))?;
         let mut runs: Vec<Run> = Vec::new();
+        let mut span = Outcome::default();
+        // Only the newest run can be the current one.
+        let mut current = current.cloned();
         let mut line = Vec::new();
+        let mut done = false;
         while read_entry_line(&mut events, &mut line).map_err(io_failure)? {
             let Some(entry) = parse::journal_entry(unit.as_str(), &line) else { continue };
-            let (Some(id), Some(cursor)) = (entry.run.clone(), Cursor::parse(&entry.cursor)) else { continue };
-            if only.is_some_and(|only| *only != id) {
-                if runs.is_empty() {
-                    continue;
+            if entry.message_id != message_ids::STARTING {
+                if span.run.is_none() {
+                    span.run = entry.run.clone();
                 }
-                break; // past the wanted run: it is complete
+                span.apply(&entry);
+                continue;
             }
-            let run = match runs.iter_mut().position(|r| r.run == id) {
-                Some(i) => &mut runs[i],
-                None if runs.len() >= limit => break,
-                None => {
-                    let run = Run {
-                        run: id,
-                        start: cursor.clone(),
-                        started: 0,
-                        finished: None,
-                        result: None,
-                        exit_status: None,
-                    };
-                    runs.push(run);
-                    let last = runs.len() - 1;
-                    &mut runs[last]
-                }
-            };
-            run.start = cursor;
-            apply_event(run, &entry);
+            let Some(start) = Cursor::parse(&entry.cursor) else { continue };
+            // This "Starting" is the previous run's to the run found last.
+            if let Some(newer) = runs.last_mut().filter(|r| r.previous.is_none()) {
+                newer.previous = Some(start.clone());
+            }
+            if done {
+                break;
+            }
+            let outcome = std::mem::take(&mut span);
+            let Some(id) = outcome.run.or(current.take()).or(entry.run) else { continue };
+            current = None;
+            if only.is_some_and(|only| *only != id) || runs.iter().any(|r| r.run == id) {
+                continue;
+            }
+            runs.push(Run {
+                run: id,
+                start,
+                previous: None,
+                started: entry.realtime,
+                finished: outcome.finished,
+                result: outcome.result,
+                exit_status: outcome.exit_status,
+            });
+            // Go on to the next "Starting", which bounds this run's lines.
+            done = runs.len() >= limit || only.is_some();
         }
         Ok(runs)
     }
@@ -291,9 +320,23 @@ impl Systemd {
             thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
         }
         let unit = job.unit();
-        let from = after.filter(|c| c.is_at_or_after(&run.start)).unwrap_or(&run.start);
+        // A cursor inside the run: from there. Else from the previous run's
+        // start, or from the journal's first entry for the oldest run.
+        let (from, phase) = match after.filter(|c| c.is_at_or_after(&run.start)) {
+            Some(cursor) => (Some(cursor), Phase::This),
+            None if run.previous.is_some() => (run.previous.as_ref(), Phase::Previous),
+            None => (None, Phase::Gap),
+        };
         let source = self.stream(Call::UnitEntries { unit: &unit, after: from })?;
-        Ok(EntryStream { source, unit: unit.to_string(), run: run.run.clone(), line: Vec::new(), ended: false })
+        Ok(EntryStream {
+            source,
+            unit: unit.to_string(),
+            run: run.run.clone(),
+            start: run.start.as_str().to_string(),
+            phase,
+            previous_pids: Vec::new(),
+            line: Vec::new(),
+        })
     }
 
     /// The last `lines` lines of `run` as they may be shown (counted after
@@ -333,64 +376,107 @@ impl Systemd {
     }
 }
 
-/// Folds one manager message into the run it belongs to. Entries come
-/// newest first, so the last one seen is the run's start.
-fn apply_event(run: &mut Run, entry: &Entry) {
-    run.started = entry.realtime;
-    match entry.message_id.as_str() {
-        message_ids::DEACTIVATED => {
-            run.finished.get_or_insert(entry.realtime);
-            run.result.get_or_insert_with(|| "success".into());
-            run.exit_status.get_or_insert(0);
-        }
-        message_ids::FAILED_RESULT => {
-            run.finished.get_or_insert(entry.realtime);
-            if let Some(result) = &entry.unit_result {
-                run.result.get_or_insert_with(|| result.clone());
+/// What the manager said of one run: its id and how it ended.
+#[derive(Default)]
+struct Outcome {
+    run: Option<RunId>,
+    finished: Option<u64>,
+    result: Option<String>,
+    exit_status: Option<i64>,
+}
+
+impl Outcome {
+    /// Folds in one manager message; messages come newest first.
+    fn apply(&mut self, entry: &Entry) {
+        match entry.message_id.as_str() {
+            message_ids::DEACTIVATED => {
+                self.finished.get_or_insert(entry.realtime);
+                self.result.get_or_insert_with(|| "success".into());
+                self.exit_status.get_or_insert(0);
             }
-        }
-        message_ids::PROCESS_EXIT => {
-            if let Some(status) = entry.exit_status {
-                run.exit_status.get_or_insert(status);
+            message_ids::FAILED_RESULT => {
+                self.finished.get_or_insert(entry.realtime);
+                if let Some(result) = &entry.unit_result {
+                    self.result.get_or_insert_with(|| result.clone());
+                }
             }
+            message_ids::PROCESS_EXIT => {
+                if let Some(status) = entry.exit_status {
+                    self.exit_status.get_or_insert(status);
+                }
+            }
+            _ => {}
         }
-        _ => {}
     }
 }
 
 /// A run's own lines, parsed as they are read from the unit's entries.
 ///
-/// journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only if it
-/// can still see the process's cgroup; the lines of a process that exits at
-/// once often come untagged. A unit runs one invocation at a time, so a line
-/// between a run's first manager message and the next run's belongs to that
-/// run: lines tagged with another run are dropped, untagged ones kept, and
-/// the stream ends at the first manager message of another run. Lines of
-/// other units are dropped whatever journalctl matched.
+/// journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only while
+/// it can see the process's cgroup, so a fast job's lines often come
+/// untagged; and it may store them before the manager's "Starting" message
+/// or after its end messages. So the stream reads from the previous run's
+/// "Starting" and goes by position and by writer: the previous run's
+/// untagged lines are known by their pid (one stream, one pid), lines
+/// tagged with this run are its own, and the next "Starting" ends the run.
+/// Lines of other units are dropped whatever journalctl matched.
 pub struct EntryStream {
     source: Box<dyn BufRead + Send>,
     unit: String,
     run: RunId,
+    /// The cursor of this run's "Starting".
+    start: String,
+    phase: Phase,
+    /// Writers of the previous run's lines.
+    previous_pids: Vec<u32>,
     line: Vec<u8>,
-    ended: bool,
+}
+
+/// Where an [`EntryStream`] stands.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// In the previous run: its writers are noted, its lines skipped.
+    Previous,
+    /// After the previous run ended, before this one's "Starting".
+    Gap,
+    /// In this run.
+    This,
+    Ended,
 }
 
 impl Iterator for EntryStream {
     type Item = io::Result<Entry>;
 
     fn next(&mut self) -> Option<io::Result<Entry>> {
-        while !self.ended {
+        while self.phase != Phase::Ended {
             match read_entry_line(&mut self.source, &mut self.line) {
                 Err(e) => return Some(Err(e)),
                 Ok(false) => return None,
                 Ok(true) => {}
             }
             let Some(entry) = parse::journal_entry(&self.unit, &self.line) else { continue };
-            let ours = entry.run.as_ref().is_none_or(|run| *run == self.run);
             if entry.from_manager {
-                self.ended = !ours;
-            } else if ours {
+                let ended = matches!(entry.message_id.as_str(), message_ids::DEACTIVATED | message_ids::FAILED_RESULT);
+                self.phase = match self.phase {
+                    _ if entry.cursor == self.start => Phase::This,
+                    Phase::Previous if ended => Phase::Gap,
+                    Phase::This if entry.message_id == message_ids::STARTING => Phase::Ended,
+                    Phase::This if entry.run.as_ref().is_some_and(|r| *r != self.run) => Phase::Ended,
+                    phase => phase,
+                };
+                continue;
+            }
+            let writer = entry.pid.unwrap_or(0);
+            let others = match &entry.run {
+                Some(run) => *run != self.run,
+                None => self.phase == Phase::Previous || self.previous_pids.contains(&writer),
+            };
+            if !others {
                 return Some(Ok(entry));
+            }
+            // Another run's line: its writer's untagged lines are that run's too.
+            if !self.previous_pids.contains(&writer) {
+                self.previous_pids.push(writer);
             }
         }
         None
@@ -514,57 +600,84 @@ mod tests {
 
     #[test]
     fn runs_newest_first_with_results() {
+        // Run B was started while the unit still held run A: its "Starting"
+        // message carries A's id (seen on systemd 252).
         let journal = [
             manager(RUN_B, message_ids::FAILED_RESULT, 40, r#","UNIT_RESULT":"exit-code""#),
             manager(RUN_B, message_ids::PROCESS_EXIT, 39, r#","EXIT_STATUS":"3""#),
-            manager(RUN_B, "start", 30, ""),
+            manager(RUN_A, message_ids::STARTING, 30, ""),
             manager(RUN_A, message_ids::DEACTIVATED, 20, ""),
-            manager(RUN_A, "start", 10, ""),
+            manager(RUN_A, message_ids::STARTING, 10, ""),
         ]
         .join("\n");
         let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &journal));
-        let runs = sd.runs(&job("ci-test-a"), 10).expect("runs");
+        let runs = sd.runs(&job("ci-test-a"), 10, None).expect("runs");
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].run.as_str(), runs[0].started, runs[0].finished), (RUN_B, 30, Some(40)));
+        assert_eq!(runs[0].start.as_str(), "s=1;i=1e", "B begins at its Starting message, whatever id that holds");
         assert_eq!((runs[0].result.as_deref(), runs[0].exit_status), (Some("exit-code"), Some(3)));
+        assert_eq!((runs[1].run.as_str(), runs[1].start.as_str()), (RUN_A, "s=1;i=a"));
         assert_eq!((runs[1].result.as_deref(), runs[1].exit_status), (Some("success"), Some(0)));
-        assert_eq!(runs[1].start.as_str(), "s=1;i=a", "a run starts at its earliest message");
-        assert_eq!(sd.runs(&job("ci-test-a"), 1).expect("runs").len(), 1);
-        let only_a = sd.find_run(&job("ci-test-a"), &RunSelector::Id(runs[1].run.clone())).expect("find");
+        assert_eq!(sd.runs(&job("ci-test-a"), 1, None).expect("runs").len(), 1);
+        let only_a = sd.find_run(&job("ci-test-a"), &RunSelector::Id(runs[1].run.clone()), None).expect("find");
         assert_eq!(only_a.map(|r| r.start), Some(runs[1].start.clone()));
     }
 
-    fn own(message: &str, run: Option<&str>, cursor: &str) -> String {
+    #[test]
+    fn a_run_that_has_just_begun_is_named_by_the_current_invocation() {
+        let journal = [
+            manager(RUN_A, message_ids::STARTING, 30, ""),
+            manager(RUN_A, message_ids::DEACTIVATED, 20, ""),
+            manager(RUN_A, message_ids::STARTING, 10, ""),
+        ]
+        .join("\n");
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &journal));
+        let current = RunId::parse(RUN_B).expect("run");
+        let runs = sd.runs(&job("ci-test-a"), 10, Some(&current)).expect("runs");
+        let ids: Vec<&str> = runs.iter().map(|r| r.run.as_str()).collect();
+        assert_eq!(ids, [RUN_B, RUN_A]);
+    }
+
+    fn own(message: &str, run: Option<&str>, pid: u32) -> String {
         let run = run.map(|r| format!(r#","_SYSTEMD_INVOCATION_ID":"{r}""#)).unwrap_or_default();
-        format!(r#"{{"MESSAGE":"{message}","_SYSTEMD_UNIT":"ci-test-a.service","__CURSOR":"{cursor}"{run}}}"#)
+        format!(
+            r#"{{"MESSAGE":"{message}","_SYSTEMD_UNIT":"ci-test-a.service","_PID":"{pid}","__CURSOR":"s=1;i={pid}"{run}}}"#
+        )
     }
 
     #[test]
-    fn run_output_keeps_untagged_lines_and_stops_at_the_next_run() {
+    fn run_output_by_position_and_writer() {
+        // Run A (pid 10) was before; run B (pid 20) is read. journald stored
+        // A's last line after A ended and B's first line before B's
+        // "Starting", both untagged, as it does with fast jobs.
         let journal = [
-            own("tagged", Some(RUN_A), "s=1;i=1"),
-            own("untagged: journald missed the cgroup", None, "s=1;i=2"),
-            format!(r#"{{"MESSAGE":"other unit","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN_A}"}}"#),
-            own("tagged with another run", Some(RUN_B), "s=1;i=3"),
-            manager(RUN_A, message_ids::DEACTIVATED, 5, ""),
-            own("late but still ours", None, "s=1;i=4"),
-            manager(RUN_B, "start", 6, ""),
-            own("the next run's", None, "s=1;i=5"),
+            own("a: first", Some(RUN_A), 10),
+            own("a: second, untagged", None, 10),
+            manager(RUN_A, message_ids::DEACTIVATED, 3, ""),
+            own("a: late, untagged", None, 10),
+            own("b: early, untagged", None, 20),
+            manager(RUN_B, message_ids::STARTING, 5, ""),
+            own("b: tagged", Some(RUN_B), 20),
+            format!(r#"{{"MESSAGE":"other unit","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN_B}"}}"#),
+            own("b: last, untagged", None, 20),
+            manager(RUN_B, message_ids::DEACTIVATED, 7, ""),
+            manager(RUN_B, message_ids::STARTING, 9, ""),
+            own("the next run's", None, 30),
         ]
         .join("\n");
         let (sd, runner) = systemd(RecordingRunner::default().answer(&["--after-cursor=s=1;i=0"], true, &journal));
         let run = Run {
-            run: RunId::parse(RUN_A).expect("run"),
-            start: Cursor::parse("s=1;i=0").expect("cursor"),
+            run: RunId::parse(RUN_B).expect("run"),
+            start: Cursor::parse("s=1;i=5").expect("cursor"),
+            previous: Cursor::parse("s=1;i=0"),
             started: 0,
             finished: None,
             result: None,
             exit_status: None,
         };
         let tail = sd.tail(&job("ci-test-a"), &run, None).expect("tail");
-        assert_eq!(tail.lines, ["tagged", "untagged: journald missed the cgroup", "late but still ours"]);
-        assert_eq!(tail.cursor.as_ref().map(Cursor::as_str), Some("s=1;i=4"));
-        // A cursor from before the run's start reads from the start.
+        assert_eq!(tail.lines, ["b: early, untagged", "b: tagged", "b: last, untagged"]);
+        // A cursor from before the run reads from the previous run's start.
         let old = Cursor::parse("s=0;i=9").expect("cursor");
         assert_eq!(sd.tail(&job("ci-test-a"), &run, Some(&old)).expect("tail").lines.len(), 3);
         assert!(runner.recorded().iter().all(|argv| argv.contains(&"--after-cursor=s=1;i=0".to_string())));

@@ -208,14 +208,14 @@ impl Api {
     }
 
     fn runs(&self, job: &JobName, query: &Query) -> Answer {
-        self.systemd.state(job).map_err(op_error)?;
-        let runs = self.systemd.runs(job, query.limit.unwrap_or(DEFAULT_RUNS)).map_err(op_error)?;
+        let state = self.systemd.state(job).map_err(op_error)?;
+        let runs = self.systemd.runs(job, query.limit.unwrap_or(DEFAULT_RUNS), state.run.as_ref()).map_err(op_error)?;
         Ok(Response::json(200, &crate::render::runs(&runs)))
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
-        self.systemd.state(job).map_err(op_error)?;
-        let run = self.systemd.find_run(job, &which).map_err(op_error)?;
+        let state = self.systemd.state(job).map_err(op_error)?;
+        let run = self.systemd.find_run(job, &which, state.run.as_ref()).map_err(op_error)?;
         let lines = match &run {
             Some(run) => self.systemd.last_lines(job, run, query.lines.unwrap_or_default()).map_err(op_error)?,
             None => Vec::new(),
@@ -225,8 +225,8 @@ impl Api {
     }
 
     fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
-        self.systemd.state(job).map_err(op_error)?;
-        let Some(run) = self.systemd.find_run(job, &RunSelector::Last).map_err(op_error)? else {
+        let state = self.systemd.state(job).map_err(op_error)?;
+        let Some(run) = self.systemd.find_run(job, &RunSelector::Last, state.run.as_ref()).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], json!({"logs": [], "cursor": null, "run": null})));
         };
         // Without a cursor, go on from where this token left off in this run.

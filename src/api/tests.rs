@@ -145,14 +145,13 @@ fn token_in_the_query_is_accepted() {
 #[test]
 fn logs_as_json_and_text() {
     let starting = format!(
-        r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{RUN}","MESSAGE":"Starting","__CURSOR":"s=1;i=1"}}"#
+        r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{RUN}","MESSAGE":"Starting","MESSAGE_ID":"7d4958e842da4a758f6c1cdc7b36dcc5","__CURSOR":"s=1;i=1"}}"#
     );
     let journal = format!(
         "{{\"MESSAGE\":\"one \\\"quoted\\\"\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"_SYSTEMD_INVOCATION_ID\":\"{RUN}\"}}\n\
          {{\"MESSAGE\":\"two\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\"}}\n"
     );
-    let runner =
-        loaded("active").answer(&["_PID=1"], true, &starting).answer(&["--after-cursor=s=1;i=1"], true, &journal);
+    let runner = loaded("active").answer(&["_PID=1"], true, &starting).answer(&["--all"], true, &journal);
     let (api, _) = api_with(runner);
     let (status, body) = call(&api, "GET", "/api/job/ci-test-a/logs", Some(RO));
     assert_eq!(status, 200);

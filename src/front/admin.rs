@@ -41,8 +41,8 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             print(out, config.json, &value, &as_lines(&value))
         }
         Command::Runs { job, limit } => {
-            systemd.state(&job)?;
-            let value = render::runs(&systemd.runs(&job, limit)?);
+            let state = systemd.state(&job)?;
+            let value = render::runs(&systemd.runs(&job, limit, state.run.as_ref())?);
             let mut text = String::new();
             for run in value["runs"].as_array().into_iter().flatten() {
                 let field = |k: &str| match &run[k] {
@@ -140,8 +140,8 @@ fn logs(
     lines: Lines,
     run: &RunSelector,
 ) -> Result<(), Error> {
-    systemd.state(job)?;
-    let Some(run) = systemd.find_run(job, run)? else {
+    let state = systemd.state(job)?;
+    let Some(run) = systemd.find_run(job, run, state.run.as_ref())? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
     let lines = systemd.last_lines(job, &run, lines)?;

@@ -73,8 +73,8 @@ pub enum Call<'a> {
     /// output and the manager's messages about it. Which run a line belongs
     /// to is worked out by the reader (see `ops::EntryStream`), since
     /// journald cannot tag the lines of a process that exits at once.
-    /// `journalctl -o json --after-cursor=C -u UNIT`
-    UnitEntries { unit: &'a UnitName, after: &'a Cursor },
+    /// `journalctl -o json [--after-cursor=C] -u UNIT`
+    UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor> },
     /// The service manager's messages about a unit (start, exit, result),
     /// newest first: `journalctl -o json -r -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
@@ -141,7 +141,9 @@ impl Call<'_> {
             Call::UnitEntries { unit, after } => {
                 journal_program(&mut argv, tools);
                 push_all(&mut argv, &["--no-pager", "--all", "-o", "json", JSON_FIELDS]);
-                argv.push(format!("--after-cursor={}", after.as_str()).into());
+                if let Some(after) = after {
+                    argv.push(format!("--after-cursor={}", after.as_str()).into());
+                }
                 push_all(&mut argv, &["-u", unit.as_str()]);
             }
             Call::ManagerEvents(unit) => {
@@ -226,7 +228,7 @@ mod tests {
         assert_eq!(show[0], "/usr/bin/systemctl");
         assert_eq!(show[show.len() - 2..], ["--", "ci-test-hello.service"]);
         let cursor = Cursor::parse("s=1;i=2").expect("cursor");
-        let entries = words(Call::UnitEntries { unit: &unit, after: &cursor }, &tools);
+        let entries = words(Call::UnitEntries { unit: &unit, after: Some(&cursor) }, &tools);
         assert_eq!(
             entries,
             [

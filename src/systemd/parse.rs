@@ -90,10 +90,17 @@ pub struct Entry {
     pub message_id: String,
     pub unit_result: Option<String>,
     pub exit_status: Option<i64>,
+    /// The writer's pid; for a job's output, the process that opened the
+    /// stream (its main process), shared by every line of that stream.
+    pub pid: Option<u32>,
 }
 
 /// Systemd's catalog ids for the manager's messages about a unit.
 pub mod message_ids {
+    /// "Starting UNIT...": a run begins. Its INVOCATION_ID is not to be
+    /// trusted: when a still-loaded unit is started again it carries the
+    /// previous run's.
+    pub const STARTING: &str = "7d4958e842da4a758f6c1cdc7b36dcc5";
     pub const DEACTIVATED: &str = "7ad2d189f7e94e70a38c781354912448";
     pub const FAILED_RESULT: &str = "d9b373ed55a64feb8242e02dbe79a49c";
     pub const PROCESS_EXIT: &str = "98e322203f7a4ed290d09fe03c09fe15";
@@ -124,6 +131,7 @@ pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
         message_id: field("MESSAGE_ID").unwrap_or_default().to_string(),
         unit_result: field("UNIT_RESULT").map(str::to_string),
         exit_status: field("EXIT_STATUS").and_then(|s| s.parse().ok()),
+        pid: field("_PID").and_then(|p| p.parse().ok()),
     })
 }
 

@@ -195,7 +195,7 @@ fn tail_with_cursor_and_per_token_cursor(w: &World) {
     let state = w.run_to_end("ci-test-count");
     assert_eq!(state["result"], "success");
     let first = w.get("/api/job/ci-test-count/tail").json();
-    assert_eq!(first["logs"].as_array().map(Vec::len), Some(5), "{first}");
+    assert_eq!(first["logs"].as_array().map(Vec::len), Some(5), "{first}\n{}", journal_dump(w, "ci-test-count"));
     let again = w.get("/api/job/ci-test-count/tail").json();
     assert_eq!(again["logs"], serde_json::json!([]), "the token's cursor moved on: {again}");
     // Another token has its own cursor.
@@ -904,4 +904,12 @@ fn through_nginx_to_serve_and_to_cgi(w: &World) {
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "nginx refuses headers over 8 KiB");
     w.sb.sh_ok("systemctl stop nginx-test.service fcgiwrap.socket fcgiwrap.service");
+}
+
+/// The unit's last journal entries, for a failing assertion's message.
+fn journal_dump(w: &World, job: &str) -> String {
+    w.sb.sh_ok(&format!(
+        "journalctl -u {job}.service -o json --no-pager --output-fields=MESSAGE,INVOCATION_ID,_SYSTEMD_INVOCATION_ID,_PID,MESSAGE_ID \
+         | tail -n 16 | sed 's/\"__[A-Z_]*\":\"[^\"]*\",\\?//g; s/\"_BOOT_ID\":\"[^\"]*\",\\?//g'"
+    ))
 }
