@@ -44,6 +44,9 @@ pub struct Args {
     /// how start and stop are allowed: sudo (the default, with contrib/sudoers.d/jobgate) or polkit (contrib/polkit/50-jobgate.rules)
     #[argh(option, default = "String::from(\"sudo\")")]
     privilege: String,
+    /// signed webhooks: NAME JOB SECRET [event=EVENT] [ref=REF] a line (POST /hook/JOB)
+    #[argh(option)]
+    hooks: Option<PathBuf>,
     /// redaction rules applied to every log line shown (skip, strip, mask)
     #[argh(option)]
     redact: Option<PathBuf>,
@@ -216,6 +219,7 @@ pub struct Config {
     pub state_dir: PathBuf,
     pub tools: Tools,
     pub redact: Option<PathBuf>,
+    pub hooks: Option<PathBuf>,
     pub json: bool,
 }
 
@@ -335,7 +339,18 @@ impl Args {
             journal_access,
             privilege,
         };
-        Ok((Config { prefix, tokens: self.tokens, state_dir, tools, redact: self.redact, json: self.json }, command))
+        Ok((
+            Config {
+                prefix,
+                tokens: self.tokens,
+                state_dir,
+                tools,
+                redact: self.redact,
+                hooks: self.hooks,
+                json: self.json,
+            },
+            command,
+        ))
     }
 }
 

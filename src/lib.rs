@@ -11,6 +11,7 @@ pub mod auth;
 pub mod cli;
 pub mod error;
 pub mod front;
+pub mod hooks;
 pub mod names;
 pub mod ops;
 pub mod redact;

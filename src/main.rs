@@ -49,7 +49,11 @@ fn run(args: Args) -> Result<(), Error> {
     let api = |systemd, trust_proxy| -> Result<api::Api, Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());
-        Ok(api::Api { systemd, tokens, tails, trust_proxy })
+        let hooks = match &config.hooks {
+            Some(path) => Some(jobgate::hooks::Hooks::load(path, &config.prefix).map_err(Error::Failed)?),
+            None => None,
+        };
+        Ok(api::Api { systemd, tokens, tails, trust_proxy, hooks })
     };
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {

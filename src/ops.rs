@@ -322,8 +322,11 @@ impl Systemd {
         let unit = job.unit();
         // A cursor inside the run: from there. Else from the previous run's
         // start, or from the journal's first entry for the oldest run.
-        let (from, phase) = match after.filter(|c| c.is_at_or_after(&run.start)) {
-            Some(cursor) => (Some(cursor), Phase::This),
+        // (A run's lines may come before its own "Starting": a cursor of
+        // this run is one after the previous run's start.)
+        let this_run = |c: &&Cursor| run.previous.as_ref().is_none_or(|p| c.is_at_or_after(p));
+        let (from, phase) = match after.filter(this_run) {
+            Some(cursor) => (Some(cursor), Phase::Gap),
             None if run.previous.is_some() => (run.previous.as_ref(), Phase::Previous),
             None => (None, Phase::Gap),
         };
@@ -414,12 +417,14 @@ impl Outcome {
 ///
 /// journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only while
 /// it can see the process's cgroup, so a fast job's lines often come
-/// untagged; and it may store them before the manager's "Starting" message
-/// or after its end messages. So the stream reads from the previous run's
-/// "Starting" and goes by position and by writer: the previous run's
-/// untagged lines are known by their pid (one stream, one pid), lines
-/// tagged with this run are its own, and the next "Starting" ends the run.
-/// Lines of other units are dropped whatever journalctl matched.
+/// untagged, and it may store them after the manager's end messages (seen
+/// in the sandbox). So the stream reads from the previous run's "Starting":
+/// untagged lines before this run's "Starting" are the previous run's, and
+/// their writer (one stream, one pid) is noted; after it, lines tagged with
+/// this run or written by a writer not seen before are this run's, until
+/// the next "Starting". Lines of other units are dropped whatever
+/// journalctl matched. A job that writes and exits at once and is started
+/// again at once can still have its last lines counted to the next run.
 pub struct EntryStream {
     source: Box<dyn BufRead + Send>,
     unit: String,
@@ -435,9 +440,10 @@ pub struct EntryStream {
 /// Where an [`EntryStream`] stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
-    /// In the previous run: its writers are noted, its lines skipped.
+    /// Before this run's "Starting": the previous run's writers are noted.
     Previous,
-    /// After the previous run ended, before this one's "Starting".
+    /// Reading from a cursor, or from the journal's start for the oldest
+    /// run: this run's lines, up to the next "Starting".
     Gap,
     /// In this run.
     This,
@@ -456,10 +462,9 @@ impl Iterator for EntryStream {
             }
             let Some(entry) = parse::journal_entry(&self.unit, &self.line) else { continue };
             if entry.from_manager {
-                let ended = matches!(entry.message_id.as_str(), message_ids::DEACTIVATED | message_ids::FAILED_RESULT);
                 self.phase = match self.phase {
                     _ if entry.cursor == self.start => Phase::This,
-                    Phase::Previous if ended => Phase::Gap,
+                    Phase::Gap if entry.message_id == message_ids::STARTING => Phase::Ended,
                     Phase::This if entry.message_id == message_ids::STARTING => Phase::Ended,
                     Phase::This if entry.run.as_ref().is_some_and(|r| *r != self.run) => Phase::Ended,
                     phase => phase,
@@ -648,15 +653,16 @@ mod tests {
     #[test]
     fn run_output_by_position_and_writer() {
         // Run A (pid 10) was before; run B (pid 20) is read. journald stored
-        // A's last line after A ended and B's first line before B's
-        // "Starting", both untagged, as it does with fast jobs.
+        // A's last lines after A ended, even after B's "Starting", and most
+        // lines untagged, as it does with fast jobs.
         let journal = [
             own("a: first", Some(RUN_A), 10),
             own("a: second, untagged", None, 10),
             manager(RUN_A, message_ids::DEACTIVATED, 3, ""),
             own("a: late, untagged", None, 10),
-            own("b: early, untagged", None, 20),
             manager(RUN_B, message_ids::STARTING, 5, ""),
+            own("a: later still, untagged", None, 10),
+            own("b: first, untagged", None, 20),
             own("b: tagged", Some(RUN_B), 20),
             format!(r#"{{"MESSAGE":"other unit","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN_B}"}}"#),
             own("b: last, untagged", None, 20),
@@ -676,7 +682,7 @@ mod tests {
             exit_status: None,
         };
         let tail = sd.tail(&job("ci-test-a"), &run, None).expect("tail");
-        assert_eq!(tail.lines, ["b: early, untagged", "b: tagged", "b: last, untagged"]);
+        assert_eq!(tail.lines, ["b: first, untagged", "b: tagged", "b: last, untagged"]);
         // A cursor from before the run reads from the previous run's start.
         let old = Cursor::parse("s=0;i=9").expect("cursor");
         assert_eq!(sd.tail(&job("ci-test-a"), &run, Some(&old)).expect("tail").lines.len(), 3);

@@ -54,6 +54,7 @@ fn api() -> &'static Api {
             tokens: TokenStore::fixed(TokenFile::parse("tokens", &tokens).expect("tokens")),
             tails: TailState::new(std::env::temp_dir().join("jobgate-fuzz-state")),
             trust_proxy: None,
+            hooks: None,
         }
     })
 }

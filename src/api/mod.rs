@@ -71,6 +71,8 @@ pub struct Api {
     pub tails: TailState,
     /// The reverse proxy whose X-Forwarded-For names the client.
     pub trust_proxy: Option<std::net::IpAddr>,
+    /// Signed webhooks (`--hooks`); without them `/hook/…` is not found.
+    pub hooks: Option<crate::hooks::Hooks>,
 }
 
 /// A route's answer before the access-log fields are filled in.
@@ -134,6 +136,24 @@ impl Api {
                 let jobs: Vec<_> =
                     self.systemd.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
                 Ok(Response::json(200, &crate::render::jobs(&jobs)))
+            }
+            ["hook", job] => {
+                ctx.route = "/hook/{job}";
+                ctx.action = Some("hook");
+                let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
+                allow(method, "POST")?;
+                let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                ctx.job = Some(job.to_string());
+                let hook = hooks.verify(&job, req).ok_or(Reject::new(401, "Invalid signature"))?;
+                ctx.token = Some(hook.name.clone());
+                if let Err(ignored) = hook.filter(req) {
+                    let reason = match ignored {
+                        crate::hooks::Ignored::Event => "event",
+                        crate::hooks::Ignored::Ref => "ref",
+                    };
+                    return Ok(Response::json(200, &json!({"msg": "Ignored", "reason": reason, "job": job.as_str()})));
+                }
+                self.start(&job, ctx)
             }
             ["api", "job", job, rest @ ..] => {
                 let route = JobRoute::parse(rest).ok_or(Reject::new(404, "Not found"))?;

@@ -31,6 +31,7 @@ fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
         tokens,
         tails: TailState::new(state_dir),
         trust_proxy: None,
+        hooks: None,
     };
     (api, runner)
 }

@@ -23,6 +23,11 @@ const BIN: &str = "/run/jobgate-test/bin/jobgate";
 const TOKENS: &str = "/run/jobgate-test/tokens";
 const STATE: &str = "/run/jobgate-test/state";
 const REDACT: &str = "/run/jobgate-test/redact";
+const HOOKS: &str = "/run/jobgate-test/hooks";
+/// The webhook secrets the served jobgate knows (issue 4).
+pub const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
+const HOOK_LINES: &str = "github-count ci-test-count hook-secret-0123456789abcdef event=push ref=refs/heads/main\n\
+                          gitlab-count ci-test-count gitlab-token-0123456789abcdef\n";
 /// The redaction rules the served jobgate applies (issue 6).
 const REDACT_RULES: &str =
     "# test rules\nskip ^DEBUG\nstrip /home/[a-z]+\nmask token=\\S+\n[ci-test-deploy*] mask branch\n";
@@ -34,7 +39,7 @@ const TEST_UNITS: &[(&str, &str)] = &[
         "ci-test-count.service",
         // Started often: no start rate limit (systemd's default is 5 in 10 s).
         "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=oneshot\n\
-         ExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done'\n",
+         ExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done; sleep 0.3'\n",
     ),
     ("ci-test-slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo slow started; sleep 300'\n"),
     ("ci-test-never.service", "[Service]\nType=oneshot\nExecStart=/bin/echo never\n"),
@@ -126,6 +131,7 @@ fn setup() -> Result<World, String> {
     sb.sh_ok("visudo -cf /etc/sudoers.d/jobgate");
 
     sb.write_file(REDACT, REDACT_RULES.as_bytes(), 0o640, &format!("root:{USER}"));
+    sb.write_file(HOOKS, HOOK_LINES.as_bytes(), 0o640, &format!("root:{USER}"));
     let rw = admin_token(&sb, "ci-rw", &["--scope", "rw"])?;
     let ro = admin_token(&sb, "ci-ro", &["--scope", "ro"])?;
     let deploy = admin_token(&sb, "ci-deploy", &["--scope", "rw", "--job", "ci-test-deploy@*"])?;
@@ -135,7 +141,7 @@ fn setup() -> Result<World, String> {
     let addr = format!("127.0.0.1:{port}");
     sb.sh_ok(&format!(
         "systemd-run --quiet --unit=jobgate-test --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
-         -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {STATE} --redact {REDACT} serve --listen {addr}"
+         -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {STATE} --redact {REDACT} --hooks {HOOKS} serve --listen {addr}"
     ));
     wait_until("jobgate serve answers", Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
     Ok(World { sb, addr, rw, ro, deploy })

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use super::client::{get, post, request, send_raw};
+use super::client::{get, post, request, send_raw, Answer};
 use super::{now_us, wait_until, World, BIN, SENTINEL, STATE, TOKENS, USER};
 use crate::Test;
 
@@ -41,6 +41,7 @@ pub const TESTS: &[Test] = &[
     ("limits_in_every_front_end", limits_in_every_front_end),
     ("through_nginx_to_serve_and_to_cgi", through_nginx_to_serve_and_to_cgi),
     ("redaction_file_errors_stop_the_start", redaction_file_errors_stop_the_start),
+    ("signed_webhooks_start_jobs", signed_webhooks_start_jobs),
 ];
 
 fn describe_without_token(w: &World) {
@@ -912,4 +913,113 @@ fn journal_dump(w: &World, job: &str) -> String {
         "journalctl -u {job}.service -o json --no-pager --output-fields=MESSAGE,INVOCATION_ID,_SYSTEMD_INVOCATION_ID,_PID,MESSAGE_ID \
          | tail -n 16 | sed 's/\"__[A-Z_]*\":\"[^\"]*\",\\?//g; s/\"_BOOT_ID\":\"[^\"]*\",\\?//g'"
     ))
+}
+
+/// HMAC-SHA256 of `body` under `key`, as lowercase hex, with openssl (not
+/// jobgate's code) so the test signs as GitHub and Cirrus document it.
+fn hmac_hex(key: &str, body: &str) -> String {
+    let mut child = std::process::Command::new("openssl")
+        .args(["dgst", "-sha256", "-hmac", key, "-r"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("openssl");
+    child.stdin.take().expect("stdin").write_all(body.as_bytes()).expect("body");
+    let out = child.wait_with_output().expect("openssl");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().unwrap_or_default().to_string()
+}
+
+fn hook(w: &World, job: &str, body: &str, headers: &[(&str, String)]) -> Answer {
+    let extra: String = headers.iter().map(|(n, v)| format!("{n}: {v}\r\n")).collect();
+    let raw = format!(
+        "POST /hook/{job} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    send_raw(&w.addr, raw.as_bytes())
+}
+
+/// Issue 4: a correctly signed webhook starts its job (GitHub and Cirrus
+/// HMAC of the raw body, GitLab's token); a wrong or missing signature is
+/// 401 and starts nothing; the event and ref filters hold; each attempt is
+/// audited with the hook's name.
+fn signed_webhooks_start_jobs(w: &World) {
+    let body = r#"{"ref":"refs/heads/main","after":"0123abc"}"#;
+    let since = now_us();
+    let denied = [
+        hook(w, "ci-test-count", body, &[("X-GitHub-Event", "push".into())]),
+        hook(
+            w,
+            "ci-test-count",
+            body,
+            &[("X-Hub-Signature-256", format!("sha256={}", hmac_hex("wrong-secret-0123456789", body)))],
+        ),
+        hook(
+            w,
+            "ci-test-count",
+            body,
+            &[("X-Hub-Signature-256", format!("sha256={}", hmac_hex(super::HOOK_SECRET, "{}")))],
+        ),
+        hook(
+            w,
+            "ci-test-hello",
+            body,
+            &[("X-Hub-Signature-256", format!("sha256={}", hmac_hex(super::HOOK_SECRET, body)))],
+        ),
+        hook(w, "ci-test-count", body, &[("X-Gitlab-Token", "gitlab-token-0123456789abcdeX".into())]),
+    ];
+    for answer in &denied {
+        assert_eq!((answer.status, answer.msg()), (401, "Invalid signature".to_string()), "{}", answer.body);
+    }
+    assert!(w.units_started_since(since).is_empty(), "a refused hook started something");
+
+    let signature = format!("sha256={}", hmac_hex(super::HOOK_SECRET, body));
+    let tag = r#"{"ref":"refs/tags/v1"}"#;
+    let ignored = hook(
+        w,
+        "ci-test-count",
+        tag,
+        &[
+            ("X-GitHub-Event", "push".into()),
+            ("X-Hub-Signature-256", format!("sha256={}", hmac_hex(super::HOOK_SECRET, tag))),
+        ],
+    );
+    assert_eq!((ignored.status, ignored.json()["reason"].as_str()), (200, Some("ref")), "{}", ignored.body);
+    let ping = hook(
+        w,
+        "ci-test-count",
+        body,
+        &[("X-GitHub-Event", "ping".into()), ("X-Hub-Signature-256", signature.clone())],
+    );
+    assert_eq!(ping.json()["reason"], "event");
+    assert!(w.units_started_since(since).is_empty(), "an ignored hook started something");
+
+    let github =
+        hook(w, "ci-test-count", body, &[("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", signature)]);
+    assert_eq!((github.status, github.msg()), (200, "Job started".to_string()), "{}", github.body);
+    let run = github.json()["run"].as_str().expect("run").to_string();
+    wait_until("the hooked run has finished", Duration::from_secs(10), || {
+        w.state("ci-test-count")["state"] == "inactive"
+    });
+    let gitlab = hook(w, "ci-test-count", "{}", &[("X-Gitlab-Token", "gitlab-token-0123456789abcdef".into())]);
+    assert_eq!(gitlab.status, 200, "{}", gitlab.body);
+    wait_until("the second hooked run has finished", Duration::from_secs(10), || {
+        w.state("ci-test-count")["state"] == "inactive"
+    });
+    let cirrus_body = "{}";
+    let cirrus =
+        hook(w, "ci-test-count", cirrus_body, &[("X-Cirrus-Signature", hmac_hex(super::HOOK_SECRET, cirrus_body))]);
+    assert_eq!(
+        cirrus.json()["reason"],
+        "event",
+        "the github hook's filters apply to a Cirrus signature made with its secret too"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-test.service");
+    assert!(
+        log.contains(&format!(
+            "audit action=hook outcome=ok job=ci-test-count token=github-count client=127.0.0.1 run={run}"
+        )),
+        "audited"
+    );
+    assert!(log.contains("audit action=hook outcome=unauthenticated job=ci-test-count token=- client=127.0.0.1 run=-"));
 }
