@@ -32,7 +32,7 @@ trap stop INT TERM EXIT
 inside sh -c "mkdir -p /run/jobgate/bin /run/jobgate/state && install -m 0755 '$bin' /run/jobgate/bin/jobgate &&
     chown $user:$user /run/jobgate/state && cp '$top'/contrib/systemd/ci-test-*.service /run/systemd/system/ &&
     systemctl daemon-reload &&
-    sed 's/^jobgate ALL/$user ALL/' '$top/contrib/sudoers.d/jobgate' > /etc/sudoers.d/jobgate && chmod 0440 /etc/sudoers.d/jobgate &&
+    sed '/^[[:space:]]*#/!s/jobgate/$user/g' '$top/contrib/sudoers.d/jobgate' > /etc/sudoers.d/jobgate && chmod 0440 /etc/sudoers.d/jobgate &&
     visudo -qcf /etc/sudoers.d/jobgate"
 token=$(inside /run/jobgate/bin/jobgate --tokens /run/jobgate/tokens token add demo --scope rw 2>/dev/null)
 inside sh -c "chown root:$user /run/jobgate/tokens && chmod 0640 /run/jobgate/tokens"
