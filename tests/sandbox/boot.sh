@@ -1,45 +1,54 @@
 #!/bin/sh
 # Boots a real systemd in private PID, mount and UTS namespaces, for the
-# integration tests and `make demo`. The one source of the recipe: the
-# caller spawns this script, which becomes `unshare`; systemd is its child.
+# integration tests (tests/system/sandbox.rs) and the shell scripts
+# (tests/sandbox/lib.sh). The one source of the recipe. This script execs
+# `unshare`, so the caller's child IS unshare, and unshare's only child is
+# the sandbox's systemd (pid 1 of the new PID namespace):
 #
-#   sh tests/sandbox/boot.sh &          # then: pgrep -P $! is systemd
-#   nsenter -t SYSTEMD_PID -m -p -u systemctl is-system-running
-#   nsenter -t SYSTEMD_PID -m -p -u systemctl poweroff
+#   setpriv --pdeathsig KILL sh tests/sandbox/boot.sh </dev/null >LOG 2>&1 &
+#   pid=$(cat /proc/$!/task/$!/children)     # or: pgrep -P $!  (systemd)
+#   nsenter -t $pid -m -p -u systemctl is-system-running   # poll: running|degraded
+#   nsenter -t $pid -m -p -u systemctl poweroff --no-block # then wait for $!
+#
+# Until it execs unshare this script starts no process of its own (no
+# `id -u`), so the caller's child never has a child that is not systemd.
 #
 # Private tmpfs on /run, /tmp, /var/tmp and /var/log/journal: without the
 # private /tmp, systemd's boot-time tmpfiles cleanup would empty the host's
-# /tmp. /etc/sudoers.d and /etc/polkit-1/rules.d are private too, so tests
-# install sudo and polkit rules without touching the host's. The journal directory belongs to systemd-journal
-# (setgid), so that group's members can read it. Units that would change
-# the host (sysctl, binfmt, modules, remount, tmpfiles) are masked.
-# --kill-child: if unshare dies, so does the whole namespace.
+# /tmp. The journal directory belongs to group systemd-journal (setgid), so
+# that group's members can read the journal. /etc/sudoers.d and
+# /etc/polkit-1/rules.d are private too, so tests install sudo and polkit
+# rules without touching the host's. Units that would change the host
+# (sysctl, binfmt, modules, remount, tmpfiles, /dev nodes) are masked.
+# systemd sets the hostname (a `hostname` call here would be undone by
+# /etc/hostname). --kill-child: if unshare dies, even by SIGKILL, so does
+# the whole namespace.
 set -eu
 
-if [ "$(id -u)" != 0 ]; then
+# `-O /`: / belongs to this process's effective uid, i.e. we are root.
+if ! [ -O / ]; then
     echo "boot.sh: must run as root (it creates namespaces and mounts)" >&2
-    exit 1
-fi
-journal_gid=$(getent group systemd-journal | cut -d: -f3)
-if [ -z "$journal_gid" ]; then
-    echo "boot.sh: no group systemd-journal on this machine" >&2
     exit 1
 fi
 
 exec unshare --fork --kill-child=SIGKILL --pid --mount --uts --propagation private \
     sh -c '
-        set -e
+        set -eu
+        journal_gid=$(getent group systemd-journal | cut -d: -f3)
+        if [ -z "$journal_gid" ]; then
+            echo "boot.sh: no group systemd-journal on this machine" >&2
+            exit 1
+        fi
         mount -t proc proc /proc
-        for dir in /run /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$dir"; done
-        chmod 0755 /run
-        mount -t tmpfs -o "mode=2755,gid=$1" tmpfs /var/log/journal
+        mount -t tmpfs -o mode=0755 tmpfs /run
+        for dir in /tmp /var/tmp; do mount -t tmpfs -o mode=1777 tmpfs "$dir"; done
+        mount -t tmpfs -o "mode=2755,gid=$journal_gid" tmpfs /var/log/journal
         mount -t tmpfs -o mode=0755 tmpfs /etc/sudoers.d
         if [ -d /etc/polkit-1/rules.d ]; then
             mount -t tmpfs -o mode=0700 tmpfs /etc/polkit-1/rules.d
             chown polkitd /etc/polkit-1/rules.d 2>/dev/null || true
         fi
-        hostname jobgate-sandbox
-        exec /lib/systemd/systemd --system --unit=basic.target \
+        exec /lib/systemd/systemd --system --unit=basic.target systemd.hostname=jobgate-sandbox \
             systemd.mask=systemd-tmpfiles-setup.service \
             systemd.mask=systemd-tmpfiles-setup-dev.service \
             systemd.mask=systemd-tmpfiles-clean.timer \
@@ -47,4 +56,4 @@ exec unshare --fork --kill-child=SIGKILL --pid --mount --uts --propagation priva
             systemd.mask=systemd-binfmt.service \
             systemd.mask=systemd-modules-load.service \
             systemd.mask=systemd-remount-fs.service
-    ' boot.sh "$journal_gid"
+    ' boot.sh
