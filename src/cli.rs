@@ -4,6 +4,7 @@
 
 use std::net::IpAddr;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use argh::FromArgs;
 
@@ -50,6 +51,12 @@ pub struct Args {
     /// redaction rules applied to every log line shown (skip, strip, mask)
     #[argh(option)]
     redact: Option<PathBuf>,
+    /// most follow streams at once, across all front ends (default: 16)
+    #[argh(option, default = "crate::follow::DEFAULT_MAX_STREAMS")]
+    max_follows: usize,
+    /// most seconds one follow stream lasts before it ends with a "still running" line (default: 3600)
+    #[argh(option, default = "crate::follow::DEFAULT_MAX_DURATION.as_secs()")]
+    max_follow_secs: u64,
     /// print JSON instead of text (admin commands)
     #[argh(switch)]
     json: bool,
@@ -72,6 +79,7 @@ enum Sub {
     State(StateArgs),
     Runs(RunsArgs),
     Logs(LogsArgs),
+    Follow(FollowArgs),
     Check(CheckArgs),
     Token(TokenArgs),
 }
@@ -165,6 +173,17 @@ struct LogsArgs {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "follow")]
+/// print a run's lines as they are written until it ends; exit 0 if it succeeded
+struct FollowArgs {
+    #[argh(positional)]
+    job: String,
+    /// which run: the current or last one (default), or a run id
+    #[argh(option)]
+    run: Option<String>,
+}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "check")]
 /// check the prefix, the token file and the sudo rule
 struct CheckArgs {}
@@ -220,6 +239,7 @@ pub struct Config {
     pub tools: Tools,
     pub redact: Option<PathBuf>,
     pub hooks: Option<PathBuf>,
+    pub follow: crate::follow::Limits,
     pub json: bool,
 }
 
@@ -234,6 +254,7 @@ pub enum Command {
     State(JobName),
     Runs { job: JobName, limit: usize },
     Logs { job: JobName, lines: Lines, run: RunSelector, raw: bool },
+    Follow { job: JobName, run: RunSelector },
     Check,
     TokenAdd { name: String, scope: Scope, patterns: Vec<String> },
     TokenList,
@@ -264,6 +285,20 @@ impl Args {
             }
         };
         let state_dir = self.state_dir.unwrap_or_else(default_state_dir);
+        if !(1..=MAX_FOLLOWS).contains(&self.max_follows) {
+            return Err(format!("invalid --max-follows {} (expected 1 to {MAX_FOLLOWS})", self.max_follows));
+        }
+        if !(1..=MAX_FOLLOW_SECS).contains(&self.max_follow_secs) {
+            return Err(format!(
+                "invalid --max-follow-secs {} (expected 1 to {MAX_FOLLOW_SECS})",
+                self.max_follow_secs
+            ));
+        }
+        let follow = crate::follow::Limits {
+            max_streams: self.max_follows,
+            max_duration: Duration::from_secs(self.max_follow_secs),
+            slot_dir: state_dir.join("follow"),
+        };
         let job = |name: &str| {
             JobName::parse(&prefix, name).map_err(|_| {
                 format!(
@@ -300,14 +335,9 @@ impl Args {
                         .ok_or_else(|| format!("invalid --lines '{}' (expected a number from 1)", n.escape_debug()))?,
                     None => Lines::default(),
                 };
-                let run = match a.run {
-                    Some(r) => RunSelector::parse(&r).ok_or_else(|| {
-                        format!("invalid --run '{}' (expected 'last' or a 32-hex-digit run id)", r.escape_debug())
-                    })?,
-                    None => RunSelector::Last,
-                };
-                Command::Logs { job: job(&a.job)?, lines, run, raw: a.raw }
+                Command::Logs { job: job(&a.job)?, lines, run: run_selector(a.run)?, raw: a.raw }
             }
+            Some(Sub::Follow(a)) => Command::Follow { job: job(&a.job)?, run: run_selector(a.run)? },
             Some(Sub::Check(_)) => Command::Check,
             Some(Sub::Token(t)) => match t.command {
                 TokenSub::Add(a) => {
@@ -347,10 +377,24 @@ impl Args {
                 tools,
                 redact: self.redact,
                 hooks: self.hooks,
+                follow,
                 json: self.json,
             },
             command,
         ))
+    }
+}
+
+/// Highest `--max-follows`: each stream is a thread and a journalctl.
+const MAX_FOLLOWS: usize = 1024;
+/// Highest `--max-follow-secs`: a week.
+const MAX_FOLLOW_SECS: u64 = 7 * 24 * 3600;
+
+fn run_selector(run: Option<String>) -> Result<RunSelector, String> {
+    match run {
+        Some(r) => RunSelector::parse(&r)
+            .ok_or_else(|| format!("invalid --run '{}' (expected 'last' or a 32-hex-digit run id)", r.escape_debug())),
+        None => Ok(RunSelector::Last),
     }
 }
 

@@ -9,6 +9,9 @@ pub enum Error {
     Usage(String),
     /// The command could not do what was asked: exit 1.
     Failed(String),
+    /// Exit with this code; the output has said why (`follow` of a run
+    /// that failed).
+    Silent(u8),
 }
 
 impl Error {
@@ -16,6 +19,7 @@ impl Error {
         match self {
             Error::Usage(_) => 2,
             Error::Failed(_) => 1,
+            Error::Silent(code) => *code,
         }
     }
 }
@@ -24,6 +28,7 @@ impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Error::Usage(msg) | Error::Failed(msg) => f.write_str(msg),
+            Error::Silent(code) => write!(f, "exit status {code}"),
         }
     }
 }

@@ -10,6 +10,7 @@ pub mod api;
 pub mod auth;
 pub mod cli;
 pub mod error;
+pub mod follow;
 pub mod front;
 pub mod hooks;
 pub mod names;

@@ -13,6 +13,7 @@ fn main() -> ExitCode {
     let args: Args = argh::from_env();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(Error::Silent(code)) => ExitCode::from(code),
         Err(e) => {
             eprintln!("jobgate: {e}");
             ExitCode::from(e.exit_code())
@@ -45,7 +46,8 @@ fn run(args: Args) -> Result<(), Error> {
         Some(path) if !raw => redact::Redactions::load(path).map_err(Error::Failed)?,
         _ => redact::Redactions::default(),
     };
-    let systemd = ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions);
+    let systemd =
+        Arc::new(ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions));
     let api = |systemd, trust_proxy| -> Result<api::Api, Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());
@@ -53,7 +55,7 @@ fn run(args: Args) -> Result<(), Error> {
             Some(path) => Some(jobgate::hooks::Hooks::load(path, &config.prefix).map_err(Error::Failed)?),
             None => None,
         };
-        Ok(api::Api { systemd, tokens, tails, trust_proxy, hooks })
+        Ok(api::Api { systemd, tokens, tails, trust_proxy, hooks, follow: config.follow.clone() })
     };
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {

@@ -14,7 +14,7 @@ use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::parse::{self, message_ids, Entry, UnitState};
-use crate::systemd::run::{Output, Runner};
+use crate::systemd::run::{Held, Output, Runner, StopOnDrop, STREAM_TIMEOUT};
 
 /// Longest journal entry read; longer ones are skipped, never buffered.
 pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
@@ -104,9 +104,25 @@ impl Systemd {
         self.runner.call(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
     }
 
+    /// A journal read, ended when the reader is dropped.
     fn stream(&self, call: Call) -> Result<Box<dyn BufRead + Send>, OpError> {
+        let (output, stop) = self.stream_until(call, STREAM_TIMEOUT)?;
+        Ok(Box::new(Held { output, _stop: stop }))
+    }
+
+    /// A journal read that runs at most `timeout`, with its own stop handle.
+    pub(crate) fn stream_until(
+        &self,
+        call: Call,
+        timeout: Duration,
+    ) -> Result<(Box<dyn BufRead + Send>, StopOnDrop), OpError> {
         let argv = call.argv(&self.tools);
-        self.runner.stream(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
+        self.runner.stream(&argv, timeout).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
+    }
+
+    /// The redaction rules for `job`'s lines.
+    pub fn redactions_for(&self, job: &JobName) -> crate::redact::Redactor<'_> {
+        self.redactions.for_job(job)
     }
 
     /// The unit's state; [`OpError::UnknownJob`] if systemd has no such unit.
@@ -320,26 +336,9 @@ impl Systemd {
             thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
         }
         let unit = job.unit();
-        // A cursor inside the run: from there. Else from the previous run's
-        // start, or from the journal's first entry for the oldest run.
-        // (A run's lines may come before its own "Starting": a cursor of
-        // this run is one after the previous run's start.)
-        let this_run = |c: &&Cursor| run.previous.as_ref().is_none_or(|p| c.is_at_or_after(p));
-        let (from, phase) = match after.filter(this_run) {
-            Some(cursor) => (Some(cursor), Phase::Gap),
-            None if run.previous.is_some() => (run.previous.as_ref(), Phase::Previous),
-            None => (None, Phase::Gap),
-        };
-        let source = self.stream(Call::UnitEntries { unit: &unit, after: from })?;
-        Ok(EntryStream {
-            source,
-            unit: unit.to_string(),
-            run: run.run.clone(),
-            start: run.start.as_str().to_string(),
-            phase,
-            previous_pids: Vec::new(),
-            line: Vec::new(),
-        })
+        let (from, filter) = reading_point(run, after);
+        let source = self.stream(Call::UnitEntries { unit: &unit, after: from, follow: false })?;
+        Ok(EntryStream { source, unit: unit.to_string(), filter, line: Vec::new() })
     }
 
     /// The last `lines` lines of `run` as they may be shown (counted after
@@ -413,31 +412,41 @@ impl Outcome {
     }
 }
 
-/// A run's own lines, parsed as they are read from the unit's entries.
+/// Which run a unit's journal entry belongs to, seen in journal order.
 ///
 /// journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only while
 /// it can see the process's cgroup, so a fast job's lines often come
 /// untagged, and it may store them after the manager's end messages (seen
-/// in the sandbox). So the stream reads from the previous run's "Starting":
+/// in the sandbox). So a run is read from the previous run's "Starting":
 /// untagged lines before this run's "Starting" are the previous run's, and
 /// their writer (one stream, one pid) is noted; after it, lines tagged with
 /// this run or written by a writer not seen before are this run's, until
 /// the next "Starting". Lines of other units are dropped whatever
 /// journalctl matched. A job that writes and exits at once and is started
 /// again at once can still have its last lines counted to the next run.
-pub struct EntryStream {
-    source: Box<dyn BufRead + Send>,
-    unit: String,
+pub struct RunFilter {
     run: RunId,
     /// The cursor of this run's "Starting".
     start: String,
     phase: Phase,
     /// Writers of the previous run's lines.
     previous_pids: Vec<u32>,
-    line: Vec<u8>,
 }
 
-/// Where an [`EntryStream`] stands.
+/// What one entry is to the run a [`RunFilter`] looks for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A line this run wrote.
+    Line,
+    /// The manager says this run has ended (its last lines may still come).
+    RunEnded,
+    /// Past the run: no later entry can be this run's.
+    Past,
+    /// Anything else.
+    Other,
+}
+
+/// Where a [`RunFilter`] stands.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Phase {
     /// Before this run's "Starting": the previous run's writers are noted.
@@ -450,41 +459,93 @@ enum Phase {
     Ended,
 }
 
+impl RunFilter {
+    /// A filter for `run`, read from the previous run's "Starting"
+    /// (`from_previous`), or else from a cursor inside the run or from the
+    /// journal's first entry.
+    pub fn new(run: &Run, from_previous: bool) -> RunFilter {
+        RunFilter {
+            run: run.run.clone(),
+            start: run.start.as_str().to_string(),
+            phase: if from_previous { Phase::Previous } else { Phase::Gap },
+            previous_pids: Vec::new(),
+        }
+    }
+
+    pub fn see(&mut self, entry: &Entry) -> Seen {
+        if self.phase == Phase::Ended {
+            return Seen::Past;
+        }
+        if entry.from_manager {
+            let ours = entry.run.as_ref() == Some(&self.run);
+            self.phase = match self.phase {
+                _ if entry.cursor == self.start => Phase::This,
+                Phase::Gap if entry.message_id == message_ids::STARTING => Phase::Ended,
+                Phase::This if entry.message_id == message_ids::STARTING => Phase::Ended,
+                Phase::This if entry.run.is_some() && !ours => Phase::Ended,
+                phase => phase,
+            };
+            let ended = matches!(entry.message_id.as_str(), message_ids::DEACTIVATED | message_ids::FAILED_RESULT);
+            return match self.phase {
+                Phase::Ended => Seen::Past,
+                _ if ours && ended => Seen::RunEnded,
+                _ => Seen::Other,
+            };
+        }
+        let writer = entry.pid.unwrap_or(0);
+        let others = match &entry.run {
+            Some(run) => *run != self.run,
+            None => self.phase == Phase::Previous || self.previous_pids.contains(&writer),
+        };
+        if !others {
+            return Seen::Line;
+        }
+        // Another run's line: its writer's untagged lines are that run's too.
+        if !self.previous_pids.contains(&writer) {
+            self.previous_pids.push(writer);
+        }
+        Seen::Other
+    }
+}
+
+/// A run's own lines, parsed and filtered (see [`RunFilter`]) as they are
+/// read from the unit's entries; ends at the run's end or the source's.
+pub struct EntryStream {
+    source: Box<dyn BufRead + Send>,
+    unit: String,
+    filter: RunFilter,
+    line: Vec<u8>,
+}
+
 impl Iterator for EntryStream {
     type Item = io::Result<Entry>;
 
     fn next(&mut self) -> Option<io::Result<Entry>> {
-        while self.phase != Phase::Ended {
+        loop {
             match read_entry_line(&mut self.source, &mut self.line) {
                 Err(e) => return Some(Err(e)),
                 Ok(false) => return None,
                 Ok(true) => {}
             }
             let Some(entry) = parse::journal_entry(&self.unit, &self.line) else { continue };
-            if entry.from_manager {
-                self.phase = match self.phase {
-                    _ if entry.cursor == self.start => Phase::This,
-                    Phase::Gap if entry.message_id == message_ids::STARTING => Phase::Ended,
-                    Phase::This if entry.message_id == message_ids::STARTING => Phase::Ended,
-                    Phase::This if entry.run.as_ref().is_some_and(|r| *r != self.run) => Phase::Ended,
-                    phase => phase,
-                };
-                continue;
-            }
-            let writer = entry.pid.unwrap_or(0);
-            let others = match &entry.run {
-                Some(run) => *run != self.run,
-                None => self.phase == Phase::Previous || self.previous_pids.contains(&writer),
-            };
-            if !others {
-                return Some(Ok(entry));
-            }
-            // Another run's line: its writer's untagged lines are that run's too.
-            if !self.previous_pids.contains(&writer) {
-                self.previous_pids.push(writer);
+            match self.filter.see(&entry) {
+                Seen::Line => return Some(Ok(entry)),
+                Seen::Past => return None,
+                Seen::RunEnded | Seen::Other => {}
             }
         }
-        None
+    }
+}
+
+/// Where reading `run` begins, and the filter for it: a cursor inside the
+/// run, else the previous run's start, else the journal's first entry for
+/// the oldest run. (A run's lines may come before its own "Starting": a
+/// cursor of this run is one after the previous run's start.)
+pub fn reading_point<'a>(run: &'a Run, after: Option<&'a Cursor>) -> (Option<&'a Cursor>, RunFilter) {
+    let this_run = |c: &&Cursor| run.previous.as_ref().is_none_or(|p| c.is_at_or_after(p));
+    match after.filter(this_run) {
+        Some(cursor) => (Some(cursor), RunFilter::new(run, false)),
+        None => (run.previous.as_ref(), RunFilter::new(run, run.previous.is_some())),
     }
 }
 

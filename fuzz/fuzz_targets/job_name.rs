@@ -29,7 +29,7 @@ fuzz_target!(|data: &[u8]| {
     let cursor = Cursor::parse("s=1;i=1").expect("cursor");
     for privilege in [Privilege::Sudo, Privilege::Polkit] {
         let tools = Tools { privilege, ..Tools::default() };
-        for call in [Call::Start(&unit), Call::Stop(&unit), Call::Show(&unit), Call::ManagerEvents(&unit), Call::UnitEntries { unit: &unit, after: Some(&cursor) }] {
+        for call in [Call::Start(&unit), Call::Stop(&unit), Call::Show(&unit), Call::ManagerEvents(&unit), Call::UnitEntries { unit: &unit, after: Some(&cursor), follow: true }] {
             let argv: Vec<String> = call.argv(&tools).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
             let units = argv.iter().filter(|a| a.ends_with(".service")).count();
             assert_eq!(units, 1, "{argv:?}");

@@ -6,6 +6,7 @@
 use std::ffi::OsString;
 use std::io::{self, BufRead};
 use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use jobgate::api::http::Request;
 use jobgate::api::{Api, TokenStore};
@@ -13,7 +14,7 @@ use jobgate::auth::{hex, sha256, TokenFile};
 use jobgate::names::{JobName, Prefix};
 use jobgate::ops::Systemd;
 use jobgate::systemd::argv::Tools;
-use jobgate::systemd::run::{Output, Runner};
+use jobgate::systemd::run::{Output, Runner, StopOnDrop};
 use jobgate::tail_state::TailState;
 use libfuzzer_sys::fuzz_target;
 
@@ -38,9 +39,9 @@ impl Runner for CheckingRunner {
         Ok(Output { success: true, stdout, stderr: Vec::new() })
     }
 
-    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>> {
+    fn stream(&self, argv: &[OsString], _timeout: Duration) -> io::Result<(Box<dyn BufRead + Send>, StopOnDrop)> {
         check(argv);
-        Ok(Box::new(io::Cursor::new(Vec::new())))
+        Ok((Box::new(io::Cursor::new(Vec::new())), Box::new(())))
     }
 }
 
@@ -50,11 +51,16 @@ fn api() -> &'static Api {
         let tokens = format!("fuzz rw sha256:{}\n", hex(&sha256("jgt_fuzz")));
         let prefix = Prefix::parse("ci-test-").expect("prefix");
         Api {
-            systemd: Systemd::new(prefix, Tools::default(), Arc::new(CheckingRunner)),
+            systemd: Arc::new(Systemd::new(prefix, Tools::default(), Arc::new(CheckingRunner))),
             tokens: TokenStore::fixed(TokenFile::parse("tokens", &tokens).expect("tokens")),
             tails: TailState::new(std::env::temp_dir().join("jobgate-fuzz-state")),
             trust_proxy: None,
             hooks: None,
+            follow: jobgate::follow::Limits {
+                max_streams: 4,
+                max_duration: jobgate::follow::DEFAULT_MAX_DURATION,
+                slot_dir: std::env::temp_dir().join("jobgate-fuzz-state/follow"),
+            },
         }
     })
 }
@@ -67,7 +73,7 @@ fuzz_target!(|data: &[u8]| {
     let mut req = Request::new(method, target);
     req.headers.push(("Authorization".into(), auth.into()));
     let response = api().handle(&req);
-    assert!(matches!(response.status, 200 | 400 | 401 | 403 | 404 | 405 | 425 | 500), "status {}", response.status);
+    assert!(matches!(response.status, 200 | 400 | 401 | 403 | 404 | 405 | 425 | 500 | 503), "status {}", response.status);
     if response.status != 200 {
         let value: serde_json::Value = serde_json::from_slice(&response.body).expect("a JSON error body");
         assert!(value["msg"].is_string());

@@ -4,6 +4,8 @@
 
 use std::net::IpAddr;
 
+pub use crate::follow::Sink;
+
 /// Most bytes of request body any front end reads.
 pub const MAX_BODY: u64 = 64 << 10;
 
@@ -17,6 +19,8 @@ pub struct Request {
     pub body: Vec<u8>,
     /// The peer's address.
     pub remote: Option<IpAddr>,
+    /// An HTTP/1.0 request: a streamed answer cannot be chunked.
+    pub http10: bool,
 }
 
 impl Request {
@@ -30,6 +34,7 @@ impl Request {
             headers: Vec::new(),
             body: Vec::new(),
             remote: None,
+            http10: false,
         }
     }
 
@@ -45,11 +50,19 @@ impl Request {
     }
 }
 
+/// A body sent as it is produced, after the head (`follow`). The front end
+/// frames it: chunked in `serve` (HTTP/1.1), else ended by closing.
+pub trait StreamBody: Send {
+    fn send_to(self: Box<Self>, sink: &mut dyn Sink);
+}
+
 pub struct Response {
     pub status: u16,
     pub content_type: &'static str,
     pub headers: Vec<(&'static str, String)>,
     pub body: Vec<u8>,
+    /// Sent instead of `body` when set.
+    pub stream: Option<Box<dyn StreamBody>>,
     /// For the access log: the route template, the job and the token NAME.
     pub route: &'static str,
     pub job: Option<String>,
@@ -67,7 +80,14 @@ impl Response {
     }
 
     pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response { status, content_type, headers: Vec::new(), body, route: "-", job: None, token: None }
+        Response { status, content_type, headers: Vec::new(), body, stream: None, route: "-", job: None, token: None }
+    }
+
+    /// A 200 whose body is `stream`, sent unbuffered by any proxy.
+    pub fn streamed(content_type: &'static str, stream: Box<dyn StreamBody>) -> Response {
+        Response { stream: Some(stream), ..Response::bytes(200, content_type, Vec::new()) }
+            .with_header("Cache-Control", "no-store".into())
+            .with_header("X-Accel-Buffering", "no".into())
     }
 
     /// An error answer: `{"msg": …}`.

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use serde_json::json;
 
 use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
+use crate::follow;
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
-use crate::ops::{OpError, Systemd, MAX_RUNS};
+use crate::ops::{OpError, Run, Systemd, MAX_RUNS};
 use crate::secure_file::Fingerprint;
 use crate::tail_state::TailState;
-use http::{parse_query, Request, Response};
+use http::{parse_query, Request, Response, Sink, StreamBody};
 
 /// Runs listed when a request does not say how many.
 pub const DEFAULT_RUNS: usize = 20;
@@ -66,13 +67,16 @@ pub fn read_token_file(path: &std::path::Path) -> Result<TokenFile, String> {
 }
 
 pub struct Api {
-    pub systemd: Systemd,
+    /// Shared with the streams `follow` hands to the front end.
+    pub systemd: Arc<Systemd>,
     pub tokens: TokenStore,
     pub tails: TailState,
     /// The reverse proxy whose X-Forwarded-For names the client.
     pub trust_proxy: Option<std::net::IpAddr>,
     /// Signed webhooks (`--hooks`); without them `/hook/…` is not found.
     pub hooks: Option<crate::hooks::Hooks>,
+    /// How many `follow` streams at once, and for how long.
+    pub follow: follow::Limits,
 }
 
 /// A route's answer before the access-log fields are filled in.
@@ -182,6 +186,7 @@ impl Api {
                         self.logs(&job, &query, RunSelector::Id(run))
                     }
                     JobRoute::Tail => self.tail(&job, &token, &query),
+                    JobRoute::Follow => self.follow(job, &query),
                     JobRoute::Runs => self.runs(&job, &query),
                 }
             }
@@ -244,6 +249,33 @@ impl Api {
         Ok(lines_answer(query.text, &lines, json!({"logs": lines, "run": run_id})))
     }
 
+    fn follow(&self, job: JobName, query: &Query) -> Answer {
+        let slot = match self.follow.take_slot() {
+            Ok(Some(slot)) => slot,
+            Ok(None) => return Err(Reject::new(503, "Too many streams")),
+            Err(e) => {
+                let why = format!("taking a stream slot in {}: {e}", self.follow.slot_dir.display());
+                return Err(internal(OpError::Failed(why)));
+            }
+        };
+        let which = match &query.run {
+            Some(RunSelector::Id(id)) => Some(id),
+            _ => None,
+        };
+        let run = self.systemd.run_to_follow(&job, which).map_err(op_error)?;
+        let run = run.ok_or(Reject::new(404, if which.is_some() { "Unknown run" } else { "No run yet" }))?;
+        let run_id = run.run.to_string();
+        let stream = FollowStream {
+            systemd: Arc::clone(&self.systemd),
+            job,
+            run,
+            after: query.cursor.clone(),
+            options: follow::FollowOptions { cursors: query.cursors, max_duration: self.follow.max_duration },
+            _slot: slot,
+        };
+        Ok(Response::streamed(http::TEXT, Box::new(stream)).with_header("X-Jobgate-Run", run_id))
+    }
+
     fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
         let state = self.systemd.state(job).map_err(op_error)?;
         let Some(run) = self.systemd.find_run(job, &RunSelector::Last, state.run.as_ref()).map_err(op_error)? else {
@@ -275,6 +307,27 @@ impl Api {
     }
 }
 
+/// A `follow` answer's body: the run's lines as they come, holding its
+/// stream slot until it ends.
+struct FollowStream {
+    systemd: Arc<Systemd>,
+    job: JobName,
+    run: Run,
+    after: Option<Cursor>,
+    options: follow::FollowOptions,
+    _slot: follow::Slot,
+}
+
+impl StreamBody for FollowStream {
+    fn send_to(self: Box<Self>, sink: &mut dyn Sink) {
+        let ended = self.systemd.follow(&self.job, &self.run, self.after.as_ref(), &self.options, sink);
+        match ended {
+            Ok(end) => log::info!("follow job={} run={}: {}", self.job, self.run.run, end),
+            Err(e) => log::info!("follow job={} run={}: ended early: {e}", self.job, self.run.run),
+        }
+    }
+}
+
 /// The routes under `/api/job/JOB/`.
 #[derive(Clone, Copy)]
 enum JobRoute<'a> {
@@ -283,6 +336,7 @@ enum JobRoute<'a> {
     State,
     Logs,
     Tail,
+    Follow,
     Runs,
     RunLogs(&'a str),
 }
@@ -296,6 +350,7 @@ impl<'a> JobRoute<'a> {
             ["state"] => JobRoute::State,
             ["logs"] => JobRoute::Logs,
             ["tail"] => JobRoute::Tail,
+            ["follow"] => JobRoute::Follow,
             ["runs"] => JobRoute::Runs,
             ["runs", run, "logs"] => JobRoute::RunLogs(run),
             _ => return None,
@@ -310,6 +365,7 @@ impl<'a> JobRoute<'a> {
             JobRoute::State => "/api/job/{job}/state",
             JobRoute::Logs => "/api/job/{job}/logs",
             JobRoute::Tail => "/api/job/{job}/tail",
+            JobRoute::Follow => "/api/job/{job}/follow",
             JobRoute::Runs => "/api/job/{job}/runs",
             JobRoute::RunLogs(_) => "/api/job/{job}/runs/{run}/logs",
         }
@@ -340,6 +396,8 @@ struct Query {
     cursor: Option<Cursor>,
     limit: Option<usize>,
     text: bool,
+    /// `follow`: each line with its cursor.
+    cursors: bool,
 }
 
 impl Query {
@@ -358,6 +416,13 @@ impl Query {
                 "limit" => {
                     let limit = value.parse::<usize>().ok().filter(|n| (1..=MAX_RUNS).contains(n));
                     query.limit = Some(limit.ok_or_else(|| Reject::new(400, "Invalid limit"))?);
+                }
+                "cursors" => {
+                    query.cursors = match value.as_str() {
+                        "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(Reject::new(400, "Invalid cursors")),
+                    }
                 }
                 "format" => {
                     query.text = match value.as_str() {
@@ -412,6 +477,7 @@ fn describe() -> serde_json::Value {
             "GET /api/job/JOB/state": "state of JOB",
             "GET /api/job/JOB/logs?lines=N&run=RUN": "log lines of one run (default: the last)",
             "GET /api/job/JOB/tail?cursor=C": "lines of the current run after cursor C (default: since this token's last tail)",
+            "GET /api/job/JOB/follow?run=RUN&cursor=C&cursors=1": "stream the current run's lines as they are written, then how it ended",
             "GET /api/job/JOB/runs?limit=N": "run history, newest first",
             "GET /api/job/JOB/runs/RUN/logs": "log lines of run RUN",
         }

@@ -25,13 +25,22 @@ fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
     let tokens = TokenStore::fixed(TokenFile::parse("tokens", &text).expect("tokens"));
     let runner = Arc::new(runner);
     let prefix = Prefix::parse("ci-test-").expect("prefix");
-    let state_dir = std::env::temp_dir().join(format!("jobgate-api-test-{}", std::process::id()));
+    // One state directory per test: the follow slots in it are counted.
+    static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let state_dir = std::env::temp_dir().join(format!("jobgate-api-test-{}-{n}", std::process::id()));
+    let follow = follow::Limits {
+        max_streams: 1,
+        max_duration: follow::DEFAULT_MAX_DURATION,
+        slot_dir: state_dir.join("follow"),
+    };
     let api = Api {
-        systemd: Systemd::new(prefix, Tools::default(), runner.clone()),
+        systemd: Arc::new(Systemd::new(prefix, Tools::default(), runner.clone())),
         tokens,
         tails: TailState::new(state_dir),
         trust_proxy: None,
         hooks: None,
+        follow,
     };
     (api, runner)
 }
@@ -160,6 +169,91 @@ fn logs_as_json_and_text() {
     assert_eq!(value, json!({"logs": ["one \"quoted\"", "two"], "run": RUN}));
     let (_, text) = call(&api, "GET", "/api/job/ci-test-a/logs?format=text", Some(RO));
     assert_eq!(text, "one \"quoted\"\ntwo\n");
+}
+
+/// A finished run of ci-test-a as the journal holds it: the manager's
+/// messages (newest first) and the unit's entries.
+fn finished_run() -> RecordingRunner {
+    let manager = |id: &str, message: &str, cursor: &str| {
+        format!(
+            r#"{{"_PID":"1","UNIT":"ci-test-a.service","INVOCATION_ID":"{RUN}","MESSAGE":"{message}","MESSAGE_ID":"{id}","__CURSOR":"{cursor}","__REALTIME_TIMESTAMP":"1000000"}}"#
+        )
+    };
+    let events = format!(
+        "{}\n{}\n",
+        manager("7ad2d189f7e94e70a38c781354912448", "Deactivated", "s=1;i=4"),
+        manager("7d4958e842da4a758f6c1cdc7b36dcc5", "Starting", "s=1;i=1")
+    );
+    let entries = format!(
+        "{}\n{{\"MESSAGE\":\"one\\ntwo\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"__CURSOR\":\"s=1;i=2\"}}\n\
+         {{\"MESSAGE\":\"three\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"__CURSOR\":\"s=1;i=3\"}}\n{}\n",
+        manager("7d4958e842da4a758f6c1cdc7b36dcc5", "Starting", "s=1;i=1"),
+        manager("7ad2d189f7e94e70a38c781354912448", "Deactivated", "s=1;i=4"),
+    );
+    RecordingRunner::default()
+        .answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\nInvocationID=\n")
+        .answer(&["_PID=1"], true, &events)
+        .answer(&["--all"], true, &entries)
+}
+
+struct Collected(Vec<u8>);
+
+impl Sink for Collected {
+    fn send(&mut self, bytes: &[u8]) -> std::io::Result<()> {
+        self.0.extend_from_slice(bytes);
+        Ok(())
+    }
+    fn gone(&mut self) -> bool {
+        false
+    }
+}
+
+fn streamed(response: &mut Response) -> String {
+    let mut sink = Collected(Vec::new());
+    response.stream.take().expect("a streamed body").send_to(&mut sink);
+    String::from_utf8_lossy(&sink.0).into_owned()
+}
+
+#[test]
+fn follow_of_a_finished_run_streams_it_and_its_end() {
+    let (api, _) = api_with(finished_run());
+    let mut response =
+        api.handle(&Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", "Bearer jgt_ro"));
+    assert_eq!((response.status, response.content_type), (200, http::TEXT));
+    assert!(response.headers.contains(&("X-Accel-Buffering", "no".into())));
+    assert!(response.headers.contains(&("X-Jobgate-Run", RUN.into())));
+    assert_eq!(
+        streamed(&mut response),
+        format!("one\ntwo\nthree\njobgate: {RUN} finished result=success exit_status=0\n")
+    );
+    let mut response = api.handle(
+        &Request::new("GET", "/api/job/ci-test-a/follow?cursors=1").with_header("Authorization", "Bearer jgt_ro"),
+    );
+    assert_eq!(
+        streamed(&mut response),
+        format!(
+            "s=1;i=2\tone\ns=1;i=2\ttwo\ns=1;i=3\tthree\n-\tjobgate: {RUN} finished result=success exit_status=0\n"
+        )
+    );
+}
+
+#[test]
+fn follow_streams_are_capped() {
+    let (api, _) = api_with(finished_run());
+    let request = || Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", "Bearer jgt_ro");
+    let first = api.handle(&request());
+    assert_eq!(first.status, 200);
+    let second = api.handle(&request());
+    assert_eq!((second.status, body_text(second).trim()), (503, r#"{"msg":"Too many streams"}"#));
+    drop(first);
+    assert_eq!(api.handle(&request()).status, 200, "the slot is free once the stream is over");
+    for bad in ["cursors=yes", "run=abc", "cursor=x%00"] {
+        let response = api.handle(
+            &Request::new("GET", &format!("/api/job/ci-test-a/follow?{bad}"))
+                .with_header("Authorization", "Bearer jgt_ro"),
+        );
+        assert_eq!(response.status, 400, "{bad}");
+    }
 }
 
 #[test]

@@ -11,11 +11,39 @@ use crate::api::read_token_file;
 use crate::auth::{hex, Scope, TokenEntry, TokenFile};
 use crate::cli::{Command, Config};
 use crate::error::Error;
+use crate::follow::FollowOptions;
+use crate::front::http1::{BodySink, Framing};
 use crate::names::{JobName, Lines, RunSelector};
 use crate::ops::Systemd;
 use crate::render;
 use crate::secure_file;
 use crate::systemd::argv::{Call, JournalAccess, Privilege, Probe};
+
+/// Prints the run's lines as they come, then its last line; exit 0 only if
+/// the run succeeded. Ends quietly when the output is closed (`| head`).
+fn follow(
+    out: &mut dyn Write,
+    config: &Config,
+    systemd: &Systemd,
+    job: &JobName,
+    run: &RunSelector,
+) -> Result<(), Error> {
+    let which = match run {
+        RunSelector::Id(id) => Some(id),
+        RunSelector::Last => None,
+    };
+    let Some(run) = systemd.run_to_follow(job, which)? else {
+        return Err(Error::Failed(format!("{job} has no such run in the journal")));
+    };
+    let options = FollowOptions { cursors: false, max_duration: config.follow.max_duration };
+    let mut sink = BodySink { out, framing: Framing::Close, gone: || false };
+    match systemd.follow(job, &run, None, &options, &mut sink) {
+        Ok(end) if end.succeeded() => Ok(()),
+        Ok(_) => Err(Error::Silent(1)),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(Error::Failed(format!("following {job}: {e}"))),
+    }
+}
 
 pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), Error> {
     let out = &mut io::stdout().lock();
@@ -62,6 +90,7 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             print(out, config.json, &value, &text)
         }
         Command::Logs { job, lines, run, .. } => return logs(out, config.json, systemd, &job, lines, &run),
+        Command::Follow { job, run } => return follow(out, config, systemd, &job, &run),
         Command::Check => return check(out, config, systemd),
         Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
         Command::TokenList => {

@@ -11,18 +11,29 @@ use std::time::Instant;
 
 use crate::api::http::{Request, Response, MAX_BODY};
 use crate::api::{access_log, Api, Reject};
-use crate::front::http1;
+use crate::front::http1::{self, BodySink, Framing};
 
 pub fn run(api: &Api) -> io::Result<()> {
     let started = Instant::now();
     let request = request_from_env(std::env::vars(), &mut io::stdin().lock());
-    let (method, response) = match request {
+    let (method, mut response) = match request {
         Ok(req) => (req.method.clone(), api.handle(&req)),
         Err(reject) => (String::from("-"), reject.into_response()),
     };
-    access_log::log(&method, &response, started.elapsed());
     let mut out = io::stdout().lock();
-    match write_response(&mut out, &response) {
+    let written = match response.stream.take() {
+        None => write_response(&mut out, &response),
+        Some(stream) => {
+            // The web server frames the body; a client that leaves is seen
+            // only when a write fails (CGI has no way to ask sooner).
+            write_head(&mut out, &response, Framing::Close).map(|()| {
+                let mut sink = BodySink { out: &mut out, framing: Framing::Close, gone: || false };
+                stream.send_to(&mut sink);
+            })
+        }
+    };
+    access_log::log(&method, &response, started.elapsed());
+    match written {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         result => result,
     }
@@ -70,11 +81,16 @@ pub fn request_from_env(vars: impl Iterator<Item = (String, String)>, stdin: &mu
 
 /// A CGI answer: `Status:` and the headers, then the body.
 pub fn write_response(out: &mut dyn Write, response: &Response) -> io::Result<()> {
+    write_head(out, response, Framing::Length)?;
+    out.write_all(&response.body)?;
+    out.flush()
+}
+
+fn write_head(out: &mut dyn Write, response: &Response, framing: Framing) -> io::Result<()> {
     let mut head = format!("Status: {} {}\r\n", response.status, http1::reason(response.status));
-    http1::push_headers(&mut head, response);
+    http1::push_headers(&mut head, response, framing);
     head.push_str("\r\n");
     out.write_all(head.as_bytes())?;
-    out.write_all(&response.body)?;
     out.flush()
 }
 

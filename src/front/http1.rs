@@ -6,7 +6,7 @@
 
 use std::io::{self, Read, Write};
 
-use crate::api::http::{Request, Response, MAX_BODY};
+use crate::api::http::{Request, Response, Sink, MAX_BODY};
 use crate::api::Reject;
 
 /// Most bytes of request line and headers.
@@ -48,6 +48,7 @@ pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
         return Err(Reject::new(400, "Bad request"));
     };
     let mut req = Request::new(method, target);
+    req.http10 = parsed.version == Some(0);
     for header in parsed.headers.iter() {
         let value = std::str::from_utf8(header.value).map_err(|_| Reject::new(400, "Bad request"))?;
         req.headers.push((header.name.to_string(), value.to_string()));
@@ -74,21 +75,98 @@ pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
 
 /// Writes `response` as HTTP/1.1 with `Connection: close`.
 pub fn write_response(out: &mut dyn Write, response: &Response) -> io::Result<()> {
-    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
-    push_headers(&mut head, response);
-    head.push_str("Connection: close\r\n\r\n");
-    out.write_all(head.as_bytes())?;
+    write_head(out, response, Framing::Length)?;
     out.write_all(&response.body)?;
     out.flush()
 }
 
-/// The header lines every front end sends: type, length and the answer's own.
-pub fn push_headers(head: &mut String, response: &Response) {
-    head.push_str(&format!("Content-Type: {}\r\nContent-Length: {}\r\n", response.content_type, response.body.len()));
+/// Writes the head of an answer whose body is framed as `framing` says.
+pub fn write_head(out: &mut dyn Write, response: &Response, framing: Framing) -> io::Result<()> {
+    let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
+    push_headers(&mut head, response, framing);
+    head.push_str("Connection: close\r\n\r\n");
+    out.write_all(head.as_bytes())?;
+    out.flush()
+}
+
+/// How the end of a body is told.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Framing {
+    /// `Content-Length`.
+    Length,
+    /// `Transfer-Encoding: chunked` (streams to HTTP/1.1 clients).
+    Chunked,
+    /// By closing the connection (streams to HTTP/1.0 clients, from
+    /// `inetd`, and from `cgi`, where the web server frames it).
+    Close,
+}
+
+/// The header lines every front end sends: type, framing and the answer's own.
+pub fn push_headers(head: &mut String, response: &Response, framing: Framing) {
+    head.push_str(&format!("Content-Type: {}\r\n", response.content_type));
+    match framing {
+        Framing::Length => head.push_str(&format!("Content-Length: {}\r\n", response.body.len())),
+        Framing::Chunked => head.push_str("Transfer-Encoding: chunked\r\n"),
+        Framing::Close => {}
+    }
     for (name, value) in &response.headers {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
 }
+
+/// A streamed body on its way to the client: each send is written (as one
+/// chunk when chunked) and flushed at once. `gone` tells whether the
+/// client has left.
+pub struct BodySink<W: Write, G: FnMut() -> bool> {
+    pub out: W,
+    pub framing: Framing,
+    pub gone: G,
+}
+
+impl<W: Write, G: FnMut() -> bool> Sink for BodySink<W, G> {
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+        if bytes.is_empty() {
+            return Ok(()); // an empty chunk would end the body
+        }
+        if self.framing == Framing::Chunked {
+            write!(self.out, "{:x}\r\n", bytes.len())?;
+            self.out.write_all(bytes)?;
+            self.out.write_all(b"\r\n")?;
+        } else {
+            self.out.write_all(bytes)?;
+        }
+        self.out.flush()
+    }
+
+    fn gone(&mut self) -> bool {
+        (self.gone)()
+    }
+}
+
+impl<W: Write, G: FnMut() -> bool> BodySink<W, G> {
+    /// Ends the body (the last chunk, when chunked).
+    pub fn finish(mut self) -> io::Result<()> {
+        if self.framing == Framing::Chunked {
+            self.out.write_all(b"0\r\n\r\n")?;
+        }
+        self.out.flush()
+    }
+}
+
+/// Whether the peer of a connected socket has closed it, by a read that
+/// `socket`'s read timeout (set short by the caller) keeps from blocking.
+/// The request has been read already: whatever else arrives is dropped.
+pub fn peer_closed(mut socket: impl Read) -> bool {
+    let mut scratch = [0u8; 512];
+    match socket.read(&mut scratch) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => !matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut | io::ErrorKind::Interrupted),
+    }
+}
+
+/// The read timeout for [`peer_closed`]'s probe.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(1);
 
 pub fn reason(status: u16) -> &'static str {
     match status {

@@ -4,14 +4,16 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, Write};
+use std::net::TcpStream;
+use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::api::http::Response;
+use crate::api::http::{Response, StreamBody};
 use crate::api::{access_log, Api, Reject};
-use crate::front::http1;
+use crate::front::http1::{self, BodySink, Framing};
 
 /// How long a client may take to send its request.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -38,7 +40,7 @@ pub fn run(api: &Api) -> io::Result<()> {
     if answered.swap(true, Ordering::SeqCst) {
         return Ok(()); // the watchdog answered already
     }
-    let (method, response) = match request {
+    let (method, mut response) = match request {
         Ok(mut req) => {
             // systemd sets REMOTE_ADDR for Accept=yes sockets (TCP only).
             req.remote = std::env::var("REMOTE_ADDR").ok().and_then(|a| a.parse().ok());
@@ -46,14 +48,35 @@ pub fn run(api: &Api) -> io::Result<()> {
         }
         Err(reject) => (String::from("-"), reject.into_response()),
     };
+    let mut out = io::stdout().lock();
+    let written = match response.stream.take() {
+        None => http1::write_response(&mut out, &response),
+        Some(stream) => send_stream(&mut out, &response, stream),
+    };
     access_log::log(&method, &response, started.elapsed());
-    answer(&response)
+    match written {
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        result => result,
+    }
 }
 
-fn answer(response: &Response) -> io::Result<()> {
-    let mut out = io::stdout().lock();
-    match http1::write_response(&mut out, response) {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        result => result.and_then(|()| out.flush()),
-    }
+/// A streamed body, ended by closing the connection (the process's exit).
+fn send_stream(out: &mut dyn Write, response: &Response, stream: Box<dyn StreamBody>) -> io::Result<()> {
+    http1::write_head(out, response, Framing::Close)?;
+    let mut probe = stdin_socket();
+    let gone = move || probe.as_mut().is_some_and(http1::peer_closed);
+    let mut sink = BodySink { out, framing: Framing::Close, gone };
+    stream.send_to(&mut sink);
+    sink.finish()
+}
+
+/// stdin, when it is the connection's socket (as under `Accept=yes`), with
+/// a short read timeout, to see the client leave; `None` for a pipe. A
+/// duplicate of the descriptor, taken without `unsafe`; `TcpStream` is
+/// only the wrapper: its reads and timeout work on a socket of any family.
+fn stdin_socket() -> Option<TcpStream> {
+    let fd = io::stdin().as_fd().try_clone_to_owned().ok()?;
+    let socket = TcpStream::from(fd);
+    socket.set_read_timeout(Some(http1::PROBE_TIMEOUT)).ok()?;
+    Some(socket)
 }

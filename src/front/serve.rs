@@ -16,9 +16,9 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::api::http::Response;
+use crate::api::http::{Response, StreamBody};
 use crate::api::{access_log, Api, Reject};
-use crate::front::http1;
+use crate::front::http1::{self, BodySink, Framing};
 use crate::front::inetd::REQUEST_TIMEOUT;
 
 /// Connections served at once; past it the answer is 503.
@@ -67,6 +67,20 @@ impl Connection {
                 s.set_read_timeout(Some(REQUEST_TIMEOUT)).and(s.set_write_timeout(Some(WRITE_TIMEOUT)))
             }
         }
+    }
+
+    /// A second handle on the socket, whose reads wait at most
+    /// [`http1::PROBE_TIMEOUT`]: for seeing that a client has left.
+    fn probe(&self) -> io::Result<Connection> {
+        let probe = match self {
+            Connection::Tcp(s) => Connection::Tcp(s.try_clone()?),
+            Connection::Unix(s) => Connection::Unix(s.try_clone()?),
+        };
+        match &probe {
+            Connection::Tcp(s) => s.set_read_timeout(Some(http1::PROBE_TIMEOUT))?,
+            Connection::Unix(s) => s.set_read_timeout(Some(http1::PROBE_TIMEOUT))?,
+        }
+        Ok(probe)
     }
 
     fn close(&self) {
@@ -146,20 +160,40 @@ fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: b
         log::error!("setting socket timeouts: {e}");
         return;
     }
-    let (method, response) = if busy {
-        (String::from("-"), Response::error(503, "Too many requests"))
+    let (method, mut response, http10) = if busy {
+        (String::from("-"), Response::error(503, "Too many requests"), false)
     } else {
         match http1::read_request(&mut connection) {
             Ok(mut req) => {
                 req.remote = remote;
-                (req.method.clone(), api.handle(&req))
+                (req.method.clone(), api.handle(&req), req.http10)
             }
-            Err(reject) => (String::from("-"), Reject::into_response(reject)),
+            Err(reject) => (String::from("-"), Reject::into_response(reject), false),
         }
     };
-    access_log::log(&method, &response, started.elapsed());
-    if let Err(e) = http1::write_response(&mut connection, &response) {
+    let written = match response.stream.take() {
+        None => http1::write_response(&mut connection, &response),
+        Some(stream) => {
+            let framing = if http10 { Framing::Close } else { Framing::Chunked };
+            send_stream(&mut connection, &response, stream, framing)
+        }
+    };
+    if let Err(e) = written {
         log::debug!("writing the answer: {e}");
     }
+    access_log::log(&method, &response, started.elapsed());
     connection.close();
+}
+
+fn send_stream(
+    connection: &mut Connection,
+    response: &Response,
+    stream: Box<dyn StreamBody>,
+    framing: Framing,
+) -> io::Result<()> {
+    let mut probe = connection.probe()?;
+    http1::write_head(connection, response, framing)?;
+    let mut sink = BodySink { out: connection, framing, gone: move || http1::peer_closed(&mut probe) };
+    stream.send_to(&mut sink);
+    sink.finish()
 }

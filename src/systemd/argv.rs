@@ -73,8 +73,9 @@ pub enum Call<'a> {
     /// output and the manager's messages about it. Which run a line belongs
     /// to is worked out by the reader (see `ops::EntryStream`), since
     /// journald cannot tag the lines of a process that exits at once.
-    /// `journalctl -o json [--after-cursor=C] -u UNIT`
-    UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor> },
+    /// `journalctl -o json [--after-cursor=C] -u UNIT`; with `follow`,
+    /// `--follow --no-tail` (every entry after C, then new ones as written).
+    UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor>, follow: bool },
     /// The service manager's messages about a unit (start, exit, result),
     /// newest first: `journalctl -o json -r -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
@@ -138,9 +139,12 @@ impl Call<'_> {
                 let pattern = format!("{}*.service", prefix.as_str());
                 push_all(&mut argv, &["--type=service", "--no-legend", "--no-pager", "--plain", "--", &pattern]);
             }
-            Call::UnitEntries { unit, after } => {
+            Call::UnitEntries { unit, after, follow } => {
                 journal_program(&mut argv, tools);
                 push_all(&mut argv, &["--no-pager", "--all", "-o", "json", JSON_FIELDS]);
+                if *follow {
+                    push_all(&mut argv, &["--follow", "--no-tail"]);
+                }
                 if let Some(after) = after {
                     argv.push(format!("--after-cursor={}", after.as_str()).into());
                 }
@@ -228,7 +232,7 @@ mod tests {
         assert_eq!(show[0], "/usr/bin/systemctl");
         assert_eq!(show[show.len() - 2..], ["--", "ci-test-hello.service"]);
         let cursor = Cursor::parse("s=1;i=2").expect("cursor");
-        let entries = words(Call::UnitEntries { unit: &unit, after: Some(&cursor) }, &tools);
+        let entries = words(Call::UnitEntries { unit: &unit, after: Some(&cursor), follow: false }, &tools);
         assert_eq!(
             entries,
             [
@@ -243,6 +247,8 @@ mod tests {
                 "ci-test-hello.service",
             ]
         );
+        let follow = words(Call::UnitEntries { unit: &unit, after: None, follow: true }, &tools);
+        assert_eq!(follow[6..], ["--follow", "--no-tail", "-u", "ci-test-hello.service"]);
         let events = words(Call::ManagerEvents(&unit), &tools);
         assert_eq!(
             events,

@@ -28,12 +28,18 @@ pub struct Output {
     pub stderr: Vec<u8>,
 }
 
+/// Ends a streaming child when dropped (or when its timeout passes). Kept
+/// apart from the child's output so that one thread can end a child that
+/// another is blocked reading from.
+pub type StopOnDrop = Box<dyn Send>;
+
 /// Runs argument vectors. `Send + Sync` so one runner serves all requests.
 pub trait Runner: Send + Sync {
     /// Runs `argv` to the end (or the timeout) and collects its output.
     fn call(&self, argv: &[OsString]) -> io::Result<Output>;
-    /// Starts `argv` and hands back its stdout; dropping the reader kills it.
-    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>>;
+    /// Starts `argv` and hands back its stdout, and the handle that ends
+    /// it; the child is killed after `timeout` in any case.
+    fn stream(&self, argv: &[OsString], timeout: Duration) -> io::Result<(Box<dyn BufRead + Send>, StopOnDrop)>;
 }
 
 /// The real thing: `std::process::Command` with a fixed argv.
@@ -138,8 +144,8 @@ impl Runner for RealRunner {
         Ok(Output { success: status.success(), stdout, stderr })
     }
 
-    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>> {
-        let (watched, stdout, stderr) = Watched::spawn(argv, STREAM_TIMEOUT)?;
+    fn stream(&self, argv: &[OsString], timeout: Duration) -> io::Result<(Box<dyn BufRead + Send>, StopOnDrop)> {
+        let (watched, stdout, stderr) = Watched::spawn(argv, timeout)?;
         if let Some(stderr) = stderr {
             // Drain stderr so a chatty child never blocks; keep a little for the log.
             thread::spawn(move || {
@@ -150,28 +156,29 @@ impl Runner for RealRunner {
                 }
             });
         }
-        Ok(Box::new(StreamReader { inner: BufReader::with_capacity(64 << 10, stdout), _watched: watched }))
+        Ok((Box::new(BufReader::with_capacity(64 << 10, stdout)), Box::new(watched)))
     }
 }
 
-/// A child's stdout that kills the child when dropped.
-struct StreamReader {
-    inner: BufReader<ChildStdout>,
-    _watched: Watched,
+/// A child's output together with what ends the child: dropping it ends
+/// the child, for readers that need no separate handle.
+pub struct Held {
+    pub output: Box<dyn BufRead + Send>,
+    pub _stop: StopOnDrop,
 }
 
-impl Read for StreamReader {
+impl Read for Held {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.inner.read(buf)
+        self.output.read(buf)
     }
 }
 
-impl BufRead for StreamReader {
+impl BufRead for Held {
     fn fill_buf(&mut self) -> io::Result<&[u8]> {
-        self.inner.fill_buf()
+        self.output.fill_buf()
     }
     fn consume(&mut self, amt: usize) {
-        self.inner.consume(amt)
+        self.output.consume(amt)
     }
 }
 
@@ -216,7 +223,7 @@ impl Runner for RecordingRunner {
         Ok(self.lookup(argv))
     }
 
-    fn stream(&self, argv: &[OsString]) -> io::Result<Box<dyn BufRead + Send>> {
-        Ok(Box::new(io::Cursor::new(self.lookup(argv).stdout)))
+    fn stream(&self, argv: &[OsString], _timeout: Duration) -> io::Result<(Box<dyn BufRead + Send>, StopOnDrop)> {
+        Ok((Box::new(io::Cursor::new(self.lookup(argv).stdout)), Box::new(())))
     }
 }

@@ -1,0 +1,400 @@
+//! `follow`: one run's lines as they are written, then a last line with how
+//! it ended. Shared by `GET /api/job/JOB/follow` and `jobgate follow`;
+//! knows nothing of HTTP: lines go to a [`Sink`].
+//!
+//! The stream is bound to one run (one invocation id) from its first line
+//! to its last: lines are picked by the same [`RunFilter`] as `logs`, and a
+//! next run's "Starting" ends the stream.
+#![forbid(unsafe_code)]
+
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions, TryLockError};
+use std::io::{self, BufRead};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::path::PathBuf;
+use std::sync::mpsc::{self, RecvTimeoutError};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use crate::names::{Cursor, JobName, RunId, RunSelector};
+use crate::ops::{read_entry_line, reading_point, OpError, Run, Seen, Systemd, JOURNAL_SETTLE, START_WAIT};
+use crate::systemd::argv::Call;
+use crate::systemd::parse::{self, Entry};
+
+/// How often the loop wakes with nothing to send, to see whether the client
+/// is still there and the run still going.
+const TICK: Duration = Duration::from_millis(200);
+/// How often the unit's state is asked, in case the manager's messages
+/// about the run's end do not come (rate limits, LogLevelMax=).
+const STATE_CHECK: Duration = Duration::from_secs(1);
+/// Entries read ahead of the client; past it the journal read waits.
+const READ_AHEAD: usize = 1024;
+/// Bytes gathered before they are sent, when lines come faster than that.
+const BATCH_BYTES: usize = 64 << 10;
+/// What the last line of every stream starts with; in `cursors` mode it is
+/// the one line whose cursor field is `-`, so no job line can pass for it.
+pub const LAST_LINE_PREFIX: &str = "jobgate: ";
+
+/// Where the stream goes: a front end's connection, or the terminal.
+pub trait Sink {
+    /// Sends `bytes` to the client now.
+    fn send(&mut self, bytes: &[u8]) -> io::Result<()>;
+    /// True once the client is known to have gone. Called a few times a
+    /// second; may block for a millisecond.
+    fn gone(&mut self) -> bool;
+}
+
+#[derive(Debug, Clone)]
+pub struct FollowOptions {
+    /// Each line as `CURSOR<TAB>TEXT` (the last line's cursor is `-`), so a
+    /// client can go on after a dropped stream without a line twice.
+    pub cursors: bool,
+    /// The stream ends after this long even if the run goes on.
+    pub max_duration: Duration,
+}
+
+/// How a stream ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FollowEnd {
+    /// The run ended: its result (`success`, `exit-code`, …) and exit status.
+    Finished { result: String, exit_status: Option<i64> },
+    /// The time limit passed while the run went on.
+    TimeLimit,
+    /// The client went away.
+    ClientGone,
+}
+
+impl std::fmt::Display for FollowEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            FollowEnd::Finished { result, exit_status: Some(status) } => {
+                write!(f, "finished result={result} exit_status={status}")
+            }
+            FollowEnd::Finished { result, exit_status: None } => write!(f, "finished result={result}"),
+            FollowEnd::TimeLimit => f.write_str("time limit reached"),
+            FollowEnd::ClientGone => f.write_str("client gone"),
+        }
+    }
+}
+
+impl FollowEnd {
+    pub fn succeeded(&self) -> bool {
+        matches!(self, FollowEnd::Finished { result, .. } if result == "success")
+    }
+}
+
+/// How many streams may run at once and for how long. The cap holds
+/// across processes too (`inetd` and `cgi` answer each request in its own):
+/// each stream holds a lock on one of `max_streams` slot files under the
+/// state directory, and a process's locks go with it.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    pub max_streams: usize,
+    pub max_duration: Duration,
+    pub slot_dir: PathBuf,
+}
+
+/// Streams at once, by default.
+pub const DEFAULT_MAX_STREAMS: usize = 16;
+/// How long one stream may last, by default.
+pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
+
+/// One of the [`Limits::max_streams`] places, held while it is alive.
+pub struct Slot {
+    _lock: File,
+}
+
+impl Limits {
+    /// A free slot, or `None` when all are taken.
+    pub fn take_slot(&self) -> io::Result<Option<Slot>> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.slot_dir)?;
+        for i in 0..self.max_streams {
+            let path = self.slot_dir.join(format!("slot-{i}"));
+            let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+            match file.try_lock() {
+                Ok(()) => return Ok(Some(Slot { _lock: file })),
+                Err(TryLockError::WouldBlock) => continue,
+                Err(TryLockError::Error(e)) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+}
+
+impl Systemd {
+    /// The run to follow: `which`, or the one running now, or the last.
+    /// A run that has just begun may not be in the journal yet: it is
+    /// waited for (up to [`START_WAIT`]). `None` if there is no such run.
+    pub fn run_to_follow(&self, job: &JobName, which: Option<&RunId>) -> Result<Option<Run>, OpError> {
+        let deadline = Instant::now() + START_WAIT;
+        loop {
+            let state = self.state(job)?;
+            let wanted = which.cloned().or_else(|| state.run.clone().filter(|_| state.is_running()));
+            let selector = wanted.clone().map_or(RunSelector::Last, RunSelector::Id);
+            let found = self.find_run(job, &selector, state.run.as_ref())?;
+            if found.is_some() || wanted.is_none() || Instant::now() >= deadline {
+                return Ok(found);
+            }
+            thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Streams `run`'s lines after `after` (from its first without) to
+    /// `sink` as they are written, then the last line. Errors after the
+    /// first byte can only be told in the stream: they end it with a
+    /// `jobgate: RUN follow failed` line.
+    pub fn follow(
+        &self,
+        job: &JobName,
+        run: &Run,
+        after: Option<&Cursor>,
+        options: &FollowOptions,
+        sink: &mut dyn Sink,
+    ) -> io::Result<FollowEnd> {
+        let mut out = Output { sink, cursors: options.cursors, buf: String::new() };
+        let end = match self.stream_run(job, run, after, options, &mut out) {
+            Ok(end) => end,
+            Err(StreamError::Client(e)) => return Err(e),
+            Err(StreamError::Op(e)) => {
+                log::error!("following {job}: {e}");
+                out.last_line(&format!("{} follow failed: internal error", run.run))?;
+                return Err(io::Error::other(e.to_string()));
+            }
+        };
+        match &end {
+            FollowEnd::Finished { result, exit_status } => {
+                let status = exit_status.map_or_else(|| "-".to_string(), |s| s.to_string());
+                out.last_line(&format!("{} finished result={result} exit_status={status}", run.run))?;
+            }
+            FollowEnd::TimeLimit => {
+                let secs = options.max_duration.as_secs();
+                out.last_line(&format!("{} still running; stream ended after {secs} s", run.run))?;
+            }
+            FollowEnd::ClientGone => {}
+        }
+        Ok(end)
+    }
+
+    fn stream_run(
+        &self,
+        job: &JobName,
+        run: &Run,
+        after: Option<&Cursor>,
+        options: &FollowOptions,
+        out: &mut Output,
+    ) -> Result<FollowEnd, StreamError> {
+        let redactor = self.redactions_for(job);
+        if run.finished.is_some() {
+            // Over already: its lines as `logs` reads them, then the end.
+            for entry in self.run_output(job, run, after)? {
+                let entry = entry?;
+                if let Some(text) = redactor.apply(entry.message) {
+                    out.line(&text, &entry.cursor)?;
+                }
+            }
+            out.flush()?;
+            return Ok(self.outcome(job, run)?);
+        }
+        let started = Instant::now();
+        let unit = job.unit();
+        let (from, mut filter) = reading_point(run, after);
+        let call = Call::UnitEntries { unit: &unit, after: from, follow: true };
+        let (source, stop) = self.stream_until(call, options.max_duration + START_WAIT)?;
+        let entries = read_ahead(source, unit.to_string());
+        let mut ended_at: Option<Instant> = None;
+        let mut next_check = Instant::now() + STATE_CHECK;
+        let mut next_gone_check = Instant::now();
+        let end = 'stream: loop {
+            let mut got = match entries.recv_timeout(TICK) {
+                Ok(entry) => Some(entry),
+                Err(RecvTimeoutError::Timeout) => None,
+                // journalctl ended (killed at its time limit, or failed).
+                Err(RecvTimeoutError::Disconnected) => break 'stream None,
+            };
+            while let Some(entry) = got.take() {
+                match filter.see(&entry) {
+                    Seen::Line => {
+                        if let Some(text) = redactor.apply(entry.message) {
+                            out.line(&text, &entry.cursor)?;
+                        }
+                    }
+                    Seen::RunEnded => {
+                        ended_at.get_or_insert_with(Instant::now);
+                    }
+                    Seen::Past => break 'stream None,
+                    Seen::Other => {}
+                }
+                if out.buf.len() < BATCH_BYTES {
+                    got = entries.try_recv().ok();
+                }
+            }
+            out.flush()?;
+            let now = Instant::now();
+            if now >= next_gone_check {
+                if out.sink.gone() {
+                    break 'stream Some(FollowEnd::ClientGone);
+                }
+                next_gone_check = now + TICK;
+            }
+            if ended_at.is_none() && now >= next_check {
+                let state = self.state(job)?;
+                if !state.is_running() || state.sub_state == "exited" || state.run.as_ref() != Some(&run.run) {
+                    ended_at = Some(now);
+                }
+                next_check = now + STATE_CHECK;
+            }
+            // Its last lines can reach the journal after the run's end.
+            if ended_at.is_some_and(|at| now >= at + JOURNAL_SETTLE) {
+                break 'stream None;
+            }
+            if now >= started + options.max_duration {
+                break 'stream Some(FollowEnd::TimeLimit);
+            }
+        };
+        drop(stop); // ends journalctl now, not when it next writes
+        match end {
+            Some(end) => Ok(end),
+            None => Ok(self.outcome(job, run)?),
+        }
+    }
+
+    /// How `run` ended, as the journal tells it now.
+    fn outcome(&self, job: &JobName, run: &Run) -> Result<FollowEnd, OpError> {
+        let now = self.find_run(job, &RunSelector::Id(run.run.clone()), None)?;
+        let run = now.as_ref().unwrap_or(run);
+        Ok(FollowEnd::Finished {
+            result: run.result.clone().unwrap_or_else(|| "unknown".into()),
+            exit_status: run.exit_status,
+        })
+    }
+}
+
+/// Reads and parses the journal on its own thread, so the stream can wake
+/// on a timer while journalctl waits for new entries. The thread ends when
+/// journalctl does (the caller's stop handle ends it) or the receiver goes.
+fn read_ahead(mut source: Box<dyn BufRead + Send>, unit: String) -> mpsc::Receiver<Entry> {
+    let (send, receive) = mpsc::sync_channel(READ_AHEAD);
+    thread::spawn(move || {
+        let mut line = Vec::new();
+        while let Ok(true) = read_entry_line(&mut source, &mut line) {
+            if let Some(entry) = parse::journal_entry(&unit, &line) {
+                if send.send(entry).is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    receive
+}
+
+enum StreamError {
+    /// Writing to the client failed: it has gone.
+    Client(io::Error),
+    /// Reading the journal or the state failed.
+    Op(OpError),
+}
+
+impl From<OpError> for StreamError {
+    fn from(e: OpError) -> StreamError {
+        StreamError::Op(e)
+    }
+}
+
+impl From<io::Error> for StreamError {
+    fn from(e: io::Error) -> StreamError {
+        StreamError::Op(OpError::Failed(format!("reading the journal: {e}")))
+    }
+}
+
+/// Lines on their way to the sink, in the chosen form.
+struct Output<'a> {
+    sink: &'a mut dyn Sink,
+    cursors: bool,
+    buf: String,
+}
+
+impl Output<'_> {
+    /// One message; a message of several lines is sent as several lines,
+    /// each with the message's cursor.
+    fn line(&mut self, text: &str, cursor: &str) -> Result<(), StreamError> {
+        for part in text.split('\n') {
+            if self.cursors {
+                self.buf.push_str(cursor);
+                self.buf.push('\t');
+            }
+            self.buf.push_str(part);
+            self.buf.push('\n');
+        }
+        if self.buf.len() >= BATCH_BYTES {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn flush(&mut self) -> Result<(), StreamError> {
+        if !self.buf.is_empty() {
+            self.sink.send(self.buf.as_bytes()).map_err(StreamError::Client)?;
+            self.buf.clear();
+        }
+        Ok(())
+    }
+
+    fn last_line(&mut self, text: &str) -> io::Result<()> {
+        self.flush().map_err(|e| match e {
+            StreamError::Client(e) => e,
+            StreamError::Op(e) => io::Error::other(e.to_string()),
+        })?;
+        let mut line = String::new();
+        if self.cursors {
+            line.push_str("-\t");
+        }
+        let _ = writeln!(line, "{LAST_LINE_PREFIX}{text}");
+        self.sink.send(line.as_bytes())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Collect(Vec<u8>);
+
+    impl Sink for Collect {
+        fn send(&mut self, bytes: &[u8]) -> io::Result<()> {
+            self.0.extend_from_slice(bytes);
+            Ok(())
+        }
+        fn gone(&mut self) -> bool {
+            false
+        }
+    }
+
+    #[test]
+    fn slots_are_capped_and_given_back() {
+        let dir = std::env::temp_dir().join(format!("jobgate-slots-{}", std::process::id()));
+        let limits = Limits { max_streams: 2, max_duration: DEFAULT_MAX_DURATION, slot_dir: dir.clone() };
+        let first = limits.take_slot().expect("slot dir");
+        let second = limits.take_slot().expect("slot dir");
+        assert!(first.is_some() && second.is_some());
+        assert!(limits.take_slot().expect("slot dir").is_none(), "a third stream is refused");
+        drop(first);
+        assert!(limits.take_slot().expect("slot dir").is_some(), "a slot is free again");
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn lines_with_and_without_cursors() {
+        let mut sink = Collect(Vec::new());
+        let mut out = Output { sink: &mut sink, cursors: true, buf: String::new() };
+        assert!(out.line("one\ntwo", "s=1").is_ok());
+        out.last_line("abc finished result=success exit_status=0").expect("last");
+        assert_eq!(
+            String::from_utf8_lossy(&sink.0),
+            "s=1\tone\ns=1\ttwo\n-\tjobgate: abc finished result=success exit_status=0\n"
+        );
+        let mut sink = Collect(Vec::new());
+        let mut out = Output { sink: &mut sink, cursors: false, buf: String::new() };
+        assert!(out.line("one", "s=1").is_ok() && out.flush().is_ok());
+        assert_eq!(sink.0, b"one\n");
+    }
+}
