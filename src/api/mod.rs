@@ -8,6 +8,7 @@ pub mod http;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
@@ -16,8 +17,13 @@ use crate::follow;
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
 use crate::ops::{OpError, Run, Systemd, MAX_RUNS};
 use crate::secure_file::Fingerprint;
+use crate::systemd::parse::UnitState;
 use crate::tail_state::TailState;
 use http::{parse_query, Request, Response, Sink, StreamBody};
+
+/// How long after a run's end `state` may still show it as active to a
+/// token whose `tail` has not caught up (see `Api::tail_pending`).
+pub const TAIL_HOLD: Duration = Duration::from_secs(10);
 
 /// Runs listed when a request does not say how many.
 pub const DEFAULT_RUNS: usize = 20;
@@ -179,7 +185,7 @@ impl Api {
                 match route {
                     JobRoute::Start => self.start(&job, ctx),
                     JobRoute::Stop => self.stop(&job),
-                    JobRoute::State => self.state(&job),
+                    JobRoute::State => self.state(&job, &token),
                     JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
                     JobRoute::RunLogs(run) => {
                         let run = RunId::parse(run).ok_or(Reject::new(400, "Invalid run"))?;
@@ -227,9 +233,35 @@ impl Api {
         Ok(Response::json(200, &json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()})))
     }
 
-    fn state(&self, job: &JobName) -> Answer {
-        let state = self.systemd.state_with_last_run(job).map_err(op_error)?;
+    fn state(&self, job: &JobName, token: &TokenEntry) -> Answer {
+        let mut state = self.systemd.state_with_last_run(job).map_err(op_error)?;
+        if !state.is_running() && self.tail_pending(job, token, &state).map_err(op_error)? {
+            state.active_state = "active".into();
+            state.sub_state = "tail-pending".into();
+        }
         Ok(Response::json(200, &crate::render::state(job, &state)))
+    }
+
+    /// Whether `token` reads `job` with a cursorless `tail` and has not yet
+    /// been given the last lines of a run that ended moments ago.
+    ///
+    /// The original API's follow script calls `tail`, then `state`, and
+    /// stops once the state is no longer active: lines written between the
+    /// two calls would never be read. So for such a token, a run that ended
+    /// less than [`TAIL_HOLD`] ago shows as `active` (sub-state
+    /// `tail-pending`) until its tail is empty; the next loop reads them.
+    /// Only a token whose last `tail` of the job was of this run is held.
+    fn tail_pending(&self, job: &JobName, token: &TokenEntry, state: &UnitState) -> Result<bool, OpError> {
+        let (Some(run), Some(finished)) = (&state.run, state.finished) else { return Ok(false) };
+        let Some((_, cursor)) = self.tails.load(&token.name, job).filter(|(tailed, _)| tailed == run) else {
+            return Ok(false);
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
+        if now.saturating_sub(finished) > TAIL_HOLD.as_secs() {
+            return Ok(false);
+        }
+        let Some(run) = self.systemd.find_run(job, &RunSelector::Id(run.clone()), None)? else { return Ok(false) };
+        Ok(!self.systemd.tail(job, &run, Some(&cursor))?.lines.is_empty())
     }
 
     fn runs(&self, job: &JobName, query: &Query) -> Answer {
@@ -288,8 +320,11 @@ impl Api {
         };
         let after = query.cursor.as_ref().or(stored.as_ref());
         let tail = self.systemd.tail(job, &run, after).map_err(op_error)?;
-        if let (None, Some(cursor)) = (&query.cursor, &tail.cursor) {
-            if let Err(e) = self.tails.save(&token.name, job, &run.run, cursor) {
+        // Nothing of the run in the journal yet: its lines will all come
+        // after its "Starting", and the token is known to be reading it.
+        let upto = tail.cursor.as_ref().or(after).unwrap_or(&run.start);
+        if query.cursor.is_none() {
+            if let Err(e) = self.tails.save(&token.name, job, &run.run, upto) {
                 let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
                 return Err(internal(OpError::Failed(why)));
             }

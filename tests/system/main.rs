@@ -41,6 +41,13 @@ const TEST_UNITS: &[(&str, &str)] = &[
         "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=oneshot\n\
          ExecStart=/bin/sh -c 'for i in 1 2 3 4 5; do echo \"run $INVOCATION_ID line $i\"; done; sleep 0.3'\n",
     ),
+    (
+        "ci-test-ticker.service",
+        // Six lines 0.4 s apart, after a pause (so a follow can begin
+        // before the first line), each naming its run (issue 4).
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=oneshot\nExecStart=/bin/sh -c \
+         'sleep 0.5; for i in 1 2 3 4 5 6; do echo \"tick $i of $INVOCATION_ID\"; sleep 0.4; done'\n",
+    ),
     ("ci-test-slow.service", "[Service]\nType=oneshot\nExecStart=/bin/sh -c 'echo slow started; sleep 300'\n"),
     ("ci-test-never.service", "[Service]\nType=oneshot\nExecStart=/bin/echo never\n"),
     (
@@ -77,7 +84,7 @@ fn main() -> ExitCode {
         }
     };
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS {
+    for (name, test) in TESTS.iter().chain(tests_follow::TESTS) {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
@@ -251,4 +258,5 @@ fn now_us() -> u64 {
 }
 
 mod tests_api;
+mod tests_follow;
 use tests_api::TESTS;

@@ -414,7 +414,7 @@ fn access_log_names_tokens_never_shows_them(w: &World) {
     assert!(!log.contains("token=jgt_") && !log.contains("?token"), "{log}");
 }
 
-fn pct(s: &str) -> String {
+pub fn pct(s: &str) -> String {
     s.bytes()
         .map(|b| {
             if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
@@ -653,7 +653,7 @@ fn shipped_unit(file: &str) -> String {
 
 /// The shipped per-connection units (Accept=yes) on a free port; returns
 /// the address the socket listens on.
-fn start_inetd_socket(w: &World) -> String {
+pub fn start_inetd_socket(w: &World) -> String {
     let port = super::free_port();
     w.sb.install_unit("jobgate@.service", &shipped_unit("jobgate@.service"));
     let socket = shipped_unit("jobgate.socket").replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
@@ -805,7 +805,7 @@ fn limits_in_every_front_end(w: &World) {
 
 /// nginx and fcgiwrap in the sandbox, with the shipped sites (ports, paths
 /// and certificate substituted): returns (the serve site, the CGI site).
-fn start_nginx(w: &World) -> (String, String) {
+pub fn start_nginx(w: &World) -> (String, String) {
     let repo = env!("CARGO_MANIFEST_DIR");
     let dir = "/run/jobgate-test/nginx";
     let (proxy_port, cgi_port) = (super::free_port(), super::free_port());

@@ -1,0 +1,342 @@
+//! Issue 4: `follow`, live, in every front end, bound to one run, ended by
+//! the client, capped; and a polling client written like the original
+//! API's follow script.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use super::client::{get, post, send_raw};
+use super::{wait_until, World, BIN, STATE, TOKENS, USER};
+use crate::Test;
+
+pub const TESTS: &[Test] = &[
+    ("follow_streams_live_then_the_result", follow_streams_live_then_the_result),
+    ("follow_resumes_after_a_cursor_and_frames_by_version", follow_resumes_after_a_cursor_and_frames_by_version),
+    ("follow_is_bound_to_one_run_across_a_restart", follow_is_bound_to_one_run_across_a_restart),
+    ("follow_cli_exits_with_the_result", follow_cli_exits_with_the_result),
+    ("client_that_leaves_ends_journalctl", client_that_leaves_ends_journalctl),
+    ("follow_cap_and_time_limit", follow_cap_and_time_limit),
+    ("follow_through_inetd_nginx_and_cgi", follow_through_inetd_nginx_and_cgi),
+    ("polling_client_like_the_original_api", polling_client_like_the_original_api),
+];
+
+fn ticks(run: &str) -> Vec<String> {
+    (1..=6).map(|i| format!("tick {i} of {run}")).collect()
+}
+
+fn finished_line(run: &str, result: &str, status: i64) -> String {
+    format!("jobgate: {run} finished result={result} exit_status={status}")
+}
+
+/// Starts `job` once its last run is over; returns the new run's id.
+fn start(w: &World, job: &str) -> String {
+    wait_until(&format!("{job} is idle"), Duration::from_secs(30), || {
+        !matches!(w.state(job)["state"].as_str(), Some("active" | "activating" | "deactivating"))
+    });
+    let started = post(&w.addr, &format!("/api/job/{job}"), &w.rw);
+    assert_eq!(started.status, 200, "start {job}: {}", started.body);
+    started.json()["run"].as_str().expect("start names its run").to_string()
+}
+
+/// A stream read by `curl -N` as it arrives: each line with the moment it came.
+struct Stream {
+    curl: Child,
+    lines: mpsc::Receiver<(Instant, String)>,
+}
+
+impl Stream {
+    fn open(url: &str, token: &str) -> Stream {
+        let mut curl = Command::new("curl")
+            .args(["-sSNk", "-H", &format!("Authorization: Bearer {token}"), url])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("curl");
+        let stdout = curl.stdout.take().expect("stdout");
+        let (send, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { return };
+                if send.send((Instant::now(), line)).is_err() {
+                    return;
+                }
+            }
+        });
+        Stream { curl, lines }
+    }
+
+    /// Every line until the stream ends (at most `timeout`).
+    fn read_to_end(mut self, timeout: Duration) -> Vec<(Instant, String)> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        while let Ok(line) = self.lines.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            got.push(line);
+        }
+        let _ = self.curl.kill();
+        let _ = self.curl.wait();
+        got
+    }
+}
+
+fn texts(lines: &[(Instant, String)]) -> Vec<String> {
+    lines.iter().map(|(_, l)| l.clone()).collect()
+}
+
+/// The run's lines, then its end, with the lines arriving as written: the
+/// first one came well before the last (nothing held back to the end).
+fn assert_live(what: &str, lines: &[(Instant, String)], run: &str) {
+    let mut want = ticks(run);
+    want.push(finished_line(run, "success", 0));
+    assert_eq!(texts(lines), want, "{what}");
+    let spread = lines[lines.len() - 1].0.duration_since(lines[0].0);
+    assert!(spread >= Duration::from_millis(1500), "{what}: lines came together ({spread:?}), not as written");
+}
+
+fn follow_streams_live_then_the_result(w: &World) {
+    let run = start(w, "ci-test-ticker");
+    let stream = Stream::open(&format!("http://{}/api/job/ci-test-ticker/follow", w.addr), &w.ro);
+    assert_live("serve", &stream.read_to_end(Duration::from_secs(20)), &run);
+    // A finished run: the same lines at once, and the end.
+    let again = Stream::open(&format!("http://{}/api/job/ci-test-ticker/follow?run={run}", w.addr), &w.ro);
+    let lines = texts(&again.read_to_end(Duration::from_secs(10)));
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    assert_eq!(lines[6], finished_line(&run, "success", 0));
+    // A failing job: its result and exit status.
+    let failing = start(w, "ci-test-fail");
+    let stream = Stream::open(&format!("http://{}/api/job/ci-test-fail/follow?run={failing}", w.addr), &w.ro);
+    let lines = texts(&stream.read_to_end(Duration::from_secs(20)));
+    assert_eq!(lines.last(), Some(&finished_line(&failing, "exit-code", 3)), "{lines:?}");
+    assert!(lines.contains(&"checking something".to_string()) && lines.contains(&"something is wrong".into()));
+    // Errors are JSON before the stream begins.
+    let answer = get(&w.addr, "/api/job/ci-test-never/follow", &w.ro);
+    assert_eq!((answer.status, answer.msg().as_str()), (404, "No run yet"));
+    let answer = get(&w.addr, "/api/job/ci-test-ticker/follow?run=0123456789abcdef0123456789abcdef", &w.ro);
+    assert_eq!((answer.status, answer.msg().as_str()), (404, "Unknown run"));
+    assert_eq!(get(&w.addr, "/api/job/ci-test-ticker/follow", "jgt_wrong").status, 401);
+    assert_eq!(get(&w.addr, "/api/job/ci-test-ticker/follow?cursors=2", &w.ro).status, 400);
+}
+
+fn follow_resumes_after_a_cursor_and_frames_by_version(w: &World) {
+    let run = start(w, "ci-test-ticker");
+    let target = format!("/api/job/ci-test-ticker/follow?run={run}&cursors=1");
+    let lines = texts(&Stream::open(&format!("http://{}{target}", w.addr), &w.ro).read_to_end(Duration::from_secs(20)));
+    assert_eq!(lines.len(), 7, "{lines:?}");
+    let split: Vec<(&str, &str)> = lines.iter().map(|l| l.split_once('\t').expect("CURSOR<TAB>TEXT")).collect();
+    assert!(split[..6].iter().all(|(cursor, _)| cursor.starts_with("s=")), "{lines:?}");
+    assert_eq!(split[6], ("-", finished_line(&run, "success", 0).as_str()));
+    // Going on after the third line gives the rest, once.
+    let cursor = super::tests_api::pct(split[2].0);
+    let rest = texts(
+        &Stream::open(&format!("http://{}{target}&cursor={cursor}", w.addr), &w.ro)
+            .read_to_end(Duration::from_secs(20)),
+    );
+    let rest: Vec<&str> = rest.iter().map(|l| l.split_once('\t').map_or(l.as_str(), |(_, t)| t)).collect();
+    let mut want = ticks(&run)[3..].to_vec();
+    want.push(finished_line(&run, "success", 0));
+    assert_eq!(rest, want);
+    // HTTP/1.1: chunked; HTTP/1.0: ended by closing; both the same text.
+    let auth = format!("Authorization: Bearer {}\r\n", w.ro);
+    let target = format!("/api/job/ci-test-ticker/follow?run={run}");
+    let v11 = send_raw(&w.addr, format!("GET {target} HTTP/1.1\r\nHost: x\r\n{auth}\r\n").as_bytes());
+    let v10 = send_raw(&w.addr, format!("GET {target} HTTP/1.0\r\n{auth}\r\n").as_bytes());
+    assert_eq!(v11.header("Transfer-Encoding"), Some("chunked"));
+    assert_eq!((v10.header("Transfer-Encoding"), v10.header("Content-Length")), (None, None));
+    assert_eq!((v11.header("X-Accel-Buffering"), v11.header("X-Jobgate-Run")), (Some("no"), Some(run.as_str())));
+    assert_eq!(v11.header("Content-Type"), Some("text/plain; charset=utf-8"));
+    assert_eq!(v11.body, v10.body);
+    assert!(v11.body.ends_with(&format!("{}\n", finished_line(&run, "success", 0))), "{}", v11.body);
+}
+
+/// Issue 4, item 2: a follow that starts before the first line, with the
+/// job stopped and started again meanwhile, shows one run only.
+fn follow_is_bound_to_one_run_across_a_restart(w: &World) {
+    let first = start(w, "ci-test-ticker");
+    let stream = Stream::open(&format!("http://{}/api/job/ci-test-ticker/follow", w.addr), &w.ro);
+    // Two lines of the first run, then stop it and start the next.
+    let mut seen = Vec::new();
+    while seen.len() < 2 {
+        let (_, line) = stream.lines.recv_timeout(Duration::from_secs(10)).expect("a line of the first run");
+        seen.push(line);
+    }
+    assert_eq!(post(&w.addr, "/api/job/ci-test-ticker/stop", &w.rw).status, 200);
+    let second = start(w, "ci-test-ticker");
+    assert_ne!(first, second);
+    let mut lines = seen.clone();
+    lines.extend(texts(&stream.read_to_end(Duration::from_secs(20))));
+    let last = lines.pop().unwrap_or_default();
+    assert!(last.starts_with(&format!("jobgate: {first} finished result=")), "{last}");
+    assert!(lines.iter().all(|l| l.ends_with(&first)), "only the first run: {lines:?}");
+    assert_eq!(lines[..2], ticks(&first)[..2]);
+    // And the second run, followed by its id, is only its own.
+    let stream = Stream::open(&format!("http://{}/api/job/ci-test-ticker/follow?run={second}", w.addr), &w.ro);
+    assert_live("the second run", &stream.read_to_end(Duration::from_secs(20)), &second);
+}
+
+fn follow_cli_exits_with_the_result(w: &World) {
+    let run = start(w, "ci-test-ticker");
+    let out = w.cli(&["follow", "ci-test-ticker"]);
+    let mut want: String = ticks(&run).iter().map(|l| format!("{l}\n")).collect();
+    want.push_str(&format!("{}\n", finished_line(&run, "success", 0)));
+    assert_eq!((out.status.code(), String::from_utf8_lossy(&out.stdout).into_owned()), (Some(0), want));
+    let failing = start(w, "ci-test-fail");
+    let out = w.cli(&["follow", "ci-test-fail", "--run", &failing]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(text.ends_with(&format!("{}\n", finished_line(&failing, "exit-code", 3))), "{text}");
+    assert_eq!(w.cli(&["follow", "ci-test-x/../y"]).status.code(), Some(2));
+    assert_eq!(w.cli(&["follow", "ci-test-never"]).status.code(), Some(1), "no run yet");
+}
+
+/// How many journalctl processes the service user runs now.
+fn journalctls(w: &World) -> usize {
+    let out = w.sb.sh(&format!("pgrep -u {USER} -x journalctl"));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Opens a follow over a raw connection and reads until its body holds
+/// `until` (or only its head, for "").
+fn open_raw(addr: &str, target: &str, token: &str, until: &str) -> (TcpStream, String) {
+    let mut stream = TcpStream::connect(addr).expect("connect");
+    stream.set_read_timeout(Some(Duration::from_secs(10))).expect("timeout");
+    write!(stream, "GET {target} HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\r\n").expect("request");
+    let mut got = String::new();
+    let mut byte = [0u8; 1];
+    let wanted = |got: &str| got.split_once("\r\n\r\n").is_some_and(|(_, body)| body.contains(until));
+    while !wanted(&got) && stream.read(&mut byte).is_ok_and(|n| n == 1) {
+        got.push(byte[0] as char);
+    }
+    (stream, got)
+}
+
+fn client_that_leaves_ends_journalctl(w: &World) {
+    let _stop = Stop(w, "ci-test-slow");
+    start(w, "ci-test-slow");
+    assert_eq!(journalctls(w), 0, "none before");
+    let inetd = super::tests_api::start_inetd_socket(w);
+    for addr in [w.addr.clone(), inetd] {
+        // Chunked (serve): a chunk size line and the text; close-delimited (inetd): the text.
+        let (stream, head) = open_raw(&addr, "/api/job/ci-test-slow/follow", &w.ro, "slow started\n");
+        assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("slow started"), "{addr}: {head}");
+        assert_eq!(journalctls(w), 1, "{addr}: one behind the stream");
+        drop(stream);
+        let left = Instant::now();
+        wait_until("journalctl is gone", Duration::from_secs(1), || journalctls(w) == 0);
+        println!("    {addr}: journalctl gone {} ms after the client left", left.elapsed().as_millis());
+    }
+}
+
+/// Stops a job when dropped, also when the test fails.
+struct Stop<'a>(&'a World, &'a str);
+
+impl Drop for Stop<'_> {
+    fn drop(&mut self) {
+        let _ = post(&self.0.addr, &format!("/api/job/{}/stop", self.1), &self.0.rw);
+    }
+}
+
+/// A second serve with a cap of two streams and a 3 s time limit.
+fn follow_cap_and_time_limit(w: &World) {
+    let addr = format!("127.0.0.1:{}", super::free_port());
+    w.sb.sh_ok(&format!(
+        "systemd-run --quiet --unit=jobgate-capped --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
+         {BIN} --tokens {TOKENS} --state-dir {STATE}/capped --max-follows 2 --max-follow-secs 3 serve --listen {addr}"
+    ));
+    wait_until("the capped serve answers", Duration::from_secs(10), || TcpStream::connect(&addr).is_ok());
+    let _stop = Stop(w, "ci-test-slow");
+    let run = start(w, "ci-test-slow");
+    let target = "/api/job/ci-test-slow/follow";
+    let (one, _) = open_raw(&addr, target, &w.ro, "slow started\n");
+    let (two, _) = open_raw(&addr, target, &w.ro, "slow started\n");
+    let third = get(&addr, target, &w.ro);
+    assert_eq!((third.status, third.msg().as_str()), (503, "Too many streams"));
+    drop(one);
+    wait_until("a slot is free again", Duration::from_secs(2), || {
+        let (_, head) = open_raw(&addr, target, &w.ro, "");
+        head.starts_with("HTTP/1.1 200")
+    });
+    // The time limit ends a stream with a line that says the run goes on.
+    let started = Instant::now();
+    let lines = texts(&Stream::open(&format!("http://{addr}{target}"), &w.ro).read_to_end(Duration::from_secs(10)));
+    let took = started.elapsed();
+    assert_eq!(
+        lines,
+        ["slow started".to_string(), format!("jobgate: {run} still running; stream ended after 3 s")],
+        "after {took:?}"
+    );
+    assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(6), "{took:?}");
+    drop(two);
+    w.sb.sh_ok("systemctl stop jobgate-capped");
+}
+
+/// Live through socket activation, nginx → serve, and `jobgate cgi` as a
+/// CGI server runs it; complete through nginx → fcgiwrap → cgi, which
+/// holds output back in 8 KiB blocks (libfcgi's buffer, gnosek/fcgiwrap#36).
+fn follow_through_inetd_nginx_and_cgi(w: &World) {
+    let inetd = super::tests_api::start_inetd_socket(w);
+    w.sb.sh("systemctl stop nginx-test");
+    let (proxy, cgi) = super::tests_api::start_nginx(w);
+    for url in [format!("http://{inetd}"), format!("https://{proxy}")] {
+        let run = start(w, "ci-test-ticker");
+        let stream = Stream::open(&format!("{url}/api/job/ci-test-ticker/follow"), &w.ro);
+        assert_live(&url, &stream.read_to_end(Duration::from_secs(20)), &run);
+    }
+    let run = start(w, "ci-test-ticker");
+    let stream = Stream::open(&format!("https://{cgi}/api/job/ci-test-ticker/follow"), &w.ro);
+    let mut want = ticks(&run);
+    want.push(finished_line(&run, "success", 0));
+    assert_eq!(texts(&stream.read_to_end(Duration::from_secs(20))), want, "through fcgiwrap");
+    // The CGI program itself writes each line as it comes.
+    let run = start(w, "ci-test-ticker");
+    let mut cgi =
+        w.sb.command_as(USER, "/usr/bin/env")
+            .args(["REQUEST_METHOD=GET", "REQUEST_URI=/api/job/ci-test-ticker/follow"])
+            .arg(format!("HTTP_AUTHORIZATION=Bearer {}", w.ro))
+            .args([BIN, "--tokens", TOKENS, "--state-dir", STATE, "cgi"])
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("cgi");
+    let stdout = BufReader::new(cgi.stdout.take().expect("stdout"));
+    let lines: Vec<(Instant, String)> = stdout
+        .lines()
+        .map_while(Result::ok)
+        .map(|l| (Instant::now(), l))
+        .skip_while(|(_, l)| !l.is_empty())
+        .skip(1)
+        .collect();
+    let _ = cgi.wait();
+    assert_live("cgi", &lines, &run);
+}
+
+/// Issue 4, item 6: a client written like the original API's follow
+/// script (start; then `tail` without cursor and `state` until the job is
+/// no longer active; fail if it failed) prints each line once, in order.
+fn polling_client_like_the_original_api(w: &World) {
+    for (job, result) in [("ci-test-ticker", "success"), ("ci-test-fail", "failed")] {
+        let run = start(w, job);
+        let mut printed: Vec<String> = Vec::new();
+        let state = loop {
+            let tail = get(&w.addr, &format!("/api/job/{job}/tail"), &w.ro);
+            assert_eq!(tail.status, 200, "{}", tail.body);
+            printed
+                .extend(tail.json()["logs"].as_array().expect("logs").iter().map(|l| l.as_str().unwrap_or("").into()));
+            let state = w.state(job);
+            if !matches!(state["state"].as_str(), Some("active" | "activating")) {
+                break state;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        };
+        // The original script reads the tail once more after the end.
+        std::thread::sleep(Duration::from_millis(1200));
+        let tail = get(&w.addr, &format!("/api/job/{job}/tail"), &w.ro);
+        printed.extend(tail.json()["logs"].as_array().expect("logs").iter().map(|l| l.as_str().unwrap_or("").into()));
+        let outcome = if state["state"] == "failed" { "failed" } else { "success" };
+        assert_eq!((outcome, state["run"].as_str()), (result, Some(run.as_str())), "{state}");
+        let want = match job {
+            "ci-test-ticker" => ticks(&run),
+            _ => vec!["checking something".to_string(), "something is wrong".into()],
+        };
+        assert_eq!(printed, want, "{job}");
+    }
+}
