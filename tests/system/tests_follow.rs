@@ -316,7 +316,9 @@ fn polling_client_like_the_original_api(w: &World) {
     for (job, result) in [("ci-test-ticker", "success"), ("ci-test-fail", "failed")] {
         let run = start(w, job);
         let mut printed: Vec<String> = Vec::new();
+        // Its loop: sleep, tail, state; stop when the state is not active.
         let state = loop {
+            std::thread::sleep(Duration::from_millis(300));
             let tail = get(&w.addr, &format!("/api/job/{job}/tail"), &w.ro);
             assert_eq!(tail.status, 200, "{}", tail.body);
             printed
@@ -325,12 +327,7 @@ fn polling_client_like_the_original_api(w: &World) {
             if !matches!(state["state"].as_str(), Some("active" | "activating")) {
                 break state;
             }
-            std::thread::sleep(Duration::from_millis(300));
         };
-        // The original script reads the tail once more after the end.
-        std::thread::sleep(Duration::from_millis(1200));
-        let tail = get(&w.addr, &format!("/api/job/{job}/tail"), &w.ro);
-        printed.extend(tail.json()["logs"].as_array().expect("logs").iter().map(|l| l.as_str().unwrap_or("").into()));
         let outcome = if state["state"] == "failed" { "failed" } else { "success" };
         assert_eq!((outcome, state["run"].as_str()), (result, Some(run.as_str())), "{state}");
         let want = match job {
@@ -339,4 +336,18 @@ fn polling_client_like_the_original_api(w: &World) {
         };
         assert_eq!(printed, want, "{job}");
     }
+    // The hold that makes it so: a tail before the first line, then the
+    // run ends; until this token's tail has the lines, its state says so.
+    let run = start(w, "ci-test-ticker");
+    let tail = get(&w.addr, "/api/job/ci-test-ticker/tail", &w.ro);
+    assert_eq!(tail.json()["logs"], serde_json::json!([]), "before the first line");
+    wait_until("the run is over", Duration::from_secs(20), || {
+        let state = get(&w.addr, "/api/job/ci-test-ticker/state", &w.rw).json();
+        state["run"] == run.as_str() && state["state"] == "inactive"
+    });
+    let held = w.state("ci-test-ticker");
+    assert_eq!((held["state"].as_str(), held["sub_state"].as_str()), (Some("active"), Some("tail-pending")), "{held}");
+    let tail = get(&w.addr, "/api/job/ci-test-ticker/tail", &w.ro);
+    assert_eq!(tail.json()["logs"], serde_json::json!(ticks(&run)));
+    assert_eq!(w.state("ci-test-ticker")["state"], "inactive");
 }
