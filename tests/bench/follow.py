@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""make bench (follow), run inside the sandbox by follow.sh.
+
+1. Latency: a job writes a line with its clock every 50 ms; a client of
+   `GET /api/job/JOB/follow` through serve notes when each line arrives.
+2. Throughput and memory: runs of 100,000 and 1,000,000 lines; the finished
+   run read by plain `journalctl -o cat` (the bare cost), by
+   `jobgate follow` and `jobgate logs` (CLI), and by `GET follow` through
+   serve. Peak resident memory is jobgate's own (VmHWM, sampled), without
+   the journalctl it runs."""
+import http.client, os, statistics, subprocess, sys, threading, time
+
+serve, token, binary = sys.argv[1:4]
+host, port = serve.rsplit(":", 1)
+auth = {"Authorization": "Bearer " + token}
+
+def follow_stream(job, on_line):
+    c = http.client.HTTPConnection(host, int(port), timeout=600)
+    c.request("GET", f"/api/job/{job}/follow", headers=auth)
+    r = c.getresponse()
+    assert r.status == 200, (r.status, r.read())
+    last = b""
+    n = 0
+    while True:
+        line = r.readline()
+        if not line:
+            break
+        n += 1
+        last = line
+        on_line(line)
+    return n, last.decode().strip()
+
+def vm_hwm_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for l in f:
+                if l.startswith("VmHWM:"):
+                    return int(l.split()[1])
+    except OSError:
+        return None
+
+def timed(cmd, watch=True):
+    """Wall seconds, lines out, and the peak VmHWM of the process itself."""
+    t = time.perf_counter()
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    peak = [0]
+    def sample():
+        while p.poll() is None:
+            h = vm_hwm_kib(p.pid)
+            if h:
+                peak[0] = max(peak[0], h)
+            time.sleep(0.02)
+    s = threading.Thread(target=sample)
+    s.start()
+    n = 0
+    for chunk in iter(lambda: p.stdout.read(1 << 16), b""):
+        n += chunk.count(b"\n")
+    p.wait()
+    s.join()
+    return time.perf_counter() - t, n, peak[0]
+
+def serve_pid():
+    out = subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "jobgate-bench"], capture_output=True, text=True)
+    return int(out.stdout.strip())
+
+# 1. Latency.
+subprocess.run(["systemctl", "start", "--no-block", "ci-test-clock"], check=True)
+time.sleep(0.3)
+delays = []
+def note(line):
+    parts = line.split()
+    if len(parts) == 2 and parts[0] == b"written":
+        delays.append(time.time_ns() - int(parts[1]))
+n, last = follow_stream("ci-test-clock", note)
+delays = sorted(d / 1e6 for d in delays)
+p99 = delays[max(0, int(len(delays) * 0.99) - 1)]
+print(f"follow latency, write to client, {len(delays)} lines 50 ms apart: median {statistics.median(delays):.1f} ms, p99 {p99:.1f} ms, max {delays[-1]:.1f} ms")
+print(f"  last line: {last}")
+
+# 2. Throughput and memory.
+for n in (100000, 1000000):
+    job = f"ci-test-lines{n}"
+    subprocess.run(["systemctl", "start", job], check=True)
+    for _ in range(600):  # journald ingests on its own time
+        if int(subprocess.run(f"journalctl -u {job}.service -o cat --no-pager | grep -c '^line '", shell=True,
+                              capture_output=True, text=True).stdout or 0) >= n:
+            break
+        time.sleep(0.5)
+    time.sleep(1.2)  # past jobgate's settle time, so no run waits for it
+    print(f"run of {n:,} lines (finished):")
+    bare = None
+    for name, cmd in [
+        ("journalctl -o cat", ["journalctl", "-u", f"{job}.service", "-o", "cat", "--no-pager"]),
+        ("jobgate follow (CLI)", [binary, "follow", job]),
+        ("jobgate logs --lines 20000", [binary, "logs", job, "--lines", "20000"]),
+    ]:
+        wall, lines, peak = timed(cmd)
+        rate = n / wall
+        bare = bare or rate
+        print(f"  {name:28} {wall:6.2f} s  {rate:10,.0f} lines/s  {100 * rate / bare:5.0f}%  peak RSS {peak / 1024:5.1f} MiB  ({lines:,} lines out)")
+    before = vm_hwm_kib(serve_pid())
+    t = time.perf_counter()
+    count, last = follow_stream(job, lambda line: None)
+    wall = time.perf_counter() - t
+    after = vm_hwm_kib(serve_pid())
+    print(f"  {'GET follow through serve':28} {wall:6.2f} s  {n / wall:10,.0f} lines/s  {100 * n / wall / bare:5.0f}%  serve peak RSS {after / 1024:5.1f} MiB (was {before / 1024:.1f})")
+    print(f"    last line: {last}")
