@@ -17,8 +17,9 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::names::{Cursor, JobName, RunId, RunSelector};
-use crate::ops::{read_entry_line, reading_point, OpError, Run, Seen, Systemd, JOURNAL_SETTLE, START_WAIT};
+use crate::ops::{reading_point, OpError, Run, Seen, Systemd, JOURNAL_SETTLE, START_WAIT};
 use crate::systemd::argv::Call;
+use crate::systemd::export::{self, RawEntry};
 use crate::systemd::parse::{self, Entry};
 
 /// How often the loop wakes with nothing to send, to see whether the client
@@ -275,9 +276,9 @@ impl Systemd {
 fn read_ahead(mut source: Box<dyn BufRead + Send>, unit: String) -> mpsc::Receiver<Entry> {
     let (send, receive) = mpsc::sync_channel(READ_AHEAD);
     thread::spawn(move || {
-        let mut line = Vec::new();
-        while let Ok(true) = read_entry_line(&mut source, &mut line) {
-            if let Some(entry) = parse::journal_entry(&unit, &line) {
+        let mut raw = RawEntry::default();
+        while let Ok(true) = export::read_entry(&mut source, &mut raw) {
+            if let Some(entry) = parse::journal_entry(&unit, &raw) {
                 if send.send(entry).is_err() {
                     return;
                 }

@@ -5,7 +5,7 @@
 
 use std::collections::VecDeque;
 use std::fmt;
-use std::io::{self, BufRead, Read};
+use std::io::{self, BufRead};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -13,11 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use crate::names::{Cursor, JobName, Lines, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
 use crate::systemd::argv::{Call, Probe, Tools};
+use crate::systemd::export::{self, RawEntry};
 use crate::systemd::parse::{self, message_ids, Entry, UnitState};
 use crate::systemd::run::{Held, Output, Runner, StopOnDrop, STREAM_TIMEOUT};
 
-/// Longest journal entry read; longer ones are skipped, never buffered.
-pub const MAX_ENTRY_BYTES: u64 = 1 << 20;
 /// How long after a run's end journald may still be storing its last lines:
 /// the manager's end message and the job's output reach it on different
 /// sockets, and the output can come second (seen: over 100 ms under load).
@@ -284,10 +283,10 @@ impl Systemd {
         let mut span = Outcome::default();
         // Only the newest run can be the current one.
         let mut current = current.cloned();
-        let mut line = Vec::new();
+        let mut raw = RawEntry::default();
         let mut done = false;
-        while read_entry_line(&mut events, &mut line).map_err(io_failure)? {
-            let Some(entry) = parse::journal_entry(unit.as_str(), &line) else { continue };
+        while export::read_entry(&mut events, &mut raw).map_err(io_failure)? {
+            let Some(entry) = parse::journal_entry(unit.as_str(), &raw) else { continue };
             if entry.message_id != message_ids::STARTING {
                 if span.run.is_none() {
                     span.run = entry.run.clone();
@@ -338,7 +337,7 @@ impl Systemd {
         let unit = job.unit();
         let (from, filter) = reading_point(run, after);
         let source = self.stream(Call::UnitEntries { unit: &unit, after: from, follow: false })?;
-        Ok(EntryStream { source, unit: unit.to_string(), filter, line: Vec::new() })
+        Ok(EntryStream { source, unit: unit.to_string(), filter, raw: RawEntry::default() })
     }
 
     /// The last `lines` lines of `run` as they may be shown (counted after
@@ -514,7 +513,7 @@ pub struct EntryStream {
     source: Box<dyn BufRead + Send>,
     unit: String,
     filter: RunFilter,
-    line: Vec<u8>,
+    raw: RawEntry,
 }
 
 impl Iterator for EntryStream {
@@ -522,12 +521,12 @@ impl Iterator for EntryStream {
 
     fn next(&mut self) -> Option<io::Result<Entry>> {
         loop {
-            match read_entry_line(&mut self.source, &mut self.line) {
+            match export::read_entry(&mut self.source, &mut self.raw) {
                 Err(e) => return Some(Err(e)),
                 Ok(false) => return None,
                 Ok(true) => {}
             }
-            let Some(entry) = parse::journal_entry(&self.unit, &self.line) else { continue };
+            let Some(entry) = parse::journal_entry(&self.unit, &self.raw) else { continue };
             match self.filter.see(&entry) {
                 Seen::Line => return Some(Ok(entry)),
                 Seen::Past => return None,
@@ -546,46 +545,6 @@ pub fn reading_point<'a>(run: &'a Run, after: Option<&'a Cursor>) -> (Option<&'a
     match after.filter(this_run) {
         Some(cursor) => (Some(cursor), RunFilter::new(run, false)),
         None => (run.previous.as_ref(), RunFilter::new(run, run.previous.is_some())),
-    }
-}
-
-/// Reads one line into `buf` (without the newline), at most
-/// [`MAX_ENTRY_BYTES`]; a longer line is skipped whole. False at the end.
-pub fn read_entry_line(source: &mut dyn BufRead, buf: &mut Vec<u8>) -> io::Result<bool> {
-    loop {
-        buf.clear();
-        let n = source.take(MAX_ENTRY_BYTES).read_until(b'\n', buf)?;
-        if n == 0 {
-            return Ok(false);
-        }
-        if buf.last() == Some(&b'\n') {
-            buf.pop();
-            return Ok(true);
-        }
-        if (n as u64) < MAX_ENTRY_BYTES {
-            return Ok(true); // the last line, without a newline
-        }
-        // Over the limit: discard the rest of this line and go on.
-        skip_line(source)?;
-    }
-}
-
-fn skip_line(source: &mut dyn BufRead) -> io::Result<()> {
-    loop {
-        let buf = source.fill_buf()?;
-        if buf.is_empty() {
-            return Ok(());
-        }
-        match buf.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                source.consume(i + 1);
-                return Ok(());
-            }
-            None => {
-                let n = buf.len();
-                source.consume(n);
-            }
-        }
     }
 }
 
@@ -676,7 +635,7 @@ mod tests {
             manager(RUN_A, message_ids::STARTING, 10, ""),
         ]
         .join("\n");
-        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &journal));
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &export::from_json_lines(&journal)));
         let runs = sd.runs(&job("ci-test-a"), 10, None).expect("runs");
         assert_eq!(runs.len(), 2);
         assert_eq!((runs[0].run.as_str(), runs[0].started, runs[0].finished), (RUN_B, 30, Some(40)));
@@ -697,7 +656,7 @@ mod tests {
             manager(RUN_A, message_ids::STARTING, 10, ""),
         ]
         .join("\n");
-        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &journal));
+        let (sd, _) = systemd(RecordingRunner::default().answer(&["_PID=1"], true, &export::from_json_lines(&journal)));
         let current = RunId::parse(RUN_B).expect("run");
         let runs = sd.runs(&job("ci-test-a"), 10, Some(&current)).expect("runs");
         let ids: Vec<&str> = runs.iter().map(|r| r.run.as_str()).collect();
@@ -732,6 +691,7 @@ mod tests {
             own("the next run's", None, 30),
         ]
         .join("\n");
+        let journal = export::from_json_lines(&journal);
         let (sd, runner) = systemd(RecordingRunner::default().answer(&["--after-cursor=s=1;i=0"], true, &journal));
         let run = Run {
             run: RunId::parse(RUN_B).expect("run"),
@@ -748,17 +708,5 @@ mod tests {
         let old = Cursor::parse("s=0;i=9").expect("cursor");
         assert_eq!(sd.tail(&job("ci-test-a"), &run, Some(&old)).expect("tail").lines.len(), 3);
         assert!(runner.recorded().iter().all(|argv| argv.contains(&"--after-cursor=s=1;i=0".to_string())));
-    }
-
-    #[test]
-    fn overlong_lines_are_skipped_not_buffered() {
-        let long = "x".repeat(MAX_ENTRY_BYTES as usize + 10);
-        let mut source = io::Cursor::new(format!("a\n{long}\nb"));
-        let mut buf = Vec::new();
-        let mut seen = Vec::new();
-        while read_entry_line(&mut source, &mut buf).expect("read") {
-            seen.push(String::from_utf8_lossy(&buf).into_owned());
-        }
-        assert_eq!(seen, ["a", "b"]);
     }
 }

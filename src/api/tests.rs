@@ -8,6 +8,7 @@ use super::*;
 use crate::auth::{hex, sha256};
 use crate::names::Prefix;
 use crate::systemd::argv::Tools;
+use crate::systemd::export::from_json_lines;
 use crate::systemd::run::RecordingRunner;
 
 const RW: &str = "jgt_rw";
@@ -161,6 +162,7 @@ fn logs_as_json_and_text() {
         "{{\"MESSAGE\":\"one \\\"quoted\\\"\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"_SYSTEMD_INVOCATION_ID\":\"{RUN}\"}}\n\
          {{\"MESSAGE\":\"two\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\"}}\n"
     );
+    let (starting, journal) = (from_json_lines(&starting), from_json_lines(&journal));
     let runner = loaded("active").answer(&["_PID=1"], true, &starting).answer(&["--all"], true, &journal);
     let (api, _) = api_with(runner);
     let (status, body) = call(&api, "GET", "/api/job/ci-test-a/logs", Some(RO));
@@ -192,8 +194,8 @@ fn finished_run() -> RecordingRunner {
     );
     RecordingRunner::default()
         .answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\nInvocationID=\n")
-        .answer(&["_PID=1"], true, &events)
-        .answer(&["--all"], true, &entries)
+        .answer(&["_PID=1"], true, &from_json_lines(&events))
+        .answer(&["--all"], true, &from_json_lines(&entries))
 }
 
 struct Collected(Vec<u8>);

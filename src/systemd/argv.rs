@@ -52,7 +52,7 @@ pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMai
 InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
 /// The journal fields jobgate reads; the rest is not even printed.
-const JSON_FIELDS: &str =
+const OUTPUT_FIELDS: &str =
     "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
 
 /// Every call jobgate ever makes.
@@ -73,11 +73,11 @@ pub enum Call<'a> {
     /// output and the manager's messages about it. Which run a line belongs
     /// to is worked out by the reader (see `ops::EntryStream`), since
     /// journald cannot tag the lines of a process that exits at once.
-    /// `journalctl -o json [--after-cursor=C] -u UNIT`; with `follow`,
+    /// `journalctl -o export [--after-cursor=C] -u UNIT`; with `follow`,
     /// `--follow --no-tail` (every entry after C, then new ones as written).
     UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor>, follow: bool },
     /// The service manager's messages about a unit (start, exit, result),
-    /// newest first: `journalctl -o json -r -u UNIT _PID=1`
+    /// newest first: `journalctl -o export -r -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
     /// For `jobgate check`: asks sudo whether it would run a call, without
     /// running it: `sudo -n -l systemctl …` (exit 0 means allowed).
@@ -141,7 +141,7 @@ impl Call<'_> {
             }
             Call::UnitEntries { unit, after, follow } => {
                 journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "json", JSON_FIELDS]);
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", OUTPUT_FIELDS]);
                 if *follow {
                     push_all(&mut argv, &["--follow", "--no-tail"]);
                 }
@@ -152,7 +152,10 @@ impl Call<'_> {
             }
             Call::ManagerEvents(unit) => {
                 journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "-o", "json", JSON_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"]);
+                push_all(
+                    &mut argv,
+                    &["--no-pager", "-o", "export", OUTPUT_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"],
+                );
             }
             Call::SudoProbe(probe, prefix) => {
                 let unit = format!("{}jobgate-check.service", prefix.as_str());
@@ -240,8 +243,8 @@ mod tests {
                 "--no-pager",
                 "--all",
                 "-o",
-                "json",
-                JSON_FIELDS,
+                "export",
+                OUTPUT_FIELDS,
                 "--after-cursor=s=1;i=2",
                 "-u",
                 "ci-test-hello.service",
@@ -256,8 +259,8 @@ mod tests {
                 "/usr/bin/journalctl",
                 "--no-pager",
                 "-o",
-                "json",
-                JSON_FIELDS,
+                "export",
+                OUTPUT_FIELDS,
                 "-r",
                 "-u",
                 "ci-test-hello.service",

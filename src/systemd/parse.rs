@@ -2,9 +2,8 @@
 //! over bytes: no I/O, so it is unit-tested and fuzzed directly.
 #![forbid(unsafe_code)]
 
-use serde_json::Value;
-
 use crate::names::{JobName, Prefix, RunId};
+use crate::systemd::export::RawEntry;
 
 /// What `systemctl show` says of a unit.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -106,13 +105,11 @@ pub mod message_ids {
     pub const PROCESS_EXIT: &str = "98e322203f7a4ed290d09fe03c09fe15";
 }
 
-/// Parses one `journalctl -o json` line about `unit`. The entry's run is
-/// taken only from fields that tie it to `unit` itself (its own output's
-/// `_SYSTEMD_UNIT`, or the manager's `UNIT`), so a stray entry of another
-/// unit never lends its id.
-pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
-    let value: Value = serde_json::from_slice(line).ok()?;
-    let field = |name: &str| value.get(name).and_then(Value::as_str);
+/// Reads one journal entry about `unit`. The entry's run is taken only from
+/// fields that tie it to `unit` itself (its own output's `_SYSTEMD_UNIT`, or
+/// the manager's `UNIT`), so a stray entry of another unit never lends its id.
+pub fn journal_entry(unit: &str, raw: &RawEntry) -> Option<Entry> {
+    let field = |name: &str| raw.field(name).and_then(|v| std::str::from_utf8(v).ok());
     let own_output = field("_SYSTEMD_UNIT") == Some(unit);
     let about_unit = field("UNIT") == Some(unit) && field("_PID") == Some("1");
     let run = if own_output {
@@ -123,7 +120,7 @@ pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
         return None;
     };
     Some(Entry {
-        message: message_text(value.get("MESSAGE")),
+        message: String::from_utf8_lossy(raw.field("MESSAGE").unwrap_or_default()).into_owned(),
         cursor: field("__CURSOR").unwrap_or_default().to_string(),
         realtime: field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0),
         run,
@@ -133,19 +130,6 @@ pub fn journal_entry(unit: &str, line: &[u8]) -> Option<Entry> {
         exit_status: field("EXIT_STATUS").and_then(|s| s.parse().ok()),
         pid: field("_PID").and_then(|p| p.parse().ok()),
     })
-}
-
-/// journalctl's JSON gives MESSAGE as a string, or as an array of bytes when
-/// it is not valid UTF-8.
-fn message_text(value: Option<&Value>) -> String {
-    match value {
-        Some(Value::String(s)) => s.clone(),
-        Some(Value::Array(bytes)) => {
-            let bytes: Vec<u8> = bytes.iter().filter_map(|b| b.as_u64()).map(|b| b as u8).collect();
-            String::from_utf8_lossy(&bytes).into_owned()
-        }
-        _ => String::new(),
-    }
 }
 
 /// Formats seconds since the epoch as RFC 3339 UTC (`2026-11-23T00:36:05Z`).
@@ -206,34 +190,55 @@ ExecMainStatus=3\nLoadState=loaded\nActiveState=failed\nSubState=failed\nInvocat
         assert_eq!(listed[0].1.as_deref(), Some("failed"));
     }
 
-    #[test]
-    fn journal_entries_belong_to_their_unit_only() {
-        let unit = "ci-test-fail.service";
-        let own = format!(
-            r#"{{"MESSAGE":"failing","_SYSTEMD_UNIT":"{unit}","_SYSTEMD_INVOCATION_ID":"{RUN}","__CURSOR":"s=1","__REALTIME_TIMESTAMP":"1795394165020452"}}"#
-        );
-        let entry = journal_entry(unit, own.as_bytes()).expect("own output");
-        assert_eq!(entry.message, "failing");
-        assert_eq!(entry.run.as_ref().map(RunId::as_str), Some(RUN));
-        assert_eq!(entry.realtime, 1795394165020452);
-
-        let manager = format!(
-            r#"{{"MESSAGE":"x","_PID":"1","UNIT":"{unit}","INVOCATION_ID":"{RUN}","UNIT_RESULT":"exit-code","MESSAGE_ID":"d9b373ed55a64feb8242e02dbe79a49c"}}"#
-        );
-        let entry = journal_entry(unit, manager.as_bytes()).expect("manager message");
-        assert_eq!(entry.unit_result.as_deref(), Some("exit-code"));
-
-        let other = format!(r#"{{"MESSAGE":"secret","_SYSTEMD_UNIT":"ssh.service","_SYSTEMD_INVOCATION_ID":"{RUN}"}}"#);
-        assert_eq!(journal_entry(unit, other.as_bytes()), None);
-        let spoofed = format!(r#"{{"MESSAGE":"x","_PID":"4242","UNIT":"{unit}","INVOCATION_ID":"{RUN}"}}"#);
-        assert_eq!(journal_entry(unit, spoofed.as_bytes()), None);
-        assert_eq!(journal_entry(unit, b"not json"), None);
+    fn entry(fields: &[(&str, &str)]) -> RawEntry {
+        let mut raw = RawEntry::default();
+        let bytes = crate::systemd::export::render(&[fields]);
+        assert!(crate::systemd::export::read_entry(&mut std::io::Cursor::new(bytes), &mut raw).expect("entry"));
+        raw
     }
 
     #[test]
-    fn binary_messages() {
-        let line = br#"{"MESSAGE":[104,105,255],"_SYSTEMD_UNIT":"u.service"}"#;
-        assert_eq!(journal_entry("u.service", line).map(|e| e.message), Some("hi\u{fffd}".into()));
+    fn journal_entries_belong_to_their_unit_only() {
+        let unit = "ci-test-fail.service";
+        let own = entry(&[
+            ("__CURSOR", "s=1"),
+            ("__REALTIME_TIMESTAMP", "1795394165020452"),
+            ("MESSAGE", "failing"),
+            ("_SYSTEMD_UNIT", unit),
+            ("_SYSTEMD_INVOCATION_ID", RUN),
+        ]);
+        let parsed = journal_entry(unit, &own).expect("own output");
+        assert_eq!(parsed.message, "failing");
+        assert_eq!(parsed.run.as_ref().map(RunId::as_str), Some(RUN));
+        assert_eq!(parsed.realtime, 1795394165020452);
+
+        let manager = entry(&[
+            ("MESSAGE", "x"),
+            ("_PID", "1"),
+            ("UNIT", unit),
+            ("INVOCATION_ID", RUN),
+            ("UNIT_RESULT", "exit-code"),
+            ("MESSAGE_ID", "d9b373ed55a64feb8242e02dbe79a49c"),
+        ]);
+        let parsed = journal_entry(unit, &manager).expect("manager message");
+        assert_eq!(parsed.unit_result.as_deref(), Some("exit-code"));
+
+        let other = entry(&[("MESSAGE", "secret"), ("_SYSTEMD_UNIT", "ssh.service"), ("_SYSTEMD_INVOCATION_ID", RUN)]);
+        assert_eq!(journal_entry(unit, &other), None);
+        let spoofed = entry(&[("MESSAGE", "x"), ("_PID", "4242"), ("UNIT", unit), ("INVOCATION_ID", RUN)]);
+        assert_eq!(journal_entry(unit, &spoofed), None);
+    }
+
+    #[test]
+    fn binary_and_multi_line_messages() {
+        let raw = entry(&[("MESSAGE", "two\nlines"), ("_SYSTEMD_UNIT", "u.service")]);
+        assert_eq!(journal_entry("u.service", &raw).map(|e| e.message), Some("two\nlines".into()));
+        let mut bytes = b"_SYSTEMD_UNIT=u.service\nMESSAGE\n".to_vec();
+        bytes.extend_from_slice(&3u64.to_le_bytes());
+        bytes.extend_from_slice(b"hi\xff\n\n");
+        let mut raw = RawEntry::default();
+        assert!(crate::systemd::export::read_entry(&mut std::io::Cursor::new(bytes), &mut raw).expect("entry"));
+        assert_eq!(journal_entry("u.service", &raw).map(|e| e.message), Some("hi\u{fffd}".into()));
     }
 
     #[test]
