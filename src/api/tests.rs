@@ -16,7 +16,23 @@ const RO: &str = "jgt_ro";
 const DEPLOY: &str = "jgt_deploy";
 const RUN: &str = "0123456789abcdef0123456789abcdef";
 
-fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
+/// An [`Api`] whose state directory goes when the test ends.
+struct TestApi(Api, std::path::PathBuf);
+
+impl std::ops::Deref for TestApi {
+    type Target = Api;
+    fn deref(&self) -> &Api {
+        &self.0
+    }
+}
+
+impl Drop for TestApi {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.1);
+    }
+}
+
+fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
     let text = format!(
         "rw rw sha256:{}\nro ro sha256:{}\ndeploy rw sha256:{} ci-test-deploy@*\n",
         hex(&sha256(RW)),
@@ -38,12 +54,12 @@ fn api_with(runner: RecordingRunner) -> (Api, Arc<RecordingRunner>) {
     let api = Api {
         systemd: Arc::new(Systemd::new(prefix, Tools::default(), runner.clone())),
         tokens,
-        tails: TailState::new(state_dir),
+        tails: TailState::new(state_dir.clone()),
         trust_proxy: None,
         hooks: None,
         follow,
     };
-    (api, runner)
+    (TestApi(api, state_dir), runner)
 }
 
 fn loaded(active: &str) -> RecordingRunner {
