@@ -21,6 +21,7 @@ pub const TESTS: &[Test] = &[
     ("follow_cap_and_time_limit", follow_cap_and_time_limit),
     ("follow_through_inetd_nginx_and_cgi", follow_through_inetd_nginx_and_cgi),
     ("polling_client_like_the_original_api", polling_client_like_the_original_api),
+    ("github_client_script", github_client_script),
 ];
 
 fn ticks(run: &str) -> Vec<String> {
@@ -350,4 +351,96 @@ fn polling_client_like_the_original_api(w: &World) {
     let tail = get(&w.addr, "/api/job/ci-test-ticker/tail", &w.ro);
     assert_eq!(tail.json()["logs"], serde_json::json!(ticks(&run)));
     assert_eq!(w.state("ci-test-ticker")["state"], "inactive");
+}
+
+/// `contrib/github/jobgate-run` under dash, as a workflow runs it.
+fn client(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+    let script = format!("{}/contrib/github/jobgate-run", env!("CARGO_MANIFEST_DIR"));
+    let mut cmd = Command::new("dash");
+    cmd.arg(script).args(args).env("JOBGATE_URL", format!("http://{addr}")).env("JOBGATE_TOKEN", token);
+    cmd.env_remove("GITHUB_ACTIONS").envs(env.iter().copied());
+    cmd
+}
+
+/// (exit code, stdout lines, stderr) of a finished client.
+fn client_run(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, Vec<String>, String) {
+    let out = client(addr, token, args, env).output().expect("dash");
+    let lines = String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect();
+    (out.status.code(), lines, String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// The run id the client says it started or follows.
+fn client_run_id(stderr: &str) -> String {
+    let at = stderr.find("run ").map(|i| i + 4).unwrap_or(0);
+    stderr.get(at..at + 32).unwrap_or_default().to_string()
+}
+
+/// Issue 4, item 5: the client script against a succeeding, a failing and a
+/// slow job (through a serve whose streams last 1 s, restarted meanwhile),
+/// with 425 handled as asked.
+fn github_client_script(w: &World) {
+    // Succeeds: exactly the run's lines, exit 0.
+    wait_until("ticker idle", Duration::from_secs(20), || w.state("ci-test-ticker")["state"] == "inactive");
+    let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["ci-test-ticker"], &[]);
+    let run = client_run_id(&stderr);
+    assert_eq!((code, lines), (Some(0), ticks(&run)), "{stderr}");
+    assert!(stderr.contains(&format!("run {run} finished: result=success exit_status=0")), "{stderr}");
+    // Fails: its lines, exit 1, a GitHub error annotation.
+    let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["ci-test-fail"], &[("GITHUB_ACTIONS", "true")]);
+    let run = client_run_id(&stderr);
+    assert_eq!(code, Some(1), "{stderr}");
+    assert_eq!(
+        lines,
+        [
+            "checking something".to_string(),
+            "something is wrong".into(),
+            format!("::error::jobgate: ci-test-fail run {run} failed: result=exit-code exit_status=3"),
+        ]
+    );
+    // Slow: streams end every second and the server restarts once; every
+    // line still comes exactly once.
+    let addr = format!("127.0.0.1:{}", super::free_port());
+    w.sb.sh_ok(&format!(
+        "systemd-run --quiet --unit=jobgate-client-test --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
+         {BIN} --tokens {TOKENS} --state-dir {STATE}/client --max-follow-secs 1 serve --listen {addr}"
+    ));
+    wait_until("the client test serve answers", Duration::from_secs(10), || TcpStream::connect(&addr).is_ok());
+    let mut slow = client(&addr, &w.rw, &["--retries", "5", "ci-test-ticker"], &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dash");
+    let mut stdout = BufReader::new(slow.stdout.take().expect("stdout"));
+    let mut first = String::new();
+    stdout.read_line(&mut first).expect("a first line");
+    w.sb.sh_ok("systemctl restart jobgate-client-test");
+    let mut rest = String::new();
+    stdout.read_to_string(&mut rest).expect("the rest");
+    let status = slow.wait().expect("wait");
+    let mut stderr = String::new();
+    slow.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");
+    let run = client_run_id(&stderr);
+    let lines: Vec<String> = format!("{first}{rest}").lines().map(str::to_string).collect();
+    assert_eq!((status.code(), lines), (Some(0), ticks(&run)), "{stderr}");
+    assert!(stderr.contains("reconnecting"), "the restart dropped a stream: {stderr}");
+    w.sb.sh_ok("systemctl stop jobgate-client-test");
+    // Already running: fail, or follow that run.
+    let running = start(w, "ci-test-ticker");
+    let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["ci-test-ticker"], &[]);
+    assert_eq!((code, lines.len()), (Some(1), 0), "{stderr}");
+    assert!(stderr.contains("already running"), "{stderr}");
+    let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["--on-active", "follow", "ci-test-ticker"], &[]);
+    assert_eq!((code, lines), (Some(0), ticks(&running)), "{stderr}");
+    // Trigger only, state checks, a token that may not start.
+    let (code, _, stderr) = client_run(&w.addr, &w.rw, &["--no-follow", "ci-test-ticker"], &[]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let (code, lines, _) = client_run(&w.addr, &w.ro, &["--state", "ci-test-fail"], &[]);
+    assert_eq!(code, Some(1), "{lines:?}");
+    assert!(lines[0].starts_with("ci-test-fail: state=failed result=exit-code exit_status=3"), "{lines:?}");
+    let (code, _, stderr) = client_run(&w.addr, &w.ro, &["ci-test-hello"], &[]);
+    assert_eq!(code, Some(3), "{stderr}");
+    assert!(stderr.contains("HTTP 403 from jobgate: Not permitted"), "{stderr}");
+    let (code, _, _) = client_run(&w.addr, &w.rw, &["ci-test-a;reboot"], &[]);
+    assert_eq!(code, Some(2));
+    wait_until("ticker idle", Duration::from_secs(20), || w.state("ci-test-ticker")["state"] == "inactive");
 }
