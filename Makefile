@@ -26,6 +26,7 @@ lint:
 	$(CARGO) clippy --all-targets -- -D warnings
 	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5
 	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
+	shellcheck -s sh contrib/github/jobgate-run
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
