@@ -17,6 +17,7 @@ pub const TESTS: &[Test] = &[
     ("follow_resumes_after_a_cursor_and_frames_by_version", follow_resumes_after_a_cursor_and_frames_by_version),
     ("follow_is_bound_to_one_run_across_a_restart", follow_is_bound_to_one_run_across_a_restart),
     ("follow_cli_exits_with_the_result", follow_cli_exits_with_the_result),
+    ("follow_runs_and_state_per_instance", follow_runs_and_state_per_instance),
     ("client_that_leaves_ends_journalctl", client_that_leaves_ends_journalctl),
     ("follow_cap_and_time_limit", follow_cap_and_time_limit),
     ("follow_through_inetd_nginx_and_cgi", follow_through_inetd_nginx_and_cgi),
@@ -188,6 +189,36 @@ fn follow_cli_exits_with_the_result(w: &World) {
     assert!(text.ends_with(&format!("{}\n", finished_line(&failing, "exit-code", 3))), "{text}");
     assert_eq!(w.cli(&["follow", "ci-test-x/../y"]).status.code(), Some(2));
     assert_eq!(w.cli(&["follow", "ci-test-never"]).status.code(), Some(1), "no run yet");
+}
+
+/// Issue 4, item 3: two instances of one template, running at once, each
+/// with its own state, runs, logs and follow.
+fn follow_runs_and_state_per_instance(w: &World) {
+    let main = start(w, "ci-test-deploy@main");
+    let next = start(w, "ci-test-deploy@release-1.2");
+    let streams = [("main", &main), ("release-1.2", &next)].map(|(branch, run)| {
+        (branch, run, Stream::open(&format!("http://{}/api/job/ci-test-deploy@{branch}/follow", w.addr), &w.deploy))
+    });
+    for (branch, run, stream) in streams {
+        let lines = texts(&stream.read_to_end(Duration::from_secs(20)));
+        let want = [
+            // The redaction rules of the served jobgate apply to follow too.
+            format!("deploying *** {branch}"),
+            format!("step 1/2: fetch {branch}"),
+            format!("step 2/2: switch to {branch}"),
+            format!("deployed {branch}"),
+            finished_line(run, "success", 0),
+        ];
+        assert_eq!(lines, want);
+        let state = get(&w.addr, &format!("/api/job/ci-test-deploy@{branch}/state"), &w.deploy).json();
+        assert_eq!((state["run"].as_str(), state["result"].as_str()), (Some(run.as_str()), Some("success")), "{state}");
+        let runs = get(&w.addr, &format!("/api/job/ci-test-deploy@{branch}/runs"), &w.deploy).json();
+        assert_eq!(runs["runs"][0]["run"].as_str(), Some(run.as_str()), "{runs}");
+        let logs = get(&w.addr, &format!("/api/job/ci-test-deploy@{branch}/logs?format=text"), &w.deploy);
+        assert_eq!(logs.body, want[..4].iter().map(|l| format!("{l}\n")).collect::<String>());
+    }
+    // The deploy token may follow only its template's instances.
+    assert_eq!(get(&w.addr, "/api/job/ci-test-ticker/follow", &w.deploy).status, 403);
 }
 
 /// How many journalctl processes the service user runs now.
