@@ -10,6 +10,12 @@ use jobgate::error::Error;
 use jobgate::{api, front, ops, redact, systemd, tail_state};
 
 fn main() -> ExitCode {
+    // argh would stop at an argument that is not UTF-8 with exit status 1;
+    // such an argument is bad input (no job name or option holds one).
+    if let Some(n) = std::env::args_os().position(|a| a.to_str().is_none()) {
+        eprintln!("jobgate: argument {n} is not valid UTF-8");
+        return ExitCode::from(Error::Usage(String::new()).exit_code());
+    }
     let args: Args = argh::from_env();
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
