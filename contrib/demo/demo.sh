@@ -57,7 +57,8 @@ Paste these into another terminal:
   curl -s -H "Authorization: Bearer \$TOKEN" "$url/api/job/ci-test-hello/logs?format=text"
   curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-hello/runs
   curl -s -X POST -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-deploy@main
-  curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-deploy@main/tail
+  curl -sN -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-deploy@main/follow   # live, to its end
+  JOBGATE_URL=$url JOBGATE_TOKEN=\$TOKEN sh $top/contrib/github/jobgate-run ci-test-hello; echo "exit \$?"
   curl -s -X POST -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-fail
   curl -s -H "Authorization: Bearer \$TOKEN" $url/api/job/ci-test-fail/state
   curl -s -X POST -H "Authorization: Bearer \$TOKEN" "$url/api/job/ci-test-a;id"     # 400 Invalid job
