@@ -4,6 +4,7 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
+use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -462,6 +463,36 @@ fn github_client_script(w: &World) {
     assert!(stderr.contains("already running"), "{stderr}");
     let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["--on-active", "follow", "ci-test-ticker"], &[]);
     assert_eq!((code, lines), (Some(0), ticks(&running)), "{stderr}");
+    // Cancelled (SIGTERM to the step's processes): the run goes on, or is
+    // stopped with --stop-on-cancel.
+    for (args, stopped) in [(&["ci-test-slow"][..], false), (&["--stop-on-cancel", "ci-test-slow"][..], true)] {
+        let running = || matches!(w.state("ci-test-slow")["state"].as_str(), Some("active" | "activating"));
+        wait_until("slow idle", Duration::from_secs(20), || !running());
+        let mut cancelled = client(&w.addr, &w.rw, args, &[])
+            .process_group(0)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("dash");
+        let mut first = String::new();
+        BufReader::new(cancelled.stdout.take().expect("stdout")).read_line(&mut first).expect("a first line");
+        assert_eq!(first, "slow started\n");
+        Command::new("kill").args(["-TERM", "--", &format!("-{}", cancelled.id())]).status().expect("kill");
+        let status = cancelled.wait().expect("wait");
+        let mut stderr = String::new();
+        cancelled.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");
+        assert_eq!(status.code(), Some(130), "{stderr}");
+        if stopped {
+            assert!(stderr.contains("interrupted; stopping ci-test-slow"), "{stderr}");
+            wait_until("the run is stopped", Duration::from_secs(10), || !running());
+        } else {
+            assert!(running(), "{args:?}: {stderr}");
+        }
+        if !stopped {
+            assert!(stderr.contains("goes on"), "{stderr}");
+            assert_eq!(post(&w.addr, "/api/job/ci-test-slow/stop", &w.rw).status, 200);
+        }
+    }
     // Trigger only, state checks, a token that may not start.
     let (code, _, stderr) = client_run(&w.addr, &w.rw, &["--no-follow", "ci-test-ticker"], &[]);
     assert_eq!(code, Some(0), "{stderr}");
