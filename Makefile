@@ -59,7 +59,8 @@ install: release
 	install -m 0644 man/jobgate.8 $(DESTDIR)$(MANDIR)/man8/jobgate.8
 	install -m 0644 man/jobgate-tokens.5 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5
 	cd contrib && find . -type d -exec install -d $(DESTDIR)$(DATADIR)/{} \;
-	cd contrib && find . -type f -exec install -m 0644 {} $(DESTDIR)$(DATADIR)/{} \;
+	cd contrib && find . -type f ! -perm -u+x -exec install -m 0644 {} $(DESTDIR)$(DATADIR)/{} \;
+	cd contrib && find . -type f -perm -u+x -exec install -m 0755 {} $(DESTDIR)$(DATADIR)/{} \;
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/jobgate $(DESTDIR)$(MANDIR)/man8/jobgate.8 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5

@@ -10,6 +10,8 @@ for f in /opt/jg/bin/jobgate /opt/jg/share/man/man8/jobgate.8 /opt/jg/share/man/
     [ -f "$dest$f" ] || { echo "install: $f missing"; exit 1; }
 done
 [ -x "$dest/opt/jg/bin/jobgate" ] || { echo "install: the binary is not executable"; exit 1; }
+[ -x "$dest/opt/jg/share/jobgate/github/jobgate-run" ] || { echo "install: jobgate-run is not executable"; exit 1; }
+[ ! -x "$dest/opt/jg/share/jobgate/github/action.yml" ] || { echo "install: action.yml is executable"; exit 1; }
 "$dest/opt/jg/bin/jobgate" --version >/dev/null
 [ ! -e "$dest/etc/sudoers.d" ] || { echo "install: the sudo rule must not be put in place by default"; exit 1; }
 installed=$(find "$dest" -type f | wc -l)
