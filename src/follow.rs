@@ -28,7 +28,8 @@ const TICK: Duration = Duration::from_millis(200);
 /// How often the unit's state is asked, in case the manager's messages
 /// about the run's end do not come (rate limits, LogLevelMax=).
 const STATE_CHECK: Duration = Duration::from_secs(1);
-/// Entries read ahead of the client; past it the journal read waits.
+/// Entries read ahead of the client (past it the journal read waits), and
+/// the most sent between two looks at the client and the run.
 const READ_AHEAD: usize = 1024;
 /// Bytes gathered before they are sent, when lines come faster than that.
 const BATCH_BYTES: usize = 64 << 10;
@@ -212,6 +213,9 @@ impl Systemd {
                 // journalctl ended (killed at its time limit, or failed).
                 Err(RecvTimeoutError::Disconnected) => break 'stream None,
             };
+            // At most READ_AHEAD entries per turn, so that the checks below
+            // come round even while a long backlog is sent.
+            let mut budget = READ_AHEAD;
             while let Some(entry) = got.take() {
                 match filter.see(&entry) {
                     Seen::Line => {
@@ -225,7 +229,8 @@ impl Systemd {
                     Seen::Past => break 'stream None,
                     Seen::Other => {}
                 }
-                if out.buf.len() < BATCH_BYTES {
+                budget -= 1;
+                if budget > 0 {
                     got = entries.try_recv().ok();
                 }
             }
