@@ -67,6 +67,9 @@ pub struct Run {
     /// journald can store a fast job's first lines before its "Starting".
     /// `None` for the oldest run in the journal.
     pub previous: Option<Cursor>,
+    /// The next run's "Starting" message, which ends this run's lines;
+    /// `None` for the newest run.
+    pub next: Option<Cursor>,
     /// Microseconds since the epoch.
     pub started: u64,
     pub finished: Option<u64>,
@@ -283,6 +286,8 @@ impl Systemd {
         let mut span = Outcome::default();
         // Only the newest run can be the current one.
         let mut current = current.cloned();
+        // The newest "Starting" seen so far: the next run's, to the one at hand.
+        let mut newer_start: Option<Cursor> = None;
         let mut raw = RawEntry::default();
         let mut done = false;
         while export::read_entry(&mut events, &mut raw).map_err(io_failure)? {
@@ -295,6 +300,7 @@ impl Systemd {
                 continue;
             }
             let Some(start) = Cursor::parse(&entry.cursor) else { continue };
+            let next = newer_start.replace(start.clone());
             // This "Starting" is the previous run's to the run found last.
             if let Some(newer) = runs.last_mut().filter(|r| r.previous.is_none()) {
                 newer.previous = Some(start.clone());
@@ -312,6 +318,7 @@ impl Systemd {
                 run: id,
                 start,
                 previous: None,
+                next,
                 started: entry.realtime,
                 finished: outcome.finished,
                 result: outcome.result,
@@ -328,11 +335,7 @@ impl Systemd {
     /// moments ago is read only once [`JOURNAL_SETTLE`] has passed since.
     pub fn run_output(&self, job: &JobName, run: &Run, after: Option<&Cursor>) -> Result<EntryStream, OpError> {
         if let Some(finished) = run.finished {
-            let since = SystemTime::now()
-                .duration_since(UNIX_EPOCH)
-                .unwrap_or_default()
-                .saturating_sub(Duration::from_micros(finished));
-            thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
+            settle_after(finished);
         }
         let unit = job.unit();
         let (from, filter) = reading_point(run, after);
@@ -341,9 +344,13 @@ impl Systemd {
     }
 
     /// The last `lines` lines of `run` as they may be shown (counted after
-    /// redaction); only that many are held at a time.
+    /// redaction); only that many are held at a time. Read from the run's
+    /// end where that is exact, else from its start.
     pub fn last_lines(&self, job: &JobName, run: &Run, lines: Lines) -> Result<Vec<String>, OpError> {
         let keep = lines.get() as usize;
+        if let Some(last) = self.last_lines_from_end(job, run, keep)? {
+            return Ok(last);
+        }
         let redactor = self.redactions.for_job(job);
         let mut last = VecDeque::with_capacity(keep.min(1024));
         for entry in self.run_output(job, run, None)? {
@@ -354,6 +361,50 @@ impl Systemd {
             last.push_back(line);
         }
         Ok(last.into())
+    }
+
+    /// The last `keep` lines of `run`, read newest first from its end, so a
+    /// long run costs no more than those lines. `None` when the read comes
+    /// within [`JOURNAL_SETTLE`] of the run's start: only there can the
+    /// previous run's last untagged lines be (its processes are gone once
+    /// this run starts), and telling them apart needs the forward read.
+    fn last_lines_from_end(&self, job: &JobName, run: &Run, keep: usize) -> Result<Option<Vec<String>>, OpError> {
+        if let Some(finished) = run.finished {
+            settle_after(finished);
+        }
+        let unit = job.unit();
+        let settled = run.started.saturating_add(JOURNAL_SETTLE.as_micros() as u64);
+        let redactor = self.redactions.for_job(job);
+        let mut source = self.stream(Call::UnitEntriesBackward { unit: &unit, before: run.next.as_ref() })?;
+        let mut raw = RawEntry::default();
+        let mut other_writers: Vec<u32> = Vec::new();
+        let mut last = Vec::with_capacity(keep.min(1024));
+        while export::read_entry(&mut source, &mut raw).map_err(io_failure)? {
+            let Some(entry) = parse::journal_entry(unit.as_str(), &raw) else { continue };
+            if entry.realtime <= settled || entry.cursor == run.start.as_str() {
+                return Ok(None);
+            }
+            if entry.from_manager {
+                continue;
+            }
+            let writer = entry.pid.unwrap_or(0);
+            let ours = match &entry.run {
+                Some(id) if *id != run.run => {
+                    other_writers.push(writer);
+                    false
+                }
+                Some(_) => true,
+                None => !other_writers.contains(&writer),
+            };
+            if let Some(line) = redactor.apply(entry.message).filter(|_| ours) {
+                last.push(line);
+                if last.len() == keep {
+                    last.reverse();
+                    return Ok(Some(last));
+                }
+            }
+        }
+        Ok(None)
     }
 
     /// The lines of `run` after `after` (all of them without), collected up
@@ -536,6 +587,16 @@ impl Iterator for EntryStream {
     }
 }
 
+/// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
+/// the epoch), so that a run's last lines are in the journal.
+fn settle_after(finished: u64) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_micros(finished));
+    thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
+}
+
 /// Where reading `run` begins, and the filter for it: a cursor inside the
 /// run, else the previous run's start, else the journal's first entry for
 /// the oldest run. (A run's lines may come before its own "Starting": a
@@ -671,6 +732,44 @@ mod tests {
     }
 
     #[test]
+    fn last_lines_from_the_end_of_a_long_run() {
+        let line = |message: &str, run: Option<&str>, pid: u32, secs: u64| {
+            let run = run.map(|r| format!(r#","_SYSTEMD_INVOCATION_ID":"{r}""#)).unwrap_or_default();
+            format!(
+                r#"{{"MESSAGE":"{message}","_SYSTEMD_UNIT":"ci-test-a.service","_PID":"{pid}","__CURSOR":"s=1;i={secs}","__REALTIME_TIMESTAMP":"{}"{run}}}"#,
+                secs * 1_000_000
+            )
+        };
+        // Newest first, as `journalctl -r` gives them; run B began at 1 s.
+        let newest_first = [
+            line("b: 3, untagged", None, 20, 12),
+            line("a stray line of run A", Some(RUN_A), 10, 11),
+            line("a: untagged, by A's writer", None, 10, 10),
+            line("b: 2", Some(RUN_B), 20, 9),
+            line("b: 1", Some(RUN_B), 20, 8),
+            line("b: 0, near the start", Some(RUN_B), 20, 2),
+        ]
+        .join("\n");
+        let runner = RecordingRunner::default().answer(&["-r", "--all"], true, &export::from_json_lines(&newest_first));
+        let (sd, runner) = systemd(runner);
+        let run = Run {
+            run: RunId::parse(RUN_B).expect("run"),
+            start: Cursor::parse("s=1;i=1").expect("cursor"),
+            previous: None,
+            next: None,
+            started: 1_000_000,
+            finished: None,
+            result: None,
+            exit_status: None,
+        };
+        let last = |n: u32| sd.last_lines_from_end(&job("ci-test-a"), &run, n as usize).expect("read");
+        assert_eq!(last(2), Some(vec!["b: 2".to_string(), "b: 3, untagged".into()]));
+        assert_eq!(last(3).map(|l| l.len()), Some(3));
+        assert_eq!(last(4), None, "the next line is within a second of the start: read forward");
+        assert!(runner.recorded().iter().any(|argv| argv.contains(&"-r".to_string())));
+    }
+
+    #[test]
     fn run_output_by_position_and_writer() {
         // Run A (pid 10) was before; run B (pid 20) is read. journald stored
         // A's last lines after A ended, even after B's "Starting", and most
@@ -697,6 +796,7 @@ mod tests {
             run: RunId::parse(RUN_B).expect("run"),
             start: Cursor::parse("s=1;i=5").expect("cursor"),
             previous: Cursor::parse("s=1;i=0"),
+            next: Cursor::parse("s=1;i=9"),
             started: 0,
             finished: None,
             result: None,

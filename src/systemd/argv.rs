@@ -76,6 +76,10 @@ pub enum Call<'a> {
     /// `journalctl -o export [--after-cursor=C] -u UNIT`; with `follow`,
     /// `--follow --no-tail` (every entry after C, then new ones as written).
     UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor>, follow: bool },
+    /// The same entries newest first, from the journal's end or from the
+    /// one before `before` (`--after-cursor` read backwards):
+    /// `journalctl -o export -r [--after-cursor=C] -u UNIT`
+    UnitEntriesBackward { unit: &'a UnitName, before: Option<&'a Cursor> },
     /// The service manager's messages about a unit (start, exit, result),
     /// newest first: `journalctl -o export -r -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
@@ -147,6 +151,14 @@ impl Call<'_> {
                 }
                 if let Some(after) = after {
                     argv.push(format!("--after-cursor={}", after.as_str()).into());
+                }
+                push_all(&mut argv, &["-u", unit.as_str()]);
+            }
+            Call::UnitEntriesBackward { unit, before } => {
+                journal_program(&mut argv, tools);
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", OUTPUT_FIELDS, "-r"]);
+                if let Some(before) = before {
+                    argv.push(format!("--after-cursor={}", before.as_str()).into());
                 }
                 push_all(&mut argv, &["-u", unit.as_str()]);
             }
@@ -250,6 +262,8 @@ mod tests {
                 "ci-test-hello.service",
             ]
         );
+        let backward = words(Call::UnitEntriesBackward { unit: &unit, before: Some(&cursor) }, &tools);
+        assert_eq!(backward[6..], ["-r", "--after-cursor=s=1;i=2", "-u", "ci-test-hello.service"]);
         let follow = words(Call::UnitEntries { unit: &unit, after: None, follow: true }, &tools);
         assert_eq!(follow[6..], ["--follow", "--no-tail", "-u", "ci-test-hello.service"]);
         let events = words(Call::ManagerEvents(&unit), &tools);

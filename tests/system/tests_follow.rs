@@ -150,6 +150,15 @@ fn follow_resumes_after_a_cursor_and_frames_by_version(w: &World) {
     assert_eq!(v11.header("Content-Type"), Some("text/plain; charset=utf-8"));
     assert_eq!(v11.body, v10.body);
     assert!(v11.body.ends_with(&format!("{}\n", finished_line(&run, "success", 0))), "{}", v11.body);
+    // `logs` reads a run's last lines from its end (an older run's end is
+    // the next run's start), and from its start when they reach back there.
+    let next = start(w, "ci-test-ticker");
+    wait_until("the next run is over", Duration::from_secs(20), || w.state("ci-test-ticker")["state"] == "inactive");
+    for (id, lines, want) in [(&run, 2, &ticks(&run)[4..]), (&next, 2, &ticks(&next)[4..]), (&run, 6, &ticks(&run)[..])]
+    {
+        let (got, _) = w.logs(&format!("/api/job/ci-test-ticker/logs?run={id}&lines={lines}"));
+        assert_eq!(got, want, "run {id}, {lines} lines");
+    }
 }
 
 /// Issue 4, item 2: a follow that starts before the first line, with the
