@@ -3,24 +3,27 @@
 //! knows nothing of HTTP: lines go to a [`Sink`].
 //!
 //! The stream is bound to one run (one invocation id) from its first line
-//! to its last: lines are picked by the same [`RunFilter`] as `logs`, and a
-//! next run's "Starting" ends the stream.
+//! to its last: its lines come from the one reader (`runs::lines`), by the
+//! same rule as `logs`, and a next run's first message ends the stream.
 #![forbid(unsafe_code)]
 
 use std::fmt::Write as _;
 use std::fs::{self, File, OpenOptions, TryLockError};
-use std::io::{self, BufRead};
+use std::io;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
+use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::names::{Cursor, JobName, RunId, RunSelector};
-use crate::ops::{reading_point, OpError, Run, Seen, Systemd, JOURNAL_SETTLE, START_WAIT};
-use crate::systemd::argv::Call;
-use crate::systemd::export::{self, RawEntry};
-use crate::systemd::parse::{self, Entry};
+use crate::ops::{Jobs, OpError, START_WAIT};
+use crate::runs::attrib::Seen;
+use crate::runs::source::Entries;
+use crate::runs::{Run, Shown, JOURNAL_SETTLE};
+use crate::systemd::parse::Entry;
 
 /// How often the loop wakes with nothing to send, to see whether the client
 /// is still there and the run still going.
@@ -31,6 +34,8 @@ const STATE_CHECK: Duration = Duration::from_secs(1);
 /// Entries read ahead of the client (past it the journal read waits), and
 /// the most sent between two looks at the client and the run.
 const READ_AHEAD: usize = 1024;
+/// Most bytes of message text read ahead of the client.
+const READ_AHEAD_BYTES: usize = 1 << 20;
 /// Bytes gathered before they are sent, when lines come faster than that.
 const BATCH_BYTES: usize = 64 << 10;
 /// What the last line of every stream starts with; in `cursors` mode it is
@@ -123,174 +128,210 @@ impl Limits {
     }
 }
 
-impl Systemd {
-    /// The run to follow: `which`, or the one running now, or the last.
-    /// A run that has just begun may not be in the journal yet: it is
-    /// waited for (up to [`START_WAIT`]). `None` if there is no such run.
-    pub fn run_to_follow(&self, job: &JobName, which: Option<&RunId>) -> Result<Option<Run>, OpError> {
-        let deadline = Instant::now() + START_WAIT;
-        loop {
-            let state = self.state(job)?;
-            let wanted = which.cloned().or_else(|| state.run.clone().filter(|_| state.is_running()));
-            let selector = wanted.clone().map_or(RunSelector::Last, RunSelector::Id);
-            let found = self.find_run(job, &selector, state.run.as_ref())?;
-            if found.is_some() || wanted.is_none() || Instant::now() >= deadline {
-                return Ok(found);
+/// The run to follow: `which`, or the newest. A run that has just begun
+/// may not be in the journal yet: while the unit runs a run that the
+/// journal does not show, it is waited for (up to [`START_WAIT`]). `None`
+/// if there is no such run.
+pub fn run_to_follow(jobs: &Jobs, job: &JobName, which: Option<&RunId>) -> Result<Option<Run>, OpError> {
+    let deadline = Instant::now() + START_WAIT;
+    let selector = which.cloned().map_or(RunSelector::Last, RunSelector::Id);
+    loop {
+        let found = jobs.find_run(job, &selector)?;
+        let settled = match (&found, which) {
+            (Some(run), None) if run.finished.is_some() => {
+                // Over: unless the unit is running a newer run already.
+                let state = jobs.state(job)?;
+                !state.is_running() || state.run.as_ref() == Some(&run.run)
             }
-            thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    /// Streams `run`'s lines after `after` (from its first without) to
-    /// `sink` as they are written, then the last line. Errors after the
-    /// first byte can only be told in the stream: they end it with a
-    /// `jobgate: RUN follow failed` line.
-    pub fn follow(
-        &self,
-        job: &JobName,
-        run: &Run,
-        after: Option<&Cursor>,
-        options: &FollowOptions,
-        sink: &mut dyn Sink,
-    ) -> io::Result<FollowEnd> {
-        let mut out = Output { sink, cursors: options.cursors, buf: String::new() };
-        let end = match self.stream_run(job, run, after, options, &mut out) {
-            Ok(end) => end,
-            Err(StreamError::Client(e)) => return Err(e),
-            Err(StreamError::Op(e)) => {
-                log::error!("following {job}: {e}");
-                out.last_line(&format!("{} follow failed: internal error", run.run))?;
-                return Err(io::Error::other(e.to_string()));
-            }
+            (found, _) => found.is_some(),
         };
-        match &end {
-            FollowEnd::Finished { result, exit_status } => {
-                let status = exit_status.map_or_else(|| "-".to_string(), |s| s.to_string());
-                out.last_line(&format!("{} finished result={result} exit_status={status}", run.run))?;
-            }
-            FollowEnd::TimeLimit => {
-                let secs = options.max_duration.as_secs();
-                out.last_line(&format!("{} still running; stream ended after {secs} s", run.run))?;
-            }
-            FollowEnd::ClientGone => {}
+        if settled || Instant::now() >= deadline {
+            return Ok(found);
         }
-        Ok(end)
-    }
-
-    fn stream_run(
-        &self,
-        job: &JobName,
-        run: &Run,
-        after: Option<&Cursor>,
-        options: &FollowOptions,
-        out: &mut Output,
-    ) -> Result<FollowEnd, StreamError> {
-        let redactor = self.redactions_for(job);
-        if run.finished.is_some() {
-            // Over already: its lines as `logs` reads them, then the end.
-            for entry in self.run_output(job, run, after)? {
-                let entry = entry?;
-                if let Some(text) = redactor.apply(entry.message) {
-                    out.line(&text, &entry.cursor)?;
-                }
-            }
-            out.flush()?;
-            return Ok(self.outcome(job, run)?);
-        }
-        let started = Instant::now();
-        let unit = job.unit();
-        let (from, mut filter) = reading_point(run, after);
-        let call = Call::UnitEntries { unit: &unit, after: from, follow: true };
-        let (source, stop) = self.stream_until(call, options.max_duration + START_WAIT)?;
-        let entries = read_ahead(source, unit.to_string());
-        let mut ended_at: Option<Instant> = None;
-        let mut next_check = Instant::now() + STATE_CHECK;
-        let mut next_gone_check = Instant::now();
-        let end = 'stream: loop {
-            let mut got = match entries.recv_timeout(TICK) {
-                Ok(entry) => Some(entry),
-                Err(RecvTimeoutError::Timeout) => None,
-                // journalctl ended (killed at its time limit, or failed).
-                Err(RecvTimeoutError::Disconnected) => break 'stream None,
-            };
-            // At most READ_AHEAD entries per turn, so that the checks below
-            // come round even while a long backlog is sent.
-            let mut budget = READ_AHEAD;
-            while let Some(entry) = got.take() {
-                match filter.see(&entry) {
-                    Seen::Line => {
-                        if let Some(text) = redactor.apply(entry.message) {
-                            out.line(&text, &entry.cursor)?;
-                        }
-                    }
-                    Seen::RunEnded => {
-                        ended_at.get_or_insert_with(Instant::now);
-                    }
-                    Seen::Past => break 'stream None,
-                    Seen::Other => {}
-                }
-                budget -= 1;
-                if budget > 0 {
-                    got = entries.try_recv().ok();
-                }
-            }
-            out.flush()?;
-            let now = Instant::now();
-            if now >= next_gone_check {
-                if out.sink.gone() {
-                    break 'stream Some(FollowEnd::ClientGone);
-                }
-                next_gone_check = now + TICK;
-            }
-            if ended_at.is_none() && now >= next_check {
-                let state = self.state(job)?;
-                if !state.is_running() || state.sub_state == "exited" || state.run.as_ref() != Some(&run.run) {
-                    ended_at = Some(now);
-                }
-                next_check = now + STATE_CHECK;
-            }
-            // Its last lines can reach the journal after the run's end.
-            if ended_at.is_some_and(|at| now >= at + JOURNAL_SETTLE) {
-                break 'stream None;
-            }
-            if now >= started + options.max_duration {
-                break 'stream Some(FollowEnd::TimeLimit);
-            }
-        };
-        drop(stop); // ends journalctl now, not when it next writes
-        match end {
-            Some(end) => Ok(end),
-            None => Ok(self.outcome(job, run)?),
-        }
-    }
-
-    /// How `run` ended, as the journal tells it now.
-    fn outcome(&self, job: &JobName, run: &Run) -> Result<FollowEnd, OpError> {
-        let now = self.find_run(job, &RunSelector::Id(run.run.clone()), None)?;
-        let run = now.as_ref().unwrap_or(run);
-        Ok(FollowEnd::Finished {
-            result: run.result.clone().unwrap_or_else(|| "unknown".into()),
-            exit_status: run.exit_status,
-        })
+        thread::sleep(Duration::from_millis(50));
     }
 }
 
-/// Reads and parses the journal on its own thread, so the stream can wake
-/// on a timer while journalctl waits for new entries. The thread ends when
-/// journalctl does (the caller's stop handle ends it) or the receiver goes.
-fn read_ahead(mut source: Box<dyn BufRead + Send>, unit: String) -> mpsc::Receiver<Entry> {
-    let (send, receive) = mpsc::sync_channel(READ_AHEAD);
-    thread::spawn(move || {
-        let mut raw = RawEntry::default();
-        while let Ok(true) = export::read_entry(&mut source, &mut raw) {
-            if let Some(entry) = parse::journal_entry(&unit, &raw) {
-                if send.send(entry).is_err() {
-                    return;
+/// Streams `run`'s lines after `after` (from its first without) to `sink`
+/// as they are written, then the last line. Errors after the first byte
+/// can only be told in the stream: they end it with a `jobgate: RUN follow
+/// failed` line.
+pub fn follow(
+    jobs: &Jobs,
+    job: &JobName,
+    run: &Run,
+    after: Option<&Cursor>,
+    options: &FollowOptions,
+    sink: &mut dyn Sink,
+) -> io::Result<FollowEnd> {
+    let mut out = Output { sink, cursors: options.cursors, buf: String::new() };
+    let end = match stream_run(jobs, job, run, after, options, &mut out) {
+        Ok(end) => end,
+        Err(StreamError::Client(e)) => return Err(e),
+        Err(StreamError::Op(e)) => {
+            log::error!("following {job}: {e}");
+            out.last_line(&format!("{} follow failed: internal error", run.run))?;
+            return Err(io::Error::other(e.to_string()));
+        }
+    };
+    match &end {
+        FollowEnd::Finished { result, exit_status } => {
+            let status = exit_status.map_or_else(|| "-".to_string(), |s| s.to_string());
+            out.last_line(&format!("{} finished result={result} exit_status={status}", run.run))?;
+        }
+        FollowEnd::TimeLimit => {
+            let secs = options.max_duration.as_secs();
+            out.last_line(&format!("{} still running; stream ended after {secs} s", run.run))?;
+        }
+        FollowEnd::ClientGone => {}
+    }
+    Ok(end)
+}
+
+fn stream_run(
+    jobs: &Jobs,
+    job: &JobName,
+    run: &Run,
+    after: Option<&Cursor>,
+    options: &FollowOptions,
+    out: &mut Output,
+) -> Result<FollowEnd, StreamError> {
+    let reader = jobs.runs.reader(job);
+    if run.finished.is_some() {
+        // Over already: its lines as `logs` reads them, then the end.
+        let mut lines = reader.forward(run, after)?;
+        while let Some(shown) = lines.next_shown()? {
+            out.shown(&shown)?;
+        }
+        out.flush()?;
+        return Ok(finished(run));
+    }
+    let started = Instant::now();
+    let (mut source, mut picker) = reader.live(run, after, options.max_duration + START_WAIT)?;
+    let stop = source.take_stop();
+    let entries = read_ahead(source)?;
+    let mut ended_at: Option<Instant> = None;
+    let mut next_check = Instant::now() + STATE_CHECK;
+    let mut next_gone_check = Instant::now();
+    let end = 'stream: loop {
+        let mut got = match entries.recv_timeout(TICK) {
+            Ok(entry) => Some(entry?),
+            Err(RecvTimeoutError::Timeout) => None,
+            // journalctl ended (killed at its time limit, or failed).
+            Err(RecvTimeoutError::Disconnected) => break 'stream None,
+        };
+        // At most READ_AHEAD entries per turn, so that the checks below
+        // come round even while a long backlog is sent.
+        let mut budget = READ_AHEAD;
+        while let Some(entry) = got.take() {
+            match picker.pick(entry) {
+                (Seen::Line, Some(shown)) => out.shown(&shown)?,
+                (Seen::RunEnded, _) => {
+                    ended_at.get_or_insert_with(Instant::now);
                 }
+                (Seen::Past, _) => break 'stream None,
+                _ => {}
+            }
+            budget -= 1;
+            if budget > 0 {
+                got = entries.try_recv().transpose()?;
             }
         }
-    });
-    receive
+        out.flush()?;
+        let now = Instant::now();
+        if now >= next_gone_check {
+            if out.sink.gone() {
+                break 'stream Some(FollowEnd::ClientGone);
+            }
+            next_gone_check = now + TICK;
+        }
+        if ended_at.is_none() && now >= next_check {
+            let state = jobs.state(job)?;
+            if !state.is_running() || state.sub_state == "exited" || state.run.as_ref() != Some(&run.run) {
+                ended_at = Some(now);
+            }
+            next_check = now + STATE_CHECK;
+        }
+        // Its last lines can reach the journal after the run's end.
+        if ended_at.is_some_and(|at| now >= at + JOURNAL_SETTLE) {
+            break 'stream None;
+        }
+        if now >= started + options.max_duration {
+            break 'stream Some(FollowEnd::TimeLimit);
+        }
+    };
+    drop(stop); // ends journalctl now, not when it next writes
+    match end {
+        Some(end) => Ok(end),
+        None => Ok(outcome(jobs, job, run)?),
+    }
+}
+
+/// How a finished run ended, as its history says.
+fn finished(run: &Run) -> FollowEnd {
+    FollowEnd::Finished { result: run.result.clone().unwrap_or_else(|| "unknown".into()), exit_status: run.exit_status }
+}
+
+/// How `run` ended, as the journal (or, for a unit that stays active after
+/// its run, the unit) tells it now.
+fn outcome(jobs: &Jobs, job: &JobName, run: &Run) -> Result<FollowEnd, OpError> {
+    let mut now = jobs.find_run(job, &RunSelector::Id(run.run.clone()))?.unwrap_or_else(|| run.clone());
+    jobs.outcome_from_unit(job, &mut now)?;
+    Ok(finished(&now))
+}
+
+/// Reads the journal on its own thread, so the stream can wake on a timer
+/// while journalctl waits for new entries; at most [`READ_AHEAD_BYTES`] of
+/// message text wait for the stream (past that the reading waits). The
+/// thread ends when the read does (the caller's stop handle ends it) or
+/// the receiver goes.
+fn read_ahead(mut source: Entries) -> io::Result<ByteBoundedReceiver> {
+    let (send, receive) = mpsc::sync_channel(READ_AHEAD);
+    let queued = Arc::new(AtomicUsize::new(0));
+    let budget = Arc::clone(&queued);
+    thread::Builder::new().name("follow-read".into()).spawn(move || loop {
+        let entry = source.next_entry().transpose();
+        let Some(entry) = entry else { return };
+        let size = entry.as_ref().map_or(0, |e| e.message.len());
+        while budget.load(Ordering::Acquire) > READ_AHEAD_BYTES {
+            thread::sleep(Duration::from_millis(5));
+        }
+        budget.fetch_add(size, Ordering::AcqRel);
+        if send.send(entry).is_err() {
+            return;
+        }
+    })?;
+    Ok(ByteBoundedReceiver { receive, queued })
+}
+
+/// The receiving end of [`read_ahead`].
+struct ByteBoundedReceiver {
+    receive: mpsc::Receiver<io::Result<Entry>>,
+    queued: Arc<AtomicUsize>,
+}
+
+impl ByteBoundedReceiver {
+    fn taken(&self, entry: io::Result<Entry>) -> io::Result<Entry> {
+        if let Ok(e) = &entry {
+            self.queued.fetch_sub(e.message.len(), Ordering::AcqRel);
+        }
+        entry
+    }
+
+    fn recv_timeout(&self, timeout: Duration) -> Result<io::Result<Entry>, RecvTimeoutError> {
+        self.receive.recv_timeout(timeout).map(|e| self.taken(e))
+    }
+
+    fn try_recv(&self) -> Option<io::Result<Entry>> {
+        self.receive.try_recv().ok().map(|e| self.taken(e))
+    }
+}
+
+impl Drop for ByteBoundedReceiver {
+    fn drop(&mut self) {
+        // A reader waiting for room goes on, finds no receiver and ends.
+        self.queued.store(0, Ordering::Release);
+    }
 }
 
 enum StreamError {
@@ -320,15 +361,14 @@ struct Output<'a> {
 }
 
 impl Output<'_> {
-    /// One message; a message of several lines is sent as several lines,
-    /// each with the message's cursor.
-    fn line(&mut self, text: &str, cursor: &str) -> Result<(), StreamError> {
-        for part in text.split('\n') {
+    /// One entry's lines, each with the entry's cursor in `cursors` mode.
+    fn shown(&mut self, shown: &Shown) -> Result<(), StreamError> {
+        for line in &shown.lines {
             if self.cursors {
-                self.buf.push_str(cursor);
+                self.buf.push_str(&shown.cursor);
                 self.buf.push('\t');
             }
-            self.buf.push_str(part);
+            self.buf.push_str(line);
             self.buf.push('\n');
         }
         if self.buf.len() >= BATCH_BYTES {
@@ -392,7 +432,8 @@ mod tests {
     fn lines_with_and_without_cursors() {
         let mut sink = Collect(Vec::new());
         let mut out = Output { sink: &mut sink, cursors: true, buf: String::new() };
-        assert!(out.line("one\ntwo", "s=1").is_ok());
+        let shown = Shown { lines: vec!["one".into(), "two".into()], cursor: "s=1".into() };
+        assert!(out.shown(&shown).is_ok());
         out.last_line("abc finished result=success exit_status=0").expect("last");
         assert_eq!(
             String::from_utf8_lossy(&sink.0),
@@ -400,7 +441,8 @@ mod tests {
         );
         let mut sink = Collect(Vec::new());
         let mut out = Output { sink: &mut sink, cursors: false, buf: String::new() };
-        assert!(out.line("one", "s=1").is_ok() && out.flush().is_ok());
+        let shown = Shown { lines: vec!["one".into()], cursor: "s=1".into() };
+        assert!(out.shown(&shown).is_ok() && out.flush().is_ok());
         assert_eq!(sink.0, b"one\n");
     }
 }

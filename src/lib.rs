@@ -17,6 +17,7 @@ pub mod names;
 pub mod ops;
 pub mod redact;
 pub mod render;
+pub mod runs;
 pub mod secure_file;
 pub mod systemd;
 pub mod tail_state;

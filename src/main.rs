@@ -52,24 +52,24 @@ fn run(args: Args) -> Result<(), Error> {
         Some(path) if !raw => redact::Redactions::load(path).map_err(Error::Failed)?,
         _ => redact::Redactions::default(),
     };
-    let systemd =
-        Arc::new(ops::Systemd::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions));
-    let api = |systemd, trust_proxy| -> Result<api::Api, Error> {
+    let jobs =
+        Arc::new(ops::Jobs::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions));
+    let api = |jobs, trust_proxy| -> Result<api::Api, Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());
         let hooks = match &config.hooks {
             Some(path) => Some(jobgate::hooks::Hooks::load(path, &config.prefix).map_err(Error::Failed)?),
             None => None,
         };
-        Ok(api::Api { systemd, tokens, tails, trust_proxy, hooks, follow: config.follow.clone() })
+        Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, follow: config.follow.clone() })
     };
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {
         Command::Serve { listen, trust_proxy } => {
-            front::serve::serve(Arc::new(api(systemd, trust_proxy)?), passed, &listen).map_err(Error::Failed)
+            front::serve::serve(Arc::new(api(jobs, trust_proxy)?), passed, &listen).map_err(Error::Failed)
         }
-        Command::Inetd { trust_proxy } => front::inetd::run(&api(systemd, trust_proxy)?).map_err(io_error),
-        Command::Cgi { trust_proxy } => front::cgi::run(&api(systemd, trust_proxy)?).map_err(io_error),
-        command => front::admin::run(&config, &systemd, command),
+        Command::Inetd { trust_proxy } => front::inetd::run(&api(jobs, trust_proxy)?).map_err(io_error),
+        Command::Cgi { trust_proxy } => front::cgi::run(&api(jobs, trust_proxy)?).map_err(io_error),
+        command => front::admin::run(&config, &jobs, command),
     }
 }

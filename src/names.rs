@@ -219,6 +219,39 @@ impl Cursor {
         let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
         Some((field("s=")?, u64::from_str_radix(field("i=")?, 16).ok()?))
     }
+
+    /// Where this cursor's entry stands: its sequence and number in it, and
+    /// its time (`t=`, microseconds since the epoch; 0 if missing).
+    pub fn place(&self) -> Option<Place> {
+        let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
+        let (sequence, number) = self.position()?;
+        Some(Place {
+            sequence: u128::from_str_radix(sequence, 16).ok()?,
+            number,
+            realtime: field("t=").and_then(|t| u64::from_str_radix(t, 16).ok()).unwrap_or(0),
+        })
+    }
+}
+
+/// An entry's place in the journal. Entries of one sequence (`s=`) are in
+/// the order of their numbers; across sequences (journald restarted with
+/// new files) only their times order them.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Place {
+    pub sequence: u128,
+    pub number: u64,
+    pub realtime: u64,
+}
+
+impl Place {
+    /// Whether this entry comes before `other` in the journal.
+    pub fn is_before(&self, other: &Place) -> bool {
+        if self.sequence == other.sequence {
+            self.number < other.number
+        } else {
+            self.realtime < other.realtime
+        }
+    }
 }
 
 #[cfg(test)]

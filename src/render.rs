@@ -5,7 +5,8 @@
 use serde_json::{json, Value};
 
 use crate::names::JobName;
-use crate::ops::{JobSummary, Run};
+use crate::ops::JobSummary;
+use crate::runs::Run;
 use crate::systemd::parse::{rfc3339, UnitState};
 
 pub fn state(job: &JobName, state: &UnitState) -> Value {
@@ -41,4 +42,52 @@ pub fn runs(runs: &[Run]) -> Value {
         })
         .collect();
     json!({ "runs": list })
+}
+
+/// A lines answer's body, written as it goes (never a JSON value of all
+/// its lines). Keys in the order serde_json writes an object's.
+pub struct LinesBody {
+    text: bool,
+    pub bytes: Vec<u8>,
+    first: bool,
+}
+
+impl LinesBody {
+    pub fn new(text: bool, cursor: Option<Option<&str>>) -> LinesBody {
+        let mut bytes = Vec::new();
+        if !text {
+            bytes.push(b'{');
+            if let Some(cursor) = cursor {
+                bytes.extend_from_slice(b"\"cursor\":");
+                bytes.extend_from_slice(json!(cursor).to_string().as_bytes());
+                bytes.push(b',');
+            }
+            bytes.extend_from_slice(b"\"logs\":[");
+        }
+        LinesBody { text, bytes, first: true }
+    }
+
+    pub fn line(&mut self, line: &str) {
+        if self.text {
+            self.bytes.extend_from_slice(line.as_bytes());
+            self.bytes.push(b'\n');
+            return;
+        }
+        if !self.first {
+            self.bytes.push(b',');
+        }
+        self.first = false;
+        // Writing to a Vec cannot fail.
+        let _ = serde_json::to_writer(&mut self.bytes, line);
+    }
+
+    /// The rest of the body, with the run the lines are of.
+    pub fn end(mut self, run: Option<&str>) -> Vec<u8> {
+        if !self.text {
+            self.bytes.extend_from_slice(b"],\"run\":");
+            self.bytes.extend_from_slice(json!(run).to_string().as_bytes());
+            self.bytes.extend_from_slice(b"}\n");
+        }
+        self.bytes
+    }
 }

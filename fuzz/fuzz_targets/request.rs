@@ -12,7 +12,7 @@ use jobgate::api::http::Request;
 use jobgate::api::{Api, TokenStore};
 use jobgate::auth::{hex, sha256, TokenFile};
 use jobgate::names::{JobName, Prefix};
-use jobgate::ops::Systemd;
+use jobgate::ops::Jobs;
 use jobgate::systemd::argv::Tools;
 use jobgate::systemd::run::{Output, Runner, StopOnDrop};
 use jobgate::tail_state::TailState;
@@ -51,7 +51,7 @@ fn api() -> &'static Api {
         let tokens = format!("fuzz rw sha256:{}\n", hex(&sha256("jgt_fuzz")));
         let prefix = Prefix::parse("ci-test-").expect("prefix");
         Api {
-            systemd: Arc::new(Systemd::new(prefix, Tools::default(), Arc::new(CheckingRunner))),
+            jobs: Arc::new(Jobs::new(prefix, Tools::default(), Arc::new(CheckingRunner))),
             tokens: TokenStore::fixed(TokenFile::parse("tokens", &tokens).expect("tokens")),
             tails: TailState::new(std::env::temp_dir().join("jobgate-fuzz-state")),
             trust_proxy: None,

@@ -15,7 +15,8 @@ use serde_json::json;
 use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
 use crate::follow;
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
-use crate::ops::{OpError, Run, Systemd, MAX_RUNS};
+use crate::ops::{journal_failure, Jobs, OpError, MAX_RUNS};
+use crate::runs::{Last, Replay, Run};
 use crate::secure_file::Fingerprint;
 use crate::systemd::parse::UnitState;
 use crate::tail_state::TailState;
@@ -73,8 +74,8 @@ pub fn read_token_file(path: &std::path::Path) -> Result<TokenFile, String> {
 }
 
 pub struct Api {
-    /// Shared with the streams `follow` hands to the front end.
-    pub systemd: Arc<Systemd>,
+    /// Shared with the streams (`follow`, long `logs`) handed to the front end.
+    pub jobs: Arc<Jobs>,
     pub tokens: TokenStore,
     pub tails: TailState,
     /// The reverse proxy whose X-Forwarded-For names the client.
@@ -144,7 +145,7 @@ impl Api {
                 allow(method, "GET")?;
                 let token = self.authenticate(req, ctx)?;
                 let jobs: Vec<_> =
-                    self.systemd.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
+                    self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
                 Ok(Response::json(200, &crate::render::jobs(&jobs)))
             }
             ["hook", job] => {
@@ -152,7 +153,7 @@ impl Api {
                 ctx.action = Some("hook");
                 let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
                 allow(method, "POST")?;
-                let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let hook = hooks.verify(&job, req).ok_or(Reject::new(401, "Invalid signature"))?;
                 ctx.token = Some(hook.name.clone());
@@ -175,7 +176,7 @@ impl Api {
                 };
                 allow(method, route.method())?;
                 let token = self.authenticate(req, ctx)?;
-                let job = JobName::parse(&self.systemd.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
                 if auth::decide(&token, needs, Some(&job)) == Decision::Denied {
@@ -219,7 +220,7 @@ impl Api {
     }
 
     fn start(&self, job: &JobName, ctx: &mut Context) -> Answer {
-        let run = self.systemd.start(job).map_err(op_error)?;
+        let run = self.jobs.start(job).map_err(op_error)?;
         ctx.run = run.as_ref().map(|r| r.to_string());
         let run = run.as_ref().map(|r| r.as_str());
         Ok(Response::json(
@@ -229,12 +230,12 @@ impl Api {
     }
 
     fn stop(&self, job: &JobName) -> Answer {
-        self.systemd.stop(job).map_err(op_error)?;
+        self.jobs.stop(job).map_err(op_error)?;
         Ok(Response::json(200, &json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()})))
     }
 
     fn state(&self, job: &JobName, token: &TokenEntry) -> Answer {
-        let mut state = self.systemd.state_with_last_run(job).map_err(op_error)?;
+        let mut state = self.jobs.state_with_last_run(job).map_err(op_error)?;
         if !state.is_running() && self.tail_pending(job, token, &state).map_err(op_error)? {
             state.active_state = "active".into();
             state.sub_state = "tail-pending".into();
@@ -260,25 +261,30 @@ impl Api {
         if now.saturating_sub(finished) > TAIL_HOLD.as_secs() {
             return Ok(false);
         }
-        let Some(run) = self.systemd.find_run(job, &RunSelector::Id(run.clone()), None)? else { return Ok(false) };
-        Ok(!self.systemd.tail(job, &run, Some(&cursor))?.lines.is_empty())
+        let Some(run) = self.jobs.find_run(job, &RunSelector::Id(run.clone()))? else { return Ok(false) };
+        let tail = self.jobs.runs.reader(job).tail(&run, Some(&cursor)).map_err(|e| journal_failure(job, e))?;
+        Ok(!tail.lines.is_empty())
     }
 
     fn runs(&self, job: &JobName, query: &Query) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
-        let runs = self.systemd.runs(job, query.limit.unwrap_or(DEFAULT_RUNS), state.run.as_ref()).map_err(op_error)?;
+        let runs = self.jobs.runs(job, query.limit.unwrap_or(DEFAULT_RUNS)).map_err(op_error)?;
         Ok(Response::json(200, &crate::render::runs(&runs)))
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
-        let run = self.systemd.find_run(job, &which, state.run.as_ref()).map_err(op_error)?;
-        let lines = match &run {
-            Some(run) => self.systemd.last_lines(job, run, query.lines.unwrap_or_default()).map_err(op_error)?,
-            None => Vec::new(),
+        let Some(run) = self.jobs.find_run(job, &which).map_err(op_error)? else {
+            return Ok(lines_answer(query.text, &[], None, None));
         };
-        let run_id = run.as_ref().map(|r| r.run.as_str());
-        Ok(lines_answer(query.text, &lines, json!({"logs": lines, "run": run_id})))
+        let lines = query.lines.unwrap_or_default().get() as usize;
+        let last = self.jobs.runs.reader(job).last(&run, lines).map_err(|e| op_error(journal_failure(job, e)))?;
+        match last {
+            Last::Held(lines) => Ok(lines_answer(query.text, &lines, None, Some(run.run.as_str()))),
+            Last::Replay(replay) => {
+                let text = query.text;
+                let stream = LogsStream { jobs: Arc::clone(&self.jobs), job: job.clone(), run, replay, text };
+                Ok(Response::streamed(if text { http::TEXT } else { http::JSON }, Box::new(stream)))
+            }
+        }
     }
 
     fn follow(&self, job: JobName, query: &Query) -> Answer {
@@ -294,11 +300,11 @@ impl Api {
             Some(RunSelector::Id(id)) => Some(id),
             _ => None,
         };
-        let run = self.systemd.run_to_follow(&job, which).map_err(op_error)?;
+        let run = follow::run_to_follow(&self.jobs, &job, which).map_err(op_error)?;
         let run = run.ok_or(Reject::new(404, if which.is_some() { "Unknown run" } else { "No run yet" }))?;
         let run_id = run.run.to_string();
         let stream = FollowStream {
-            systemd: Arc::clone(&self.systemd),
+            jobs: Arc::clone(&self.jobs),
             job,
             run,
             after: query.cursor.clone(),
@@ -309,9 +315,8 @@ impl Api {
     }
 
     fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
-        let state = self.systemd.state(job).map_err(op_error)?;
-        let Some(run) = self.systemd.find_run(job, &RunSelector::Last, state.run.as_ref()).map_err(op_error)? else {
-            return Ok(lines_answer(query.text, &[], json!({"logs": [], "cursor": null, "run": null})));
+        let Some(run) = self.jobs.find_run(job, &RunSelector::Last).map_err(op_error)? else {
+            return Ok(lines_answer(query.text, &[], Some(None), None));
         };
         // Without a cursor, go on from where this token left off in this run.
         let stored = match &query.cursor {
@@ -319,10 +324,10 @@ impl Api {
             None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),
         };
         let after = query.cursor.as_ref().or(stored.as_ref());
-        let tail = self.systemd.tail(job, &run, after).map_err(op_error)?;
+        let tail = self.jobs.runs.reader(job).tail(&run, after).map_err(|e| op_error(journal_failure(job, e)))?;
         // Nothing of the run in the journal yet: its lines will all come
-        // after its "Starting", and the token is known to be reading it.
-        let upto = tail.cursor.as_ref().or(after).unwrap_or(&run.start);
+        // after its first message, and the token is known to be reading it.
+        let upto = tail.cursor.as_ref().or(after).unwrap_or(&run.start.cursor);
         if query.cursor.is_none() {
             if let Err(e) = self.tails.save(&token.name, job, &run.run, upto) {
                 let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
@@ -330,11 +335,7 @@ impl Api {
             }
         }
         let cursor = tail.cursor.as_ref().map(|c| c.as_str());
-        let answer = lines_answer(
-            query.text,
-            &tail.lines,
-            json!({"logs": tail.lines, "cursor": cursor, "run": run.run.as_str()}),
-        );
+        let answer = lines_answer(query.text, &tail.lines, Some(cursor), Some(run.run.as_str()));
         Ok(match cursor {
             Some(cursor) => answer.with_header("X-Jobgate-Cursor", cursor.to_string()),
             None => answer,
@@ -345,7 +346,7 @@ impl Api {
 /// A `follow` answer's body: the run's lines as they come, holding its
 /// stream slot until it ends.
 struct FollowStream {
-    systemd: Arc<Systemd>,
+    jobs: Arc<Jobs>,
     job: JobName,
     run: Run,
     after: Option<Cursor>,
@@ -355,10 +356,39 @@ struct FollowStream {
 
 impl StreamBody for FollowStream {
     fn send_to(self: Box<Self>, sink: &mut dyn Sink) {
-        let ended = self.systemd.follow(&self.job, &self.run, self.after.as_ref(), &self.options, sink);
+        let ended = follow::follow(&self.jobs, &self.job, &self.run, self.after.as_ref(), &self.options, sink);
         match ended {
             Ok(end) => log::info!("follow job={} run={}: {}", self.job, self.run.run, end),
             Err(e) => log::info!("follow job={} run={}: ended early: {e}", self.job, self.run.run),
+        }
+    }
+}
+
+/// A `logs` answer too large to hold: the lines read again in order and
+/// sent as they come. A failure midway can only cut the answer short.
+struct LogsStream {
+    jobs: Arc<Jobs>,
+    job: JobName,
+    run: Run,
+    replay: Replay,
+    text: bool,
+}
+
+impl StreamBody for LogsStream {
+    fn send_to(self: Box<Self>, sink: &mut dyn Sink) {
+        let reader = self.jobs.runs.reader(&self.job);
+        let sent = reader.replay(&self.run, &self.replay).and_then(|lines| {
+            let mut body = crate::render::LinesBody::new(self.text, None);
+            for line in lines {
+                body.line(&line?);
+                if body.bytes.len() >= 64 << 10 {
+                    sink.send(&std::mem::take(&mut body.bytes))?;
+                }
+            }
+            sink.send(&body.end(Some(self.run.run.as_str())))
+        });
+        if let Err(e) = sent {
+            log::error!("logs of {} cut short: {e}", self.job);
         }
     }
 }
@@ -519,18 +549,14 @@ fn describe() -> serde_json::Value {
     })
 }
 
-/// Log lines as JSON (`value`), or as plain text one per line.
-fn lines_answer(text: bool, lines: &[String], value: serde_json::Value) -> Response {
-    if text {
-        let mut body = String::new();
-        for line in lines {
-            body.push_str(line);
-            body.push('\n');
-        }
-        Response::bytes(200, http::TEXT, body.into_bytes())
-    } else {
-        Response::json(200, &value)
+/// Log lines as JSON (`{"cursor": …, "logs": […], "run": …}`, with a
+/// cursor only where `cursor` is given), or as plain text one per line.
+fn lines_answer(text: bool, lines: &[String], cursor: Option<Option<&str>>, run: Option<&str>) -> Response {
+    let mut body = crate::render::LinesBody::new(text, cursor);
+    for line in lines {
+        body.line(line);
     }
+    Response::bytes(200, if text { http::TEXT } else { http::JSON }, body.end(run))
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
         slot_dir: state_dir.join("follow"),
     };
     let api = Api {
-        systemd: Arc::new(Systemd::new(prefix, Tools::default(), runner.clone())),
+        jobs: Arc::new(Jobs::new(prefix, Tools::default(), runner.clone())),
         tokens,
         tails: TailState::new(state_dir.clone()),
         trust_proxy: None,

@@ -14,30 +14,25 @@ use crate::error::Error;
 use crate::follow::FollowOptions;
 use crate::front::http1::{BodySink, Framing};
 use crate::names::{JobName, Lines, RunSelector};
-use crate::ops::Systemd;
+use crate::ops::{journal_failure, Jobs};
 use crate::render;
+use crate::runs::Last;
 use crate::secure_file;
 use crate::systemd::argv::{Call, JournalAccess, Privilege, Probe};
 
 /// Prints the run's lines as they come, then its last line; exit 0 only if
 /// the run succeeded. Ends quietly when the output is closed (`| head`).
-fn follow(
-    out: &mut dyn Write,
-    config: &Config,
-    systemd: &Systemd,
-    job: &JobName,
-    run: &RunSelector,
-) -> Result<(), Error> {
+fn follow(out: &mut dyn Write, config: &Config, jobs: &Jobs, job: &JobName, run: &RunSelector) -> Result<(), Error> {
     let which = match run {
         RunSelector::Id(id) => Some(id),
         RunSelector::Last => None,
     };
-    let Some(run) = systemd.run_to_follow(job, which)? else {
+    let Some(run) = crate::follow::run_to_follow(jobs, job, which)? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
     let options = FollowOptions { cursors: false, max_duration: config.follow.max_duration };
     let mut sink = BodySink { out, framing: Framing::Close, gone: || false };
-    match systemd.follow(job, &run, None, &options, &mut sink) {
+    match crate::follow::follow(jobs, job, &run, None, &options, &mut sink) {
         Ok(end) if end.succeeded() => Ok(()),
         Ok(_) => Err(Error::Silent(1)),
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
@@ -45,32 +40,31 @@ fn follow(
     }
 }
 
-pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), Error> {
+pub fn run(config: &Config, jobs: &Jobs, command: Command) -> Result<(), Error> {
     let out = &mut io::stdout().lock();
     let printed = match command {
         Command::Jobs => {
-            let jobs = systemd.jobs()?;
+            let jobs = jobs.jobs()?;
             let text: String = jobs.iter().map(|j| format!("{:<40} {}\n", j.job.as_str(), j.state)).collect();
             print(out, config.json, &render::jobs(&jobs), &text)
         }
         Command::Start(job) => {
-            let run = systemd.start(&job)?;
+            let run = jobs.start(&job)?;
             let run = run.as_ref().map(|r| r.as_str());
             let value = json!({"msg": "Job started", "job": job.as_str(), "unit": job.unit().as_str(), "run": run});
             print(out, config.json, &value, &format!("started {job} (run {})\n", run.unwrap_or("not begun yet")))
         }
         Command::Stop(job) => {
-            systemd.stop(&job)?;
+            jobs.stop(&job)?;
             let value = json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()});
             print(out, config.json, &value, &format!("stopped {job}\n"))
         }
         Command::State(job) => {
-            let value = render::state(&job, &systemd.state_with_last_run(&job)?);
+            let value = render::state(&job, &jobs.state_with_last_run(&job)?);
             print(out, config.json, &value, &as_lines(&value))
         }
         Command::Runs { job, limit } => {
-            let state = systemd.state(&job)?;
-            let value = render::runs(&systemd.runs(&job, limit, state.run.as_ref())?);
+            let value = render::runs(&jobs.runs(&job, limit)?);
             let mut text = String::new();
             for run in value["runs"].as_array().into_iter().flatten() {
                 let field = |k: &str| match &run[k] {
@@ -89,9 +83,9 @@ pub fn run(config: &Config, systemd: &Systemd, command: Command) -> Result<(), E
             }
             print(out, config.json, &value, &text)
         }
-        Command::Logs { job, lines, run, .. } => return logs(out, config.json, systemd, &job, lines, &run),
-        Command::Follow { job, run } => return follow(out, config, systemd, &job, &run),
-        Command::Check => return check(out, config, systemd),
+        Command::Logs { job, lines, run, .. } => return logs(out, config.json, jobs, &job, lines, &run),
+        Command::Follow { job, run } => return follow(out, config, jobs, &job, &run),
+        Command::Check => return check(out, config, jobs),
         Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
         Command::TokenList => {
             let file = read_token_file(&config.tokens).map_err(Error::Failed)?;
@@ -164,22 +158,30 @@ fn ignore_broken_pipe(result: io::Result<()>) -> Result<(), Error> {
 fn logs(
     out: &mut dyn Write,
     json: bool,
-    systemd: &Systemd,
+    jobs: &Jobs,
     job: &JobName,
     lines: Lines,
     run: &RunSelector,
 ) -> Result<(), Error> {
-    let state = systemd.state(job)?;
-    let Some(run) = systemd.find_run(job, run, state.run.as_ref())? else {
+    let Some(run) = jobs.find_run(job, run)? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
-    let lines = systemd.last_lines(job, &run, lines)?;
-    let written = if json {
-        writeln!(out, "{}", json!({"logs": lines, "run": run.run.as_str()}))
-    } else {
-        lines.iter().try_for_each(|line| writeln!(out, "{line}"))
-    };
-    ignore_broken_pipe(written)
+    let reader = jobs.runs.reader(job);
+    let failed = |e| Error::from(journal_failure(job, e));
+    let mut body = render::LinesBody::new(!json, None);
+    let mut written = Ok(());
+    match reader.last(&run, lines.get() as usize).map_err(failed)? {
+        Last::Held(lines) => lines.iter().for_each(|line| body.line(line)),
+        Last::Replay(replay) => {
+            for line in reader.replay(&run, &replay).map_err(failed)? {
+                body.line(&line.map_err(failed)?);
+                if body.bytes.len() >= 64 << 10 {
+                    written = written.and_then(|()| out.write_all(&std::mem::take(&mut body.bytes)));
+                }
+            }
+        }
+    }
+    ignore_broken_pipe(written.and_then(|()| out.write_all(&body.end(Some(run.run.as_str())))))
 }
 
 fn write_token_file(config: &Config, file: &TokenFile) -> Result<(), Error> {
@@ -229,7 +231,7 @@ fn new_token() -> io::Result<String> {
 }
 
 /// `jobgate check`, modelled on `doas -C`: every problem with its fix.
-fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), Error> {
+fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error> {
     let mut report: Vec<(bool, String)> = vec![(true, format!("prefix '{}'", config.prefix.as_str()))];
     match read_token_file(&config.tokens) {
         Ok(file) => {
@@ -237,7 +239,7 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         }
         Err(e) => report.push((false, e)),
     }
-    match systemd.jobs() {
+    match jobs.jobs() {
         Ok(jobs) if jobs.is_empty() => report.push((
             false,
             format!(
@@ -248,7 +250,7 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         Ok(jobs) => report.push((true, format!("{} job(s) under the prefix", jobs.len()))),
         Err(e) => report.push((false, format!("listing units: {e}"))),
     }
-    if systemd.tools.privilege == Privilege::Polkit {
+    if jobs.tools.privilege == Privilege::Polkit {
         // polkit has no dry run: asking it means running the call.
         report.push((
             true,
@@ -258,9 +260,9 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
         report.push((true, "running as root: the sudo rule is not checked (run this as the service user: sudo -u jobgate jobgate check)".into()));
     } else {
         for probe in Probe::ALL {
-            let argv = Call::SudoProbe(probe, &config.prefix).argv(&systemd.tools);
+            let argv = Call::SudoProbe(probe, &config.prefix).argv(&jobs.tools);
             let shown: Vec<String> = argv.iter().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
-            let allowed = systemd.sudo_allows(probe);
+            let allowed = jobs.sudo_allows(probe);
             let want = probe.should_be_allowed();
             let line = match (want, allowed) {
                 (true, true) => format!("sudo allows: {}", shown.join(" ")),
@@ -271,7 +273,7 @@ fn check(out: &mut dyn Write, config: &Config, systemd: &Systemd) -> Result<(), 
             report.push((want == allowed, line));
         }
     }
-    if systemd.tools.journal_access == JournalAccess::Group
+    if jobs.tools.journal_access == JournalAccess::Group
         && secure_file::current_uid() != Some(0)
         && !in_group("systemd-journal")
     {

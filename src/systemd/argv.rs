@@ -51,9 +51,44 @@ impl Default for Tools {
 pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainStatus,\
 InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
-/// The journal fields jobgate reads; the rest is not even printed.
-const OUTPUT_FIELDS: &str =
+/// The journal fields a read of a unit's entries asks for; the rest is not
+/// even printed. Its own lines need the text, the writer and the run; the
+/// manager's messages about it, the unit, the run and what happened.
+const ENTRY_FIELDS: &str =
     "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
+/// The fields of the unit's own lines only (fewer fields: a faster read).
+const LINE_FIELDS: &str = "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID";
+/// The fields of the manager's messages only: no text is needed.
+const MANAGER_FIELDS: &str = "--output-fields=_PID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
+
+/// Where a journal read begins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seek<'a> {
+    /// At the journal's first entry (its last, read backwards).
+    Edge,
+    /// Just after this cursor (just before it, read backwards). Built as
+    /// `--cursor=C`, which starts at C itself, or at the first entry the
+    /// read matches past it: `--after-cursor` skips one entry more when C
+    /// is not one the read matches (a manager message, in a read of the
+    /// unit's own lines). The reader drops C's own entry (`runs::source`).
+    After(&'a Cursor),
+    /// At the first entry from this time on (microseconds since the epoch).
+    Since(u64),
+}
+
+/// One read of a unit's journal entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EntryRead<'a> {
+    pub unit: &'a UnitName,
+    pub seek: Seek<'a>,
+    /// Newest first.
+    pub backward: bool,
+    /// Go on with new entries as they are written.
+    pub follow: bool,
+    /// The manager's messages about the unit too (`-u UNIT`), not only its
+    /// own lines (`_SYSTEMD_UNIT=UNIT`).
+    pub manager: bool,
+}
 
 /// Every call jobgate ever makes.
 #[derive(Debug)]
@@ -69,19 +104,16 @@ pub enum Call<'a> {
     ListUnitFiles(&'a Prefix),
     /// `systemctl list-units --all` of the prefix's services
     ListUnits(&'a Prefix),
-    /// A unit's journal entries after a cursor, oldest first: its own
-    /// output and the manager's messages about it. Which run a line belongs
-    /// to is worked out by the reader (see `ops::EntryStream`), since
+    /// A unit's journal entries, read as [`EntryRead`] says. Which run a
+    /// line belongs to is worked out by the reader (`runs::attrib`), since
     /// journald cannot tag the lines of a process that exits at once.
-    /// `journalctl -o export [--after-cursor=C] -u UNIT`; with `follow`,
-    /// `--follow --no-tail` (every entry after C, then new ones as written).
-    UnitEntries { unit: &'a UnitName, after: Option<&'a Cursor>, follow: bool },
-    /// The same entries newest first, from the journal's end or from the
-    /// one before `before` (`--after-cursor` read backwards):
-    /// `journalctl -o export -r [--after-cursor=C] -u UNIT`
-    UnitEntriesBackward { unit: &'a UnitName, before: Option<&'a Cursor> },
+    /// `journalctl --no-pager --all -o export --output-fields=… [-r]
+    /// [--follow --no-tail] [--cursor=C | --since=@S.U]
+    /// (-u UNIT | _SYSTEMD_UNIT=UNIT)`
+    UnitEntries(EntryRead<'a>),
     /// The service manager's messages about a unit (start, exit, result),
-    /// newest first: `journalctl -o export -r -u UNIT _PID=1`
+    /// newest first: `journalctl --no-pager -o export --output-fields=… -r
+    /// -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
     /// For `jobgate check`: asks sudo whether it would run a call, without
     /// running it: `sudo -n -l systemctl …` (exit 0 means allowed).
@@ -143,30 +175,32 @@ impl Call<'_> {
                 let pattern = format!("{}*.service", prefix.as_str());
                 push_all(&mut argv, &["--type=service", "--no-legend", "--no-pager", "--plain", "--", &pattern]);
             }
-            Call::UnitEntries { unit, after, follow } => {
+            Call::UnitEntries(read) => {
                 journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", OUTPUT_FIELDS]);
-                if *follow {
+                let fields = if read.manager { ENTRY_FIELDS } else { LINE_FIELDS };
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", fields]);
+                if read.backward {
+                    argv.push("-r".into());
+                }
+                if read.follow {
                     push_all(&mut argv, &["--follow", "--no-tail"]);
                 }
-                if let Some(after) = after {
-                    argv.push(format!("--after-cursor={}", after.as_str()).into());
+                match read.seek {
+                    Seek::Edge => {}
+                    Seek::After(cursor) => argv.push(format!("--cursor={}", cursor.as_str()).into()),
+                    Seek::Since(us) => argv.push(format!("--since=@{}.{:06}", us / 1_000_000, us % 1_000_000).into()),
                 }
-                push_all(&mut argv, &["-u", unit.as_str()]);
-            }
-            Call::UnitEntriesBackward { unit, before } => {
-                journal_program(&mut argv, tools);
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", OUTPUT_FIELDS, "-r"]);
-                if let Some(before) = before {
-                    argv.push(format!("--after-cursor={}", before.as_str()).into());
+                if read.manager {
+                    push_all(&mut argv, &["-u", read.unit.as_str()]);
+                } else {
+                    argv.push(format!("_SYSTEMD_UNIT={}", read.unit.as_str()).into());
                 }
-                push_all(&mut argv, &["-u", unit.as_str()]);
             }
             Call::ManagerEvents(unit) => {
                 journal_program(&mut argv, tools);
                 push_all(
                     &mut argv,
-                    &["--no-pager", "-o", "export", OUTPUT_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"],
+                    &["--no-pager", "-o", "export", MANAGER_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"],
                 );
             }
             Call::SudoProbe(probe, prefix) => {
@@ -247,25 +281,31 @@ mod tests {
         assert_eq!(show[0], "/usr/bin/systemctl");
         assert_eq!(show[show.len() - 2..], ["--", "ci-test-hello.service"]);
         let cursor = Cursor::parse("s=1;i=2").expect("cursor");
-        let entries = words(Call::UnitEntries { unit: &unit, after: Some(&cursor), follow: false }, &tools);
+        let read = EntryRead { unit: &unit, seek: Seek::After(&cursor), backward: false, follow: false, manager: true };
         assert_eq!(
-            entries,
+            words(Call::UnitEntries(read), &tools),
             [
                 "/usr/bin/journalctl",
                 "--no-pager",
                 "--all",
                 "-o",
                 "export",
-                OUTPUT_FIELDS,
-                "--after-cursor=s=1;i=2",
+                ENTRY_FIELDS,
+                "--cursor=s=1;i=2",
                 "-u",
                 "ci-test-hello.service",
             ]
         );
-        let backward = words(Call::UnitEntriesBackward { unit: &unit, before: Some(&cursor) }, &tools);
-        assert_eq!(backward[6..], ["-r", "--after-cursor=s=1;i=2", "-u", "ci-test-hello.service"]);
-        let follow = words(Call::UnitEntries { unit: &unit, after: None, follow: true }, &tools);
-        assert_eq!(follow[6..], ["--follow", "--no-tail", "-u", "ci-test-hello.service"]);
+        let backward = EntryRead { backward: true, manager: false, ..read };
+        assert_eq!(
+            words(Call::UnitEntries(backward), &tools)[5..],
+            [LINE_FIELDS, "-r", "--cursor=s=1;i=2", "_SYSTEMD_UNIT=ci-test-hello.service"]
+        );
+        let follow = EntryRead { seek: Seek::Since(1_795_394_165_000_042), follow: true, ..read };
+        assert_eq!(
+            words(Call::UnitEntries(follow), &tools)[6..],
+            ["--follow", "--no-tail", "--since=@1795394165.000042", "-u", "ci-test-hello.service"]
+        );
         let events = words(Call::ManagerEvents(&unit), &tools);
         assert_eq!(
             events,
@@ -274,7 +314,7 @@ mod tests {
                 "--no-pager",
                 "-o",
                 "export",
-                OUTPUT_FIELDS,
+                MANAGER_FIELDS,
                 "-r",
                 "-u",
                 "ci-test-hello.service",

@@ -2,7 +2,7 @@
 //! over bytes: no I/O, so it is unit-tested and fuzzed directly.
 #![forbid(unsafe_code)]
 
-use crate::names::{JobName, Prefix, RunId};
+use crate::names::{Cursor, JobName, Place, Prefix, RunId};
 use crate::systemd::export::RawEntry;
 
 /// What `systemctl show` says of a unit.
@@ -79,6 +79,8 @@ pub fn listed_jobs(prefix: &Prefix, listing: &[u8]) -> Vec<(JobName, Option<Stri
 pub struct Entry {
     pub message: String,
     pub cursor: String,
+    /// Where the entry stands in the journal (from its cursor).
+    pub place: Place,
     /// Microseconds since the epoch.
     pub realtime: u64,
     /// The run this entry names, if it names one for `unit`.
@@ -100,6 +102,10 @@ pub mod message_ids {
     /// trusted: when a still-loaded unit is started again it carries the
     /// previous run's.
     pub const STARTING: &str = "7d4958e842da4a758f6c1cdc7b36dcc5";
+    /// "Started UNIT." (or "Finished UNIT." for a oneshot unit): the start
+    /// job is done. A `Type=simple` or `idle` run has no "Starting", so for
+    /// those this is the run's first message.
+    pub const STARTED: &str = "39f53479d3a045ac8e11786248231fbf";
     pub const DEACTIVATED: &str = "7ad2d189f7e94e70a38c781354912448";
     pub const FAILED_RESULT: &str = "d9b373ed55a64feb8242e02dbe79a49c";
     pub const PROCESS_EXIT: &str = "98e322203f7a4ed290d09fe03c09fe15";
@@ -119,10 +125,15 @@ pub fn journal_entry(unit: &str, raw: &RawEntry) -> Option<Entry> {
     } else {
         return None;
     };
+    let cursor = field("__CURSOR").unwrap_or_default();
+    let realtime = field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0);
+    let place = Cursor::parse(cursor).and_then(|c| c.place()).unwrap_or_default();
+    let place = Place { realtime, ..place };
     Some(Entry {
         message: String::from_utf8_lossy(raw.field("MESSAGE").unwrap_or_default()).into_owned(),
-        cursor: field("__CURSOR").unwrap_or_default().to_string(),
-        realtime: field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0),
+        cursor: cursor.to_string(),
+        place,
+        realtime,
         run,
         from_manager: !own_output,
         message_id: field("MESSAGE_ID").unwrap_or_default().to_string(),

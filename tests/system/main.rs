@@ -84,7 +84,7 @@ fn main() -> ExitCode {
         }
     };
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().chain(tests_follow::TESTS) {
+    for (name, test) in TESTS.iter().chain(tests_follow::TESTS).chain(tests_runs::TESTS) {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
@@ -259,4 +259,5 @@ fn now_us() -> u64 {
 
 mod tests_api;
 mod tests_follow;
+mod tests_runs;
 use tests_api::TESTS;

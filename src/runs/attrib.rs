@@ -1,0 +1,127 @@
+//! Which of a unit's journal entries are one run's lines: the one rule,
+//! used reading forwards (`RunFilter`) and backwards (`Writers` alone).
+//!
+//! journald tags a line with its run (`_SYSTEMD_INVOCATION_ID`) only while
+//! it can see the writing process's cgroup, so a fast job's lines often
+//! come untagged, and it may store them after the manager's end messages,
+//! even after the next run's first message (seen in the sandbox). A line's
+//! writer (`_PID`: the process that opened the stream, shared by all of its
+//! lines) ties them together:
+//!
+//! - a line tagged with a run is that run's, and its writer is noted as
+//!   that run's;
+//! - an untagged line is the run's unless its writer is known to write for
+//!   another run, or it comes before the run's first message (there it is
+//!   the previous run's, whose writer is noted).
+//!
+//! A run is read from shortly before its first message (the previous run's
+//! late lines are within [`JOURNAL_SETTLE`](super::JOURNAL_SETTLE) of it)
+//! up to the next run's first message; the lines of other units never
+//! reach here (see `source`). Limits: a job that writes and exits at once
+//! and is started again at once can have its last lines counted to the
+//! next run, and a run's untagged lines stored before its own first
+//! message are counted to the previous run.
+#![forbid(unsafe_code)]
+
+use crate::names::{Place, RunId};
+use crate::runs::history::Run;
+use crate::systemd::parse::{message_ids, Entry};
+
+/// Writers known to have written another run's lines.
+#[derive(Default)]
+pub struct Writers(Vec<u32>);
+
+impl Writers {
+    /// Whether `line` (not a manager message) is `run`'s. Untagged lines
+    /// are another run's where `untagged_are_others` says so.
+    pub fn owns(&mut self, run: &RunId, line: &Entry, untagged_are_others: bool) -> bool {
+        let writer = line.pid.unwrap_or(0);
+        let ours = match &line.run {
+            Some(id) => id == run,
+            None => !untagged_are_others && !self.0.contains(&writer),
+        };
+        if !ours && !self.0.contains(&writer) {
+            self.0.push(writer);
+        }
+        ours
+    }
+}
+
+/// What one entry is to the run a [`RunFilter`] reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    /// A line this run wrote.
+    Line,
+    /// The manager says this run has ended (its last lines may still come).
+    RunEnded,
+    /// Past the run: no later entry can be this run's.
+    Past,
+    /// Anything else.
+    Other,
+}
+
+/// Where a [`RunFilter`] stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// Before the run's first message: untagged lines are another run's.
+    BeforeRun,
+    InRun,
+    Past,
+}
+
+/// The rule, forwards: entries in journal order from any point before or
+/// inside the run.
+pub struct RunFilter {
+    run: RunId,
+    start: Place,
+    next: Option<Place>,
+    phase: Phase,
+    writers: Writers,
+}
+
+impl RunFilter {
+    /// A filter for `run`, whose read begins at `from` (the first entry's
+    /// place, or `None` for a read from before the run).
+    pub fn new(run: &Run, from: Option<Place>) -> RunFilter {
+        let inside = from.is_some_and(|from| !from.is_before(&run.start.place));
+        RunFilter {
+            run: run.run.clone(),
+            start: run.start.place,
+            next: run.next.as_ref().map(|n| n.place),
+            phase: if inside { Phase::InRun } else { Phase::BeforeRun },
+            writers: Writers::default(),
+        }
+    }
+
+    pub fn see(&mut self, entry: &Entry) -> Seen {
+        if self.phase == Phase::BeforeRun && !entry.place.is_before(&self.start) {
+            self.phase = Phase::InRun;
+        }
+        if self.next.is_some_and(|next| !entry.place.is_before(&next)) {
+            self.phase = Phase::Past;
+        }
+        if self.phase == Phase::Past {
+            return Seen::Past;
+        }
+        if !entry.from_manager {
+            let untagged_are_others = self.phase == Phase::BeforeRun;
+            return if self.writers.owns(&self.run, entry, untagged_are_others) { Seen::Line } else { Seen::Other };
+        }
+        let ours = entry.run.as_ref() == Some(&self.run);
+        if self.phase == Phase::InRun && entry.place != self.start {
+            // A next run begins: its "Starting" (which may carry this run's
+            // id), or any message of another run.
+            let other_run = entry.run.is_some() && !ours;
+            if entry.message_id == message_ids::STARTING || other_run {
+                self.phase = Phase::Past;
+                return Seen::Past;
+            }
+        }
+        let ended = matches!(entry.message_id.as_str(), message_ids::DEACTIVATED | message_ids::FAILED_RESULT);
+        if ours && ended {
+            Seen::RunEnded
+        } else {
+            Seen::Other
+        }
+    }
+}

@@ -1,0 +1,489 @@
+//! The one reader of a run's lines. Every route and the admin CLI take
+//! their lines from here (logs, runs/RUN/logs, tail, follow's backlog and
+//! live part), and here alone they are made fit to show: each line of a
+//! message is neutralised (terminal escape sequences removed, control
+//! characters replaced), then redacted. No public function hands out a
+//! line that has not passed through [`RunReader::show`].
+#![forbid(unsafe_code)]
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::io;
+use std::thread;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::names::{Cursor, Place, UnitName, MAX_LINES};
+use crate::redact::Redactor;
+use crate::runs::attrib::{RunFilter, Seen, Writers};
+use crate::runs::history::Run;
+use crate::runs::source::{Entries, JournalSource};
+use crate::runs::JOURNAL_SETTLE;
+use crate::systemd::argv::{EntryRead, Seek};
+use crate::systemd::parse::Entry;
+use crate::systemd::run::STREAM_TIMEOUT;
+
+/// Most bytes of lines one answer holds in memory; a larger answer is
+/// streamed (`logs`) or ends there (`tail`, whose client goes on from its
+/// cursor).
+pub const HOLD_BYTES: usize = 4 << 20;
+
+/// One journal entry of a run as it may be shown: its lines (none when the
+/// redaction skipped them all) and its cursor.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Shown {
+    pub lines: Vec<String>,
+    pub cursor: String,
+}
+
+impl Shown {
+    fn bytes(&self) -> usize {
+        self.lines.iter().map(|l| l.len() + 1).sum()
+    }
+}
+
+/// Reads one job's runs.
+pub struct RunReader<'a> {
+    pub(super) source: &'a dyn JournalSource,
+    pub(super) unit: UnitName,
+    pub(super) redactor: Redactor<'a>,
+}
+
+/// The lines of a run after a cursor, and the cursor to go on from.
+#[derive(Debug, Default)]
+pub struct Tail {
+    pub lines: Vec<String>,
+    pub cursor: Option<Cursor>,
+}
+
+/// How `logs` gets a run's last lines: held, or (when they are more than
+/// [`HOLD_BYTES`]) read again in order, as a plan to replay.
+pub enum Last {
+    Held(Vec<String>),
+    Replay(Replay),
+}
+
+/// A forward read from `after` (or from the run's start), skipping the
+/// first `skip` lines and taking `take`.
+#[derive(Debug, Clone)]
+pub struct Replay {
+    pub after: Option<Cursor>,
+    pub skip: usize,
+    pub take: usize,
+}
+
+impl<'a> RunReader<'a> {
+    /// The only place a journal message becomes lines to show.
+    fn show(&self, entry: Entry) -> Shown {
+        let message = entry.message.strip_suffix('\n').unwrap_or(&entry.message);
+        let lines = message.split('\n').filter_map(|line| self.redactor.apply(neutralise(line).into_owned())).collect();
+        Shown { lines, cursor: entry.cursor }
+    }
+
+    /// `run`'s entries in journal order, from its start or after `after`.
+    /// A finished run is read without the manager's messages (its end is
+    /// known) once [`JOURNAL_SETTLE`] has passed since it ended.
+    pub fn forward(&self, run: &Run, after: Option<&Cursor>) -> io::Result<RunLines<'_>> {
+        if let Some(finished) = run.finished {
+            settle_after(finished);
+        }
+        let (seek, from) = reading_point(run, after);
+        let read =
+            EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.finished.is_none() };
+        let entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
+        Ok(RunLines { reader: self, entries, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+    }
+
+    /// `run`'s live read for `follow`: its entries from its start (or after
+    /// `after`) and then as they are written, for at most `timeout`, with
+    /// the picker that turns them into lines.
+    pub fn live(&self, run: &Run, after: Option<&Cursor>, timeout: Duration) -> io::Result<(Entries, Picker<'_>)> {
+        let (seek, from) = reading_point(run, after);
+        let read = EntryRead { unit: &self.unit, seek, backward: false, follow: true, manager: true };
+        let entries = self.source.unit_entries(read, timeout)?;
+        Ok((entries, Picker { reader: self, filter: RunFilter::new(run, from) }))
+    }
+
+    /// The last `n` lines of `run`. Read newest first from the run's end,
+    /// so a long run costs only those lines, except where the lines reach
+    /// within [`JOURNAL_SETTLE`] of the run's start: only there can the
+    /// previous run's untagged lines be, and that needs the forward read.
+    pub fn last(&self, run: &Run, n: usize) -> io::Result<Last> {
+        if n == 0 {
+            return Ok(Last::Held(Vec::new()));
+        }
+        if let Some(finished) = run.finished {
+            settle_after(finished);
+        }
+        match self.last_from_end(run, n)? {
+            Some(last) => Ok(last),
+            None => self.last_from_start(run, n),
+        }
+    }
+
+    fn last_from_end(&self, run: &Run, n: usize) -> io::Result<Option<Last>> {
+        let settled = run.started.saturating_add(JOURNAL_SETTLE.as_micros() as u64);
+        let seek = run.next.as_ref().map_or(Seek::Edge, |next| Seek::After(&next.cursor));
+        let read = EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: false };
+        let mut entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
+        let mut writers = Writers::default();
+        // Newest first; past HOLD_BYTES only counted, no longer held.
+        let mut held: Vec<Shown> = Vec::new();
+        let (mut count, mut bytes) = (0, 0);
+        while let Some(entry) = entries.next_entry()? {
+            if entry.realtime <= settled || entry.place.is_before(&run.start.place) {
+                return Ok(None);
+            }
+            if after_end(run, &entry) || !writers.owns(&run.run, &entry, false) {
+                continue;
+            }
+            if count >= n {
+                // The entry just before the oldest line wanted: replay from it.
+                let skip = count - n;
+                let after = Cursor::parse(&entry.cursor);
+                return Ok(Some(Last::Replay(Replay { after, skip, take: n })));
+            }
+            let shown = self.show(entry);
+            count += shown.lines.len();
+            bytes += shown.bytes();
+            if bytes <= HOLD_BYTES {
+                held.push(shown);
+            } else {
+                held.clear();
+            }
+            if count >= n && bytes <= HOLD_BYTES {
+                let mut lines: Vec<String> = held.into_iter().rev().flat_map(|s| s.lines).collect();
+                lines.drain(..lines.len() - n);
+                return Ok(Some(Last::Held(lines)));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The last `n` lines read forward from the run's start: held while
+    /// they fit, else counted and replayed.
+    fn last_from_start(&self, run: &Run, n: usize) -> io::Result<Last> {
+        let mut lines: VecDeque<String> = VecDeque::new();
+        let (mut count, mut bytes, mut overflowed) = (0usize, 0usize, false);
+        let mut read = self.forward(run, None)?;
+        while let Some(shown) = read.next_shown()? {
+            for line in shown.lines {
+                count += 1;
+                if overflowed {
+                    continue;
+                }
+                bytes += line.len() + 1;
+                lines.push_back(line);
+                if lines.len() > n {
+                    bytes -= lines.pop_front().map_or(0, |l| l.len() + 1);
+                }
+                if bytes > HOLD_BYTES {
+                    overflowed = true;
+                    lines.clear();
+                }
+            }
+        }
+        if overflowed {
+            return Ok(Last::Replay(Replay { after: None, skip: count.saturating_sub(n), take: n }));
+        }
+        Ok(Last::Held(lines.into()))
+    }
+
+    /// The lines of `run` after `after` (all of them without), up to
+    /// [`MAX_LINES`] lines or [`HOLD_BYTES`], whole entries only, and the
+    /// cursor to go on from (past lines the redaction skipped too, so they
+    /// are not read again).
+    pub fn tail(&self, run: &Run, after: Option<&Cursor>) -> io::Result<Tail> {
+        let mut tail = Tail { lines: Vec::new(), cursor: after.cloned() };
+        let mut bytes = 0;
+        let mut read = self.forward(run, after)?;
+        while let Some(shown) = read.next_shown()? {
+            tail.cursor = Cursor::parse(&shown.cursor).or(tail.cursor);
+            bytes += shown.bytes();
+            tail.lines.extend(shown.lines);
+            if tail.lines.len() >= MAX_LINES as usize || bytes >= HOLD_BYTES {
+                break;
+            }
+        }
+        Ok(tail)
+    }
+
+    /// Carries out a [`Replay`]: the lines in order.
+    pub fn replay(&self, run: &Run, replay: &Replay) -> io::Result<impl Iterator<Item = io::Result<String>> + '_> {
+        let read = self.forward(run, replay.after.as_ref())?;
+        Ok(read.lines().skip(replay.skip).take(replay.take))
+    }
+}
+
+/// A run's entries read forward, as shown.
+pub struct RunLines<'r> {
+    reader: &'r RunReader<'r>,
+    entries: Entries,
+    filter: RunFilter,
+    pending: VecDeque<String>,
+}
+
+impl<'r> RunLines<'r> {
+    /// The run's next entry, as shown (possibly with no lines left after
+    /// redaction: its cursor still counts as read).
+    pub fn next_shown(&mut self) -> io::Result<Option<Shown>> {
+        while let Some(entry) = self.entries.next_entry()? {
+            match self.filter.see(&entry) {
+                Seen::Line => return Ok(Some(self.reader.show(entry))),
+                Seen::Past => return Ok(None),
+                Seen::RunEnded | Seen::Other => {}
+            }
+        }
+        Ok(None)
+    }
+
+    /// The lines one by one.
+    pub fn lines(mut self) -> impl Iterator<Item = io::Result<String>> + 'r {
+        std::iter::from_fn(move || loop {
+            if let Some(line) = self.pending.pop_front() {
+                return Some(Ok(line));
+            }
+            match self.next_shown() {
+                Ok(Some(shown)) => self.pending.extend(shown.lines),
+                Ok(None) => return None,
+                Err(e) => return Some(Err(e)),
+            }
+        })
+    }
+}
+
+/// Turns a live read's entries into the run's lines (see [`RunFilter`]).
+pub struct Picker<'r> {
+    reader: &'r RunReader<'r>,
+    filter: RunFilter,
+}
+
+impl Picker<'_> {
+    pub fn pick(&mut self, entry: Entry) -> (Seen, Option<Shown>) {
+        match self.filter.see(&entry) {
+            Seen::Line => (Seen::Line, Some(self.reader.show(entry))),
+            seen => (seen, None),
+        }
+    }
+}
+
+/// Where reading `run` begins, and the place of that point when it is a
+/// cursor: after a cursor of this run (one after the previous run's
+/// start), else shortly before the run's first message, where its first
+/// lines and the previous run's last ones may be.
+fn reading_point<'c>(run: &Run, after: Option<&'c Cursor>) -> (Seek<'c>, Option<Place>) {
+    let this_run = |place: &Place| run.previous.as_ref().is_none_or(|p| !place.is_before(&p.place));
+    match after.and_then(|c| Some((c, c.place()?))).filter(|(_, place)| this_run(place)) {
+        Some((cursor, place)) => (Seek::After(cursor), Some(place)),
+        None => (Seek::Since(run.started.saturating_sub(JOURNAL_SETTLE.as_micros() as u64)), None),
+    }
+}
+
+/// Whether `entry` came after `run` had ended and settled: a later run's.
+fn after_end(run: &Run, entry: &Entry) -> bool {
+    run.finished.is_some_and(|f| entry.realtime > f.saturating_add(JOURNAL_SETTLE.as_micros() as u64))
+}
+
+/// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
+/// the epoch), so that a run's last lines are in the journal.
+fn settle_after(finished: u64) {
+    let since = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .saturating_sub(Duration::from_micros(finished));
+    thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
+}
+
+/// A line as a terminal or a CI log may show it without being steered by
+/// it: escape sequences (CSI, OSC and the like) are removed, every other
+/// control character but a tab becomes U+FFFD, and a trailing CR goes.
+/// Done before redaction, so that an escape inside a secret cannot hide it
+/// from a mask.
+pub fn neutralise(line: &str) -> Cow<'_, str> {
+    let line = line.strip_suffix('\r').unwrap_or(line);
+    let is_control = |c: char| c.is_control() && c != '\t';
+    if !line.chars().any(is_control) {
+        return Cow::Borrowed(line);
+    }
+    let mut out = String::with_capacity(line.len());
+    let mut chars = line.chars().peekable();
+    while let Some(c) = chars.next() {
+        match c {
+            '\u{1b}' => match chars.next() {
+                // CSI: parameters and intermediates, then one final byte.
+                Some('[') => {
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                // OSC, DCS, SOS, PM, APC: a string up to BEL or ST (ESC \).
+                Some(']' | 'P' | 'X' | '^' | '_') => {
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                // Any other escape: ESC and the one character after it.
+                _ => {}
+            },
+            c if is_control(c) => out.push('\u{fffd}'),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{JobName, Prefix, RunId};
+    use crate::redact::Redactions;
+    use crate::runs::history::{history, Wanted};
+    use crate::runs::source::JournalSource;
+    use crate::runs::testing::{line, manager, Journal, RUN_A, RUN_B};
+    use crate::systemd::parse::message_ids::{DEACTIVATED, STARTED, STARTING};
+
+    fn job() -> JobName {
+        JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), "ci-test-a").expect("job")
+    }
+
+    fn run_of(journal: &Journal, id: &str) -> Run {
+        let mut events = journal.manager_events(&job().unit()).expect("events");
+        let id = RunId::parse(id).expect("run");
+        let mut runs = history(events.as_mut(), Wanted { limit: 1, only: Some(&id) }, &mut || None).expect("runs");
+        runs.pop().expect("the run")
+    }
+
+    fn reader<'a>(journal: &'a Journal, redactions: &'a Redactions) -> RunReader<'a> {
+        RunReader { source: journal, unit: job().unit(), redactor: redactions.for_job(&job()) }
+    }
+
+    fn all(reader: &RunReader, run: &Run) -> Vec<String> {
+        reader.forward(run, None).expect("read").lines().map(|l| l.expect("line")).collect()
+    }
+
+    fn held(last: Last) -> Vec<String> {
+        match last {
+            Last::Held(lines) => lines,
+            Last::Replay(replay) => panic!("replayed: {replay:?}"),
+        }
+    }
+
+    #[test]
+    fn lines_by_position_and_writer() {
+        // Run A (pid 10) was before; run B (pid 20) is read. journald stored
+        // A's last lines after A ended, even after B's "Starting", and most
+        // lines untagged, as it does with fast jobs.
+        let journal = Journal(vec![
+            manager(1, RUN_A, STARTING),
+            line(2, "a: first", Some(RUN_A), 10),
+            line(3, "a: second, untagged", None, 10),
+            manager(4, RUN_A, DEACTIVATED),
+            line(5, "a: late, untagged", None, 10),
+            manager(6, RUN_B, STARTING),
+            line(7, "a: later still, untagged", None, 10),
+            line(8, "b: first, untagged", None, 20),
+            line(9, "b: tagged", Some(RUN_B), 20),
+            line(10, "b: last, untagged", None, 20),
+            manager(11, RUN_B, DEACTIVATED),
+            manager(12, RUN_A, STARTING),
+            line(13, "the next run's", None, 30),
+        ]);
+        let none = Redactions::default();
+        let reader = reader(&journal, &none);
+        let b = run_of(&journal, RUN_B);
+        assert_eq!(all(&reader, &b), ["b: first, untagged", "b: tagged", "b: last, untagged"]);
+        let tail = reader.tail(&b, None).expect("tail");
+        assert_eq!(tail.lines.len(), 3);
+        assert_eq!(tail.cursor.and_then(|c| c.place()).map(|p| p.number), Some(10));
+        // A cursor from before the previous run reads from the run's start.
+        let old = Cursor::parse("s=0;i=9").expect("cursor");
+        assert_eq!(reader.tail(&b, Some(&old)).expect("tail").lines.len(), 3);
+        // From a cursor inside the run, what follows it.
+        let inside = Cursor::parse(&journal.0[8].cursor).expect("cursor");
+        assert_eq!(reader.tail(&b, Some(&inside)).expect("tail").lines, ["b: last, untagged"]);
+    }
+
+    #[test]
+    fn two_simple_runs_share_no_line() {
+        let journal = Journal(vec![
+            manager(1, RUN_A, STARTED),
+            line(2, "a: one", Some(RUN_A), 10),
+            line(3, "a: two", Some(RUN_A), 10),
+            manager(4, RUN_A, DEACTIVATED),
+            line(5, "b: before its Started", Some(RUN_B), 20),
+            manager(6, RUN_B, STARTED),
+            line(7, "b: one", Some(RUN_B), 20),
+            line(8, "a: late", None, 10),
+            manager(9, RUN_B, DEACTIVATED),
+        ]);
+        let none = Redactions::default();
+        let reader = reader(&journal, &none);
+        assert_eq!(all(&reader, &run_of(&journal, RUN_A)), ["a: one", "a: two"]);
+        assert_eq!(all(&reader, &run_of(&journal, RUN_B)), ["b: before its Started", "b: one"]);
+        assert_eq!(held(reader.last(&run_of(&journal, RUN_B), 1).expect("last")), ["b: one"]);
+    }
+
+    #[test]
+    fn last_lines_from_the_end_of_a_long_run() {
+        // Run B began at 0.1 s; its lines after 1.1 s are far enough from
+        // its start to be read backwards.
+        let journal = Journal(vec![
+            manager(1, RUN_B, STARTED),
+            line(2, "b: 0, near the start", Some(RUN_B), 20),
+            line(18, "b: 1", Some(RUN_B), 20),
+            line(19, "b: 2", Some(RUN_B), 20),
+            line(20, "a: untagged, by A's writer", None, 10),
+            line(21, "a stray line of run A", Some(RUN_A), 10),
+            line(22, "b: 3, untagged", None, 20),
+        ]);
+        let none = Redactions::default();
+        let reader = reader(&journal, &none);
+        let b = run_of(&journal, RUN_B);
+        assert_eq!(held(reader.last(&b, 2).expect("last")), ["b: 2", "b: 3, untagged"]);
+        assert_eq!(held(reader.last(&b, 3).expect("last")), ["b: 1", "b: 2", "b: 3, untagged"]);
+        // The fourth line is within a second of the start: read forward.
+        let from_start = held(reader.last(&b, 10).expect("last"));
+        assert_eq!(from_start.first().map(String::as_str), Some("b: 0, near the start"));
+    }
+
+    #[test]
+    fn answers_larger_than_held_are_replayed() {
+        let big = "x".repeat(HOLD_BYTES / 3);
+        let mut entries = vec![manager(1, RUN_A, STARTED)];
+        entries.extend((0..6).map(|i| line(10 + i, &format!("{i} {big}"), Some(RUN_A), 10)));
+        let journal = Journal(entries);
+        let none = Redactions::default();
+        let reader = reader(&journal, &none);
+        let a = run_of(&journal, RUN_A);
+        let Last::Replay(replay) = reader.last(&a, 4).expect("last") else { panic!("held more than HOLD_BYTES") };
+        let lines: Vec<String> = reader.replay(&a, &replay).expect("replay").map(|l| l.expect("line")).collect();
+        let firsts: Vec<&str> = lines.iter().map(|l| &l[..1]).collect();
+        assert_eq!(firsts, ["2", "3", "4", "5"]);
+    }
+
+    #[test]
+    fn every_line_is_neutralised_then_redacted() {
+        let journal = Journal(vec![
+            manager(1, RUN_A, STARTED),
+            line(2, "tok\u{1b}[0men=SECRET1 sent\r", Some(RUN_A), 10),
+            line(3, "first\nDEBUG second\nthird token=SECRET2", Some(RUN_A), 10),
+            line(4, "title \u{1b}]0;pwned\u{7}bell\u{7} nul\u{0}", Some(RUN_A), 10),
+        ]);
+        let rules = Redactions::parse("rules", "skip ^DEBUG\nmask token=\\S+\nmask ^first$\n").expect("rules");
+        let reader = reader(&journal, &rules);
+        let a = run_of(&journal, RUN_A);
+        let masked = crate::redact::MASK;
+        assert_eq!(
+            all(&reader, &a),
+            [
+                format!("{masked} sent"),
+                masked.to_string(),
+                format!("third {masked}"),
+                "title bell\u{fffd} nul\u{fffd}".to_string()
+            ]
+        );
+    }
+}
