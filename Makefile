@@ -49,6 +49,7 @@ bench: release
 	sh tests/bench/frontends.sh target/release/jobgate
 	sh tests/bench/redact.sh target/release/jobgate
 	sh tests/bench/follow.sh target/release/jobgate
+	sh tests/bench/runs.sh target/release/jobgate
 
 # The binary, the manual pages, and contrib/ (units, sudoers rule, nginx
 # examples) as documentation under $(DATADIR). The sudo rule and the units

@@ -27,23 +27,53 @@ use crate::names::{Place, RunId};
 use crate::runs::history::Run;
 use crate::systemd::parse::{message_ids, Entry};
 
-/// Writers known to have written another run's lines.
+/// Writers known to have written one run's lines, or another run's.
 #[derive(Default)]
-pub struct Writers(Vec<u32>);
+pub struct Writers {
+    ours: Vec<u32>,
+    others: Vec<u32>,
+}
+
+/// Whose an untagged line is, by what is known of its writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Writer {
+    Ours,
+    Others,
+    Unknown,
+}
 
 impl Writers {
     /// Whether `line` (not a manager message) is `run`'s. Untagged lines
     /// are another run's where `untagged_are_others` says so.
     pub fn owns(&mut self, run: &RunId, line: &Entry, untagged_are_others: bool) -> bool {
-        let writer = line.pid.unwrap_or(0);
-        let ours = match &line.run {
-            Some(id) => id == run,
-            None => !untagged_are_others && !self.0.contains(&writer),
-        };
-        if !ours && !self.0.contains(&writer) {
-            self.0.push(writer);
+        match self.whose(run, line) {
+            Writer::Ours => true,
+            Writer::Others => false,
+            Writer::Unknown if untagged_are_others => {
+                self.others.push(line.pid.unwrap_or(0));
+                false
+            }
+            Writer::Unknown => true,
         }
-        ours
+    }
+
+    /// Whose `line` is by its tag or, untagged, by its writer; noting the
+    /// writer of a tagged line.
+    pub fn whose(&mut self, run: &RunId, line: &Entry) -> Writer {
+        let writer = line.pid.unwrap_or(0);
+        match &line.run {
+            Some(id) => {
+                let (whose, list) =
+                    if id == run { (Writer::Ours, &mut self.ours) } else { (Writer::Others, &mut self.others) };
+                if !list.contains(&writer) {
+                    list.push(writer);
+                }
+                whose
+            }
+            None if self.others.contains(&writer) => Writer::Others,
+            None if self.ours.contains(&writer) => Writer::Ours,
+            None => Writer::Unknown,
+        }
     }
 }
 

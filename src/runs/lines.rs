@@ -14,7 +14,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
-use crate::runs::attrib::{RunFilter, Seen, Writers};
+use crate::runs::attrib::{RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
 use crate::runs::source::{Entries, JournalSource};
 use crate::runs::JOURNAL_SETTLE;
@@ -103,10 +103,11 @@ impl<'a> RunReader<'a> {
         Ok((entries, Picker { reader: self, filter: RunFilter::new(run, from) }))
     }
 
-    /// The last `n` lines of `run`. Read newest first from the run's end,
-    /// so a long run costs only those lines, except where the lines reach
-    /// within [`JOURNAL_SETTLE`] of the run's start: only there can the
-    /// previous run's untagged lines be, and that needs the forward read.
+    /// The last `n` lines of `run`, read newest first from the run's end,
+    /// so a long run costs only those lines. Only where an untagged line
+    /// by a writer not yet seen comes within [`JOURNAL_SETTLE`] of the
+    /// run's start (where the previous run's last lines can be) is the
+    /// run read forward instead, which knows the writers that came before.
     pub fn last(&self, run: &Run, n: usize) -> io::Result<Last> {
         if n == 0 {
             return Ok(Last::Held(Vec::new()));
@@ -121,7 +122,8 @@ impl<'a> RunReader<'a> {
     }
 
     fn last_from_end(&self, run: &Run, n: usize) -> io::Result<Option<Last>> {
-        let settled = run.started.saturating_add(JOURNAL_SETTLE.as_micros() as u64);
+        let settle = JOURNAL_SETTLE.as_micros() as u64;
+        let (window, settled) = (run.started.saturating_sub(settle), run.started.saturating_add(settle));
         let seek = run.next.as_ref().map_or(Seek::Edge, |next| Seek::After(&next.cursor));
         let read = EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: false };
         let mut entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
@@ -130,10 +132,21 @@ impl<'a> RunReader<'a> {
         let mut held: Vec<Shown> = Vec::new();
         let (mut count, mut bytes) = (0, 0);
         while let Some(entry) = entries.next_entry()? {
-            if entry.realtime <= settled || entry.place.is_before(&run.start.place) {
-                return Ok(None);
+            if entry.realtime < window {
+                break;
             }
-            if after_end(run, &entry) || !writers.owns(&run.run, &entry, false) {
+            if after_end(run, &entry) {
+                continue;
+            }
+            let ours = match writers.whose(&run.run, &entry) {
+                Writer::Ours => true,
+                Writer::Others => false,
+                // Before the run's first message: the previous run's.
+                Writer::Unknown if entry.place.is_before(&run.start.place) => false,
+                Writer::Unknown if entry.realtime <= settled => return Ok(None),
+                Writer::Unknown => true,
+            };
+            if !ours {
                 continue;
             }
             if count >= n {
@@ -151,12 +164,16 @@ impl<'a> RunReader<'a> {
                 held.clear();
             }
             if count >= n && bytes <= HOLD_BYTES {
-                let mut lines: Vec<String> = held.into_iter().rev().flat_map(|s| s.lines).collect();
-                lines.drain(..lines.len() - n);
-                return Ok(Some(Last::Held(lines)));
+                break;
             }
         }
-        Ok(None)
+        if bytes > HOLD_BYTES {
+            let skip = count.saturating_sub(n);
+            return Ok(Some(Last::Replay(Replay { after: None, skip, take: n })));
+        }
+        let mut lines: Vec<String> = held.into_iter().rev().flat_map(|s| s.lines).collect();
+        lines.drain(..lines.len().saturating_sub(n));
+        Ok(Some(Last::Held(lines)))
     }
 
     /// The last `n` lines read forward from the run's start: held while

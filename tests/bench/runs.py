@@ -1,0 +1,100 @@
+#!/usr/bin/env python3
+"""make bench (runs), run inside the sandbox by runs.sh as the service user.
+
+Each figure sets jobgate beside the plain call a peer makes for the same
+lines, run alternately A B A B ..., and gives the medians and the median of
+the ratios of each pair. Through serve, one client, requests one after the
+other: requests/s beside runs/s of the plain call. Last, serve's peak
+resident memory (VmHWM) across a 20,000-line `logs` of 2 KB lines."""
+import http.client, statistics, subprocess, sys, time
+
+pairs, serve, token, binary = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
+host, port = serve.rsplit(":", 1)
+
+def run(cmd):
+    t = time.perf_counter()
+    p = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    return time.perf_counter() - t, p.stdout.count(b"\n")
+
+def request(target):
+    t = time.perf_counter()
+    c = http.client.HTTPConnection(host, int(port), timeout=600)
+    c.request("GET", target, headers={"Authorization": "Bearer " + token})
+    r = c.getresponse()
+    body = r.read()
+    assert r.status == 200, (target, r.status, body[:200])
+    return time.perf_counter() - t, body.count(b"\n")
+
+def pair(name, a, b):
+    a(); b()  # warm-up
+    xa, xb, ratios = [], [], []
+    for _ in range(pairs):
+        ta, _ = a()
+        tb, _ = b()
+        xa.append(ta); xb.append(tb); ratios.append(ta / tb)
+    ma, mb = statistics.median(xa), statistics.median(xb)
+    print(f"  {name:58} {ma * 1000:9.1f} ms vs {mb * 1000:9.1f} ms   ratio {statistics.median(ratios):5.2f}"
+          f"  ({1 / ma:6.1f}/s vs {1 / mb:6.1f}/s)")
+
+def wait_for(job, lines):
+    for _ in range(1200):
+        out = subprocess.run(["journalctl", "-u", job + ".service", "-o", "cat", "-n", "1", "--no-pager"], capture_output=True, text=True).stdout
+        state = subprocess.run(["systemctl", "show", "-p", "ActiveState", "--value", job], capture_output=True, text=True).stdout.strip()
+        if str(lines) in out and state != "active":
+            return
+        time.sleep(0.25)
+    raise SystemExit(f"{job} did not finish")
+
+def invocation(job):
+    out = subprocess.run([binary, "--json", "runs", job, "--limit", "1"], capture_output=True, text=True).stdout
+    import json
+    return json.loads(out)["runs"][0]["run"]
+
+def vm_hwm_kib(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith("VmHWM:"):
+                return int(l.split()[1])
+
+for job, n in [("ci-test-lines5000", 5000), ("ci-test-lines100000", 100000), ("ci-test-wide", 20000)]:
+    wait_for(job, n)
+time.sleep(1.2)  # past the settle time
+run100k = invocation("ci-test-lines100000")
+unit = lambda job: job + ".service"
+show = ["systemctl", "show", "--timestamp=unix", "-p",
+        "LoadState,ActiveState,SubState,Result,ExecMainStatus,InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp"]
+
+print(f"jobgate beside the plain call, {pairs} alternating pairs (medians; ratio = median of A/B per pair)")
+print(" CLI (one process each):")
+pair("logs --lines 1000 of a 5,000-line run / journalctl -n 1000 -o cat",
+     lambda: run([binary, "logs", "ci-test-lines5000", "--lines", "1000"]),
+     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]))
+pair("follow of a finished 100,000-line run / journalctl _SYSTEMD_INVOCATION_ID=",
+     lambda: run([binary, "follow", "ci-test-lines100000"]),
+     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]))
+pair("state of an active job / systemctl show",
+     lambda: run([binary, "state", "ci-test-active"]),
+     lambda: run(show + ["--", unit("ci-test-active")]))
+pair("state of a finished job / systemctl show",
+     lambda: run([binary, "state", "ci-test-lines5000"]),
+     lambda: run(show + ["--", unit("ci-test-lines5000")]))
+print(" through serve (requests one after another) beside the plain call:")
+pair("GET logs?lines=1000 (5,000-line run) / journalctl -n 1000 -o cat",
+     lambda: request("/api/job/ci-test-lines5000/logs?lines=1000"),
+     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]))
+pair("GET follow (finished 100,000-line run) / journalctl _SYSTEMD_INVOCATION_ID=",
+     lambda: request("/api/job/ci-test-lines100000/follow"),
+     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]))
+pair("GET state (active job) / systemctl show",
+     lambda: request("/api/job/ci-test-active/state"),
+     lambda: run(show + ["--", unit("ci-test-active")]))
+pair("GET state (finished job) / systemctl show",
+     lambda: request("/api/job/ci-test-lines5000/state"),
+     lambda: run(show + ["--", unit("ci-test-lines5000")]))
+
+pid = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "jobgate-bench"], capture_output=True, text=True).stdout)
+before = vm_hwm_kib(pid)
+took, lines = request("/api/job/ci-test-wide/logs?lines=20000&format=text")
+after = vm_hwm_kib(pid)
+print(f" serve, GET logs?lines=20000 of 2 KB lines: {lines:,} lines in {took:.2f} s, serve's peak RSS {after / 1024:.1f} MiB"
+      f" (was {before / 1024:.1f} MiB before)")

@@ -1,0 +1,32 @@
+#!/bin/sh
+# make bench (runs): boots the sandbox (journald's rate limit off), makes
+# runs of 5,000 and 100,000 lines and one of 20,000 lines of 2 KB, runs
+# serve as an unprivileged member of systemd-journal, and runs runs.py
+# inside it as that user: jobgate's reads beside the plain call a peer
+# makes for the same lines, alternating, with medians and ratios.
+set -eu
+bin=$(realpath "${1:-target/release/jobgate}")
+top=$(cd "$(dirname "$0")/../.." && pwd)
+[ "$(id -u)" = 0 ] || { echo "bench needs root (it boots systemd in namespaces)" >&2; exit 1; }
+user=jobgate-test
+id "$user" >/dev/null 2>&1 || useradd --system --user-group --no-create-home --shell /usr/sbin/nologin -G systemd-journal "$user"
+. "$top/tests/sandbox/lib.sh"
+sandbox_boot
+d=/run/bench
+inside sh -c "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\nRateLimitIntervalSec=0\n' >/run/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald"
+unit() { inside sh -c "cat > /run/systemd/system/$1.service"; }
+for n in 5000 100000; do
+    printf '[Service]\nExecStart=/bin/sh -c "seq 1 %s | sed s/^/line:/; sleep 0.2"\n' "$n" | unit "ci-test-lines$n"
+done
+wide=$(printf '%2000s' '' | tr ' ' x)
+printf '[Service]\nExecStart=/bin/sh -c "seq 1 20000 | sed s/$/:%s/; sleep 0.2"\n' "$wide" | unit ci-test-wide
+printf '[Service]\nExecStart=/bin/sleep infinity\n' | unit ci-test-active
+inside sh -c "mkdir -p $d && install -m 0755 '$bin' $d/jobgate
+systemctl daemon-reload
+systemctl start ci-test-active
+$d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
+chown -R $user $d
+systemd-run --quiet --unit=jobgate-bench --uid=$user -p SupplementaryGroups=systemd-journal $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18621"
+for job in ci-test-lines5000 ci-test-lines100000 ci-test-wide; do inside systemctl start "$job"; done
+inside setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
+    /usr/bin/python3 "$top/tests/bench/runs.py" "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate
