@@ -199,7 +199,10 @@ fn stream_run(
     let reader = jobs.runs.reader(job);
     if run.finished.is_some() {
         // Over already: its lines as `logs` reads them, then the end.
-        let mut lines = reader.forward(run, after)?;
+        let mut lines = match after {
+            None if !options.cursors => reader.all_lines(run)?,
+            after => reader.forward(run, after)?,
+        };
         while let Some(shown) = lines.next_shown()? {
             out.shown(&shown)?;
         }

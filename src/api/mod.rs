@@ -272,11 +272,14 @@ impl Api {
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
+        let reader = self.jobs.runs.reader(job);
+        // The newest run's last lines: their read runs while the run is found.
+        let from_end = (which == RunSelector::Last).then(|| reader.read_from_end().ok()).flatten();
         let Some(run) = self.jobs.find_run(job, &which).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], None, None));
         };
         let lines = query.lines.unwrap_or_default().get() as usize;
-        let last = self.jobs.runs.reader(job).last(&run, lines).map_err(|e| op_error(journal_failure(job, e)))?;
+        let last = reader.last(&run, lines, from_end).map_err(|e| op_error(journal_failure(job, e)))?;
         match last {
             Last::Held(lines) => Ok(lines_answer(query.text, &lines, None, Some(run.run.as_str()))),
             Last::Replay(replay) => {

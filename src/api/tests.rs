@@ -178,8 +178,14 @@ fn logs_as_json_and_text() {
         "{{\"MESSAGE\":\"one \\\"quoted\\\"\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\",\"_SYSTEMD_INVOCATION_ID\":\"{RUN}\"}}\n\
          {{\"MESSAGE\":\"two\",\"_SYSTEMD_UNIT\":\"ci-test-a.service\"}}\n"
     );
-    let (starting, journal) = (from_json_lines(&starting), from_json_lines(&journal));
-    let runner = loaded("active").answer(&["_PID=1"], true, &starting).answer(&["--all"], true, &journal);
+    let newest_first: String = journal.lines().rev().map(|l| format!("{l}\n")).collect();
+    let (starting, journal, newest_first) =
+        (from_json_lines(&starting), from_json_lines(&journal), from_json_lines(&newest_first));
+    let runner = loaded("active").answer(&["_PID=1"], true, &starting).answer(&["-r"], true, &newest_first).answer(
+        &["--all"],
+        true,
+        &journal,
+    );
     let (api, _) = api_with(runner);
     let (status, body) = call(&api, "GET", "/api/job/ci-test-a/logs", Some(RO));
     assert_eq!(status, 200);

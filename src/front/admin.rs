@@ -163,14 +163,16 @@ fn logs(
     lines: Lines,
     run: &RunSelector,
 ) -> Result<(), Error> {
+    let reader = jobs.runs.reader(job);
+    // The newest run's last lines: their read runs while the run is found.
+    let from_end = (*run == RunSelector::Last).then(|| reader.read_from_end().ok()).flatten();
     let Some(run) = jobs.find_run(job, run)? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
-    let reader = jobs.runs.reader(job);
     let failed = |e| Error::from(journal_failure(job, e));
     let mut body = render::LinesBody::new(!json, None);
     let mut written = Ok(());
-    match reader.last(&run, lines.get() as usize).map_err(failed)? {
+    match reader.last(&run, lines.get() as usize, from_end).map_err(failed)? {
         Last::Held(lines) => lines.iter().for_each(|line| body.line(line)),
         Last::Replay(replay) => {
             for line in reader.replay(&run, &replay).map_err(failed)? {

@@ -8,7 +8,7 @@
 
 use std::borrow::Cow;
 use std::collections::VecDeque;
-use std::io;
+use std::io::{self, BufRead, Read};
 use std::thread;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -16,9 +16,10 @@ use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
 use crate::runs::attrib::{RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
-use crate::runs::source::{Entries, JournalSource};
+use crate::runs::source::{Entries, JournalSource, Messages};
 use crate::runs::JOURNAL_SETTLE;
 use crate::systemd::argv::{EntryRead, Seek};
+use crate::systemd::export::MAX_ENTRY_BYTES;
 use crate::systemd::parse::Entry;
 use crate::systemd::run::STREAM_TIMEOUT;
 
@@ -72,16 +73,21 @@ pub struct Replay {
 }
 
 impl<'a> RunReader<'a> {
-    /// The only place a journal message becomes lines to show.
-    fn show(&self, entry: Entry) -> Shown {
-        let message = entry.message.strip_suffix('\n').unwrap_or(&entry.message);
-        let lines = message.split('\n').filter_map(|line| self.redactor.apply(neutralise(line).into_owned())).collect();
-        Shown { lines, cursor: entry.cursor }
+    /// The only place journal text becomes lines to show: a message is
+    /// split into its lines, each neutralised, then redacted.
+    fn shown_lines(&self, message: &str) -> Vec<String> {
+        let message = message.strip_suffix('\n').unwrap_or(message);
+        message.split('\n').filter_map(|line| self.redactor.apply(neutralise(line).into_owned())).collect()
     }
 
-    /// `run`'s entries in journal order, from its start or after `after`.
-    /// A finished run is read without the manager's messages (its end is
-    /// known) once [`JOURNAL_SETTLE`] has passed since it ended.
+    fn show(&self, entry: Entry) -> Shown {
+        Shown { lines: self.shown_lines(&entry.message), cursor: entry.cursor }
+    }
+
+    /// `run`'s entries in journal order, from its start or after `after`,
+    /// each with its cursor. A finished run is read without the manager's
+    /// messages (its end is known) once [`JOURNAL_SETTLE`] has passed
+    /// since it ended.
     pub fn forward(&self, run: &Run, after: Option<&Cursor>) -> io::Result<RunLines<'_>> {
         if let Some(finished) = run.finished {
             settle_after(finished);
@@ -90,7 +96,34 @@ impl<'a> RunReader<'a> {
         let read =
             EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.finished.is_none() };
         let entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
-        Ok(RunLines { reader: self, entries, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+        let parts = VecDeque::from([Part::Entries { entries, until: None }]);
+        Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+    }
+
+    /// All of `run`'s lines in order, where no cursors are wanted. A long
+    /// finished run is read in three parts, started at once: the entries
+    /// around its start, where the previous run's last lines may be; the
+    /// bare text of its middle, where every line of the unit is the run's
+    /// (no other run's lines can be there), at the speed of `-o cat`; and
+    /// the entries after its end, where its own last lines may be.
+    pub fn all_lines(&self, run: &Run) -> io::Result<RunLines<'_>> {
+        let settle = JOURNAL_SETTLE.as_micros() as u64;
+        let Some(finished) = run.finished.filter(|&f| f > run.started.saturating_add(2 * settle)) else {
+            return self.forward(run, None);
+        };
+        settle_after(finished);
+        let (seek, from) = reading_point(run, None);
+        let head_end = run.started + settle;
+        let read = |seek| EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: false };
+        let head = self.source.unit_entries(read(seek), STREAM_TIMEOUT)?;
+        let middle = self.source.unit_messages(&self.unit, head_end + 1, finished)?;
+        let end = self.source.unit_entries(read(Seek::Since(finished + 1)), STREAM_TIMEOUT)?;
+        let parts = VecDeque::from([
+            Part::Entries { entries: head, until: Some(head_end) },
+            Part::Messages(middle),
+            Part::Entries { entries: end, until: None },
+        ]);
+        Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
     }
 
     /// `run`'s live read for `follow`: its entries from its start (or after
@@ -108,25 +141,44 @@ impl<'a> RunReader<'a> {
     /// by a writer not yet seen comes within [`JOURNAL_SETTLE`] of the
     /// run's start (where the previous run's last lines can be) is the
     /// run read forward instead, which knows the writers that came before.
-    pub fn last(&self, run: &Run, n: usize) -> io::Result<Last> {
+    ///
+    /// `from_end` is a read begun by [`RunReader::read_from_end`] while the
+    /// run was being found; it serves for the newest run unless the run
+    /// ended so recently that its last lines may have come since.
+    pub fn last(&self, run: &Run, n: usize, from_end: Option<Entries>) -> io::Result<Last> {
         if n == 0 {
             return Ok(Last::Held(Vec::new()));
         }
-        if let Some(finished) = run.finished {
-            settle_after(finished);
-        }
-        match self.last_from_end(run, n)? {
+        let waited = run.finished.is_some_and(settle_after);
+        let from_end = from_end.filter(|_| !waited && run.next.is_none());
+        match self.last_from_end(run, n, from_end)? {
             Some(last) => Ok(last),
             None => self.last_from_start(run, n),
         }
     }
 
-    fn last_from_end(&self, run: &Run, n: usize) -> io::Result<Option<Last>> {
+    /// Begins reading the unit's lines newest first from the journal's
+    /// end, as [`RunReader::last`] does for the newest run: started before
+    /// the run is known, the read gets going meanwhile.
+    pub fn read_from_end(&self) -> io::Result<Entries> {
+        self.source.unit_entries(self.backward_read(None), STREAM_TIMEOUT)
+    }
+
+    fn backward_read<'c>(&'c self, before: Option<&'c Cursor>) -> EntryRead<'c> {
+        let seek = before.map_or(Seek::Edge, Seek::After);
+        EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: false }
+    }
+
+    fn last_from_end(&self, run: &Run, n: usize, from_end: Option<Entries>) -> io::Result<Option<Last>> {
         let settle = JOURNAL_SETTLE.as_micros() as u64;
         let (window, settled) = (run.started.saturating_sub(settle), run.started.saturating_add(settle));
-        let seek = run.next.as_ref().map_or(Seek::Edge, |next| Seek::After(&next.cursor));
-        let read = EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: false };
-        let mut entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
+        let mut entries = match from_end {
+            Some(entries) => entries,
+            None => {
+                let read = self.backward_read(run.next.as_ref().map(|next| &next.cursor));
+                self.source.unit_entries(read, STREAM_TIMEOUT)?
+            }
+        };
         let mut writers = Writers::default();
         // Newest first; past HOLD_BYTES only counted, no longer held.
         let mut held: Vec<Shown> = Vec::new();
@@ -181,7 +233,7 @@ impl<'a> RunReader<'a> {
     fn last_from_start(&self, run: &Run, n: usize) -> io::Result<Last> {
         let mut lines: VecDeque<String> = VecDeque::new();
         let (mut count, mut bytes, mut overflowed) = (0usize, 0usize, false);
-        let mut read = self.forward(run, None)?;
+        let mut read = self.all_lines(run)?;
         while let Some(shown) = read.next_shown()? {
             for line in shown.lines {
                 count += 1;
@@ -226,28 +278,56 @@ impl<'a> RunReader<'a> {
 
     /// Carries out a [`Replay`]: the lines in order.
     pub fn replay(&self, run: &Run, replay: &Replay) -> io::Result<impl Iterator<Item = io::Result<String>> + '_> {
-        let read = self.forward(run, replay.after.as_ref())?;
+        let read = match &replay.after {
+            Some(after) => self.forward(run, Some(after))?,
+            None => self.all_lines(run)?,
+        };
         Ok(read.lines().skip(replay.skip).take(replay.take))
     }
 }
 
-/// A run's entries read forward, as shown.
+/// A run's lines read forward, as shown.
 pub struct RunLines<'r> {
     reader: &'r RunReader<'r>,
-    entries: Entries,
+    /// The reads, in order; each is dropped (ending it) once done.
+    parts: VecDeque<Part>,
     filter: RunFilter,
     pending: VecDeque<String>,
 }
 
+/// One read of a [`RunLines`].
+enum Part {
+    /// Entries, picked by the rule, up to entries written after `until`.
+    Entries { entries: Entries, until: Option<u64> },
+    /// Text that is all the run's, without cursors.
+    Messages(Messages),
+}
+
 impl<'r> RunLines<'r> {
     /// The run's next entry, as shown (possibly with no lines left after
-    /// redaction: its cursor still counts as read).
+    /// redaction: its cursor still counts as read). Text read without
+    /// cursors comes one line at a time with an empty cursor.
     pub fn next_shown(&mut self) -> io::Result<Option<Shown>> {
-        while let Some(entry) = self.entries.next_entry()? {
-            match self.filter.see(&entry) {
-                Seen::Line => return Ok(Some(self.reader.show(entry))),
-                Seen::Past => return Ok(None),
-                Seen::RunEnded | Seen::Other => {}
+        while let Some(part) = self.parts.front_mut() {
+            match part {
+                Part::Entries { entries, until } => match entries.next_entry()? {
+                    Some(entry) if until.is_none_or(|until| entry.realtime <= until) => match self.filter.see(&entry) {
+                        Seen::Line => return Ok(Some(self.reader.show(entry))),
+                        Seen::Past => return Ok(None),
+                        Seen::RunEnded | Seen::Other => {}
+                    },
+                    _ => {
+                        self.parts.pop_front();
+                    }
+                },
+                Part::Messages(text) => match read_line(text)? {
+                    Some(line) => {
+                        return Ok(Some(Shown { lines: self.reader.shown_lines(&line), cursor: String::new() }))
+                    }
+                    None => {
+                        self.parts.pop_front();
+                    }
+                },
             }
         }
         Ok(None)
@@ -266,6 +346,28 @@ impl<'r> RunLines<'r> {
             }
         })
     }
+}
+
+/// One line of text, without its newline; a line longer than
+/// [`MAX_ENTRY_BYTES`] is cut there and the rest passed over.
+fn read_line(text: &mut Messages) -> io::Result<Option<String>> {
+    let mut line = Vec::new();
+    if text.by_ref().take(MAX_ENTRY_BYTES as u64).read_until(b'\n', &mut line)? == 0 {
+        return Ok(None);
+    }
+    if line.last() == Some(&b'\n') {
+        line.pop();
+    } else {
+        // Cut at the limit: pass over the rest of the line.
+        let mut rest = Vec::new();
+        while text.by_ref().take(MAX_ENTRY_BYTES as u64).read_until(b'\n', &mut rest)? > 0 {
+            if rest.last() == Some(&b'\n') {
+                break;
+            }
+            rest.clear();
+        }
+    }
+    Ok(Some(String::from_utf8_lossy(&line).into_owned()))
 }
 
 /// Turns a live read's entries into the run's lines (see [`RunFilter`]).
@@ -301,13 +403,16 @@ fn after_end(run: &Run, entry: &Entry) -> bool {
 }
 
 /// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
-/// the epoch), so that a run's last lines are in the journal.
-fn settle_after(finished: u64) {
+/// the epoch), so that a run's last lines are in the journal; whether it
+/// had to wait.
+fn settle_after(finished: u64) -> bool {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or_default()
         .saturating_sub(Duration::from_micros(finished));
-    thread::sleep(JOURNAL_SETTLE.saturating_sub(since));
+    let wait = JOURNAL_SETTLE.saturating_sub(since);
+    thread::sleep(wait);
+    !wait.is_zero()
 }
 
 /// A line as a terminal or a CI log may show it without being steered by
@@ -440,7 +545,7 @@ mod tests {
         let reader = reader(&journal, &none);
         assert_eq!(all(&reader, &run_of(&journal, RUN_A)), ["a: one", "a: two"]);
         assert_eq!(all(&reader, &run_of(&journal, RUN_B)), ["b: before its Started", "b: one"]);
-        assert_eq!(held(reader.last(&run_of(&journal, RUN_B), 1).expect("last")), ["b: one"]);
+        assert_eq!(held(reader.last(&run_of(&journal, RUN_B), 1, None).expect("last")), ["b: one"]);
     }
 
     #[test]
@@ -459,11 +564,36 @@ mod tests {
         let none = Redactions::default();
         let reader = reader(&journal, &none);
         let b = run_of(&journal, RUN_B);
-        assert_eq!(held(reader.last(&b, 2).expect("last")), ["b: 2", "b: 3, untagged"]);
-        assert_eq!(held(reader.last(&b, 3).expect("last")), ["b: 1", "b: 2", "b: 3, untagged"]);
+        assert_eq!(held(reader.last(&b, 2, None).expect("last")), ["b: 2", "b: 3, untagged"]);
+        assert_eq!(held(reader.last(&b, 3, None).expect("last")), ["b: 1", "b: 2", "b: 3, untagged"]);
         // The fourth line is within a second of the start: read forward.
-        let from_start = held(reader.last(&b, 10).expect("last"));
+        let from_start = held(reader.last(&b, 10, None).expect("last"));
         assert_eq!(from_start.first().map(String::as_str), Some("b: 0, near the start"));
+    }
+
+    #[test]
+    fn a_long_run_read_in_three_parts_gives_what_one_read_gives() {
+        let journal = Journal(vec![
+            manager(1, RUN_A, STARTED),
+            line(2, "a: one", Some(RUN_A), 10),
+            manager(3, RUN_A, DEACTIVATED),
+            manager(5, RUN_B, STARTED),
+            line(6, "a: late, untagged", None, 10),
+            line(7, "b: one", Some(RUN_B), 20),
+            line(20, "b: middle, untagged", None, 20),
+            line(30, "b: middle\nin two lines", Some(RUN_B), 20),
+            manager(40, RUN_B, DEACTIVATED),
+            line(42, "b: late, untagged", None, 20),
+            manager(60, RUN_A, STARTED),
+            line(61, "the next run's, untagged", None, 30),
+        ]);
+        let none = Redactions::default();
+        let reader = reader(&journal, &none);
+        let b = run_of(&journal, RUN_B);
+        let want = ["b: one", "b: middle, untagged", "b: middle", "in two lines", "b: late, untagged"];
+        assert_eq!(all(&reader, &b), want);
+        let parts: Vec<String> = reader.all_lines(&b).expect("read").lines().map(|l| l.expect("line")).collect();
+        assert_eq!(parts, want);
     }
 
     #[test]
@@ -475,7 +605,7 @@ mod tests {
         let none = Redactions::default();
         let reader = reader(&journal, &none);
         let a = run_of(&journal, RUN_A);
-        let Last::Replay(replay) = reader.last(&a, 4).expect("last") else { panic!("held more than HOLD_BYTES") };
+        let Last::Replay(replay) = reader.last(&a, 4, None).expect("last") else { panic!("held more than HOLD_BYTES") };
         let lines: Vec<String> = reader.replay(&a, &replay).expect("replay").map(|l| l.expect("line")).collect();
         let firsts: Vec<&str> = lines.iter().map(|l| &l[..1]).collect();
         assert_eq!(firsts, ["2", "3", "4", "5"]);

@@ -138,5 +138,14 @@ pub mod testing {
             }
             Ok(Box::new(Listed(entries)))
         }
+
+        fn unit_messages(&self, _unit: &UnitName, since: u64, until: u64) -> io::Result<super::source::Messages> {
+            let mut text = String::new();
+            for e in self.0.iter().filter(|e| !e.from_manager && (since..=until).contains(&e.realtime)) {
+                text.push_str(&e.message);
+                text.push('\n');
+            }
+            Ok(Box::new(io::Cursor::new(text.into_bytes())))
+        }
     }
 }

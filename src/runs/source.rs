@@ -11,7 +11,7 @@ use crate::names::{Cursor, UnitName};
 use crate::systemd::argv::{Call, EntryRead, Seek, Tools};
 use crate::systemd::export::{self, RawEntry};
 use crate::systemd::parse::{self, Entry};
-use crate::systemd::run::{Runner, StopOnDrop};
+use crate::systemd::run::{Held, Runner, StopOnDrop};
 
 /// Entries about one unit, in the order the read asked for. Only entries
 /// about that unit ever come out: its own lines and the manager's messages
@@ -37,7 +37,13 @@ pub trait JournalSource: Send + Sync {
     /// The unit's entries as `read` says; the read is ended after `timeout`
     /// whatever happens.
     fn unit_entries(&self, read: EntryRead<'_>, timeout: Duration) -> io::Result<Entries>;
+    /// The text of the unit's own lines written from `since` to `until`
+    /// (microseconds since the epoch, both included), one line each.
+    fn unit_messages(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Messages>;
 }
+
+/// Lines of text, as a source yields them; dropping it ends the read.
+pub type Messages = Box<dyn BufRead + Send>;
 
 /// The journal read through `journalctl -o export`, one child per read.
 pub struct Journalctl {
@@ -60,6 +66,15 @@ impl Journalctl {
 impl JournalSource for Journalctl {
     fn manager_events(&self, unit: &UnitName) -> io::Result<Entries> {
         self.read(Call::ManagerEvents(unit), unit, crate::systemd::run::STREAM_TIMEOUT, None)
+    }
+
+    fn unit_messages(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Messages> {
+        let argv = Call::UnitMessages { unit, since, until }.argv(&self.tools);
+        let (output, stop) = self
+            .runner
+            .stream(&argv, crate::systemd::run::STREAM_TIMEOUT)
+            .map_err(|e| io::Error::new(e.kind(), format!("journalctl for {unit}: {e}")))?;
+        Ok(Box::new(Held { output, _stop: stop }))
     }
 
     fn unit_entries(&self, read: EntryRead<'_>, timeout: Duration) -> io::Result<Entries> {

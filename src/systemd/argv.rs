@@ -111,6 +111,12 @@ pub enum Call<'a> {
     /// [--follow --no-tail] [--cursor=C | --since=@S.U]
     /// (-u UNIT | _SYSTEMD_UNIT=UNIT)`
     UnitEntries(EntryRead<'a>),
+    /// The text of a unit's own lines between two times (microseconds
+    /// since the epoch, both included), oldest first, without any other
+    /// field: for the stretch of a finished run where every line of the
+    /// unit is the run's, at the speed of `-o cat`.
+    /// `journalctl --no-pager --all -o cat --since=@S --until=@U _SYSTEMD_UNIT=UNIT`
+    UnitMessages { unit: &'a UnitName, since: u64, until: u64 },
     /// The service manager's messages about a unit (start, exit, result),
     /// newest first: `journalctl --no-pager -o export --output-fields=… -r
     /// -u UNIT _PID=1`
@@ -188,13 +194,20 @@ impl Call<'_> {
                 match read.seek {
                     Seek::Edge => {}
                     Seek::After(cursor) => argv.push(format!("--cursor={}", cursor.as_str()).into()),
-                    Seek::Since(us) => argv.push(format!("--since=@{}.{:06}", us / 1_000_000, us % 1_000_000).into()),
+                    Seek::Since(us) => argv.push(format!("--since={}", at_time(us)).into()),
                 }
                 if read.manager {
                     push_all(&mut argv, &["-u", read.unit.as_str()]);
                 } else {
                     argv.push(format!("_SYSTEMD_UNIT={}", read.unit.as_str()).into());
                 }
+            }
+            Call::UnitMessages { unit, since, until } => {
+                journal_program(&mut argv, tools);
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "cat"]);
+                argv.push(format!("--since={}", at_time(*since)).into());
+                argv.push(format!("--until={}", at_time(*until)).into());
+                argv.push(format!("_SYSTEMD_UNIT={}", unit.as_str()).into());
             }
             Call::ManagerEvents(unit) => {
                 journal_program(&mut argv, tools);
@@ -221,6 +234,11 @@ impl Call<'_> {
         }
         argv
     }
+}
+
+/// A time as journalctl takes it to the microsecond: `@SECONDS.MICROS`.
+fn at_time(us: u64) -> String {
+    format!("@{}.{:06}", us / 1_000_000, us % 1_000_000)
 }
 
 fn journal_program(argv: &mut Vec<OsString>, tools: &Tools) {
@@ -305,6 +323,19 @@ mod tests {
         assert_eq!(
             words(Call::UnitEntries(follow), &tools)[6..],
             ["--follow", "--no-tail", "--since=@1795394165.000042", "-u", "ci-test-hello.service"]
+        );
+        let messages = words(Call::UnitMessages { unit: &unit, since: 1_000_001, until: 2_000_000 }, &tools);
+        assert_eq!(
+            messages[1..],
+            [
+                "--no-pager",
+                "--all",
+                "-o",
+                "cat",
+                "--since=@1.000001",
+                "--until=@2.000000",
+                "_SYSTEMD_UNIT=ci-test-hello.service"
+            ]
         );
         let events = words(Call::ManagerEvents(&unit), &tools);
         assert_eq!(

@@ -38,7 +38,7 @@ def pair(name, a, b):
 
 def wait_for(job, lines):
     for _ in range(1200):
-        out = subprocess.run(["journalctl", "-u", job + ".service", "-o", "cat", "-n", "1", "--no-pager"], capture_output=True, text=True).stdout
+        out = subprocess.run(["journalctl", "_SYSTEMD_UNIT=" + job + ".service", "-o", "cat", "-n", "1", "--no-pager"], capture_output=True, text=True).stdout
         state = subprocess.run(["systemctl", "show", "-p", "ActiveState", "--value", job], capture_output=True, text=True).stdout.strip()
         if str(lines) in out and state != "active":
             return
