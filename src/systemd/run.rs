@@ -79,7 +79,7 @@ impl Watched {
         let child = Arc::new(Mutex::new(child));
         let (cancel, cancelled) = mpsc::channel::<()>();
         let watched = Arc::clone(&child);
-        thread::spawn(move || {
+        let watchdog = thread::Builder::new().name("watchdog".into()).spawn(move || {
             // Either the owner says it is done (or drops the sender), or the
             // deadline passes: both end the child, which is harmless if it
             // has already exited and been reaped.
@@ -89,6 +89,14 @@ impl Watched {
                 let _ = child.wait();
             }
         });
+        if let Err(e) = watchdog {
+            // No thread to bound it: the child is not let run unwatched.
+            if let Ok(mut child) = child.lock() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+            return Err(e);
+        }
         Ok((Watched { child, cancel: Some(cancel), deadline: Instant::now() + timeout }, stdout, stderr))
     }
 
@@ -130,17 +138,18 @@ fn read_bounded(reader: impl Read, limit: u64) -> io::Result<Vec<u8>> {
 impl Runner for RealRunner {
     fn call(&self, argv: &[OsString]) -> io::Result<Output> {
         let (watched, stdout, stderr) = Watched::spawn(argv, CALL_TIMEOUT)?;
-        let stderr_reader = stderr.map(|e| thread::spawn(move || read_bounded(e, MAX_STDERR)));
         let stdout = read_bounded(stdout, MAX_CALL_OUTPUT)?;
         if stdout.len() as u64 >= MAX_CALL_OUTPUT {
             // Output past the limit is never read: end the child instead.
             return Err(io::Error::other("command output over the limit"));
         }
-        let status = watched.wait()?;
-        let stderr = match stderr_reader {
-            Some(handle) => handle.join().unwrap_or_else(|_| Ok(Vec::new()))?,
+        // stderr after stdout, on this thread: the calls write little to
+        // it, and one that filled its pipe first is ended by the watchdog.
+        let stderr = match stderr {
+            Some(stderr) => read_bounded(stderr, MAX_STDERR)?,
             None => Vec::new(),
         };
+        let status = watched.wait()?;
         Ok(Output { success: status.success(), stdout, stderr })
     }
 
@@ -148,7 +157,9 @@ impl Runner for RealRunner {
         let (watched, stdout, stderr) = Watched::spawn(argv, timeout)?;
         if let Some(stderr) = stderr {
             // Drain stderr so a chatty child never blocks; keep a little for the log.
-            thread::spawn(move || {
+            // Without this thread, a chatty stderr could block the child;
+            // if none can be had, the read goes on with stderr closed.
+            let _ = thread::Builder::new().name("stderr".into()).spawn(move || {
                 if let Ok(text) = read_bounded(stderr, MAX_STDERR) {
                     if !text.is_empty() {
                         log::warn!("journal read: {}", String::from_utf8_lossy(&text).trim_end());
