@@ -5,7 +5,7 @@
 use std::sync::OnceLock;
 
 use jobgate::names::{Cursor, JobName, Prefix};
-use jobgate::systemd::argv::{Call, Privilege, Tools};
+use jobgate::systemd::argv::{Call, EntryRead, Privilege, Seek, Tools};
 use libfuzzer_sys::fuzz_target;
 use regex::Regex;
 
@@ -29,11 +29,25 @@ fuzz_target!(|data: &[u8]| {
     let cursor = Cursor::parse("s=1;i=1").expect("cursor");
     for privilege in [Privilege::Sudo, Privilege::Polkit] {
         let tools = Tools { privilege, ..Tools::default() };
-        for call in [Call::Start(&unit), Call::Stop(&unit), Call::Show(&unit), Call::ManagerEvents(&unit), Call::UnitEntries { unit: &unit, after: Some(&cursor), follow: true }] {
+        let read = EntryRead { unit: &unit, seek: Seek::After(&cursor), backward: false, follow: true, manager: true };
+        let lines_only = EntryRead { seek: Seek::Since(1), backward: true, follow: false, manager: false, ..read };
+        let calls = [
+            Call::Start(&unit),
+            Call::Stop(&unit),
+            Call::Show(&unit),
+            Call::ManagerEvents(&unit),
+            Call::UnitEntries(read),
+            Call::UnitEntries(lines_only),
+            Call::UnitMessages { unit: &unit, since: 1, until: 2 },
+        ];
+        // The unit is one argument: itself, or a journal match on it.
+        let match_arg = format!("_SYSTEMD_UNIT={unit}");
+        for call in calls {
             let argv: Vec<String> = call.argv(&tools).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
             let units = argv.iter().filter(|a| a.ends_with(".service")).count();
             assert_eq!(units, 1, "{argv:?}");
-            assert!(argv.iter().filter(|a| a.contains(text)).all(|a| a == unit.as_str()), "the name leaked into another argument: {argv:?}");
+            let whole = |a: &&String| *a == unit.as_str() || **a == match_arg;
+            assert!(argv.iter().filter(|a| a.contains(text)).all(|a| whole(&a)), "the name leaked into another argument: {argv:?}");
         }
         let start: Vec<String> = Call::Start(&unit).argv(&tools).into_iter().map(|a| a.to_string_lossy().into_owned()).collect();
         assert_eq!(start[start.len() - 2..], ["--".to_string(), unit.to_string()]);
