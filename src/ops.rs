@@ -5,9 +5,10 @@
 //! nothing of HTTP or tokens.
 #![forbid(unsafe_code)]
 
+use std::collections::HashSet;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -59,13 +60,42 @@ pub struct Jobs {
     pub tools: Tools,
     runner: Arc<dyn Runner>,
     pub runs: Runs,
+    /// The jobs whose unit held no run when last asked.
+    unloaded: Unloaded,
+}
+
+/// Which jobs' units held no run (finished, unloaded) when last asked: a
+/// guess for the next `state`, kept for a bounded number of jobs.
+#[derive(Default)]
+struct Unloaded(Mutex<HashSet<String>>);
+
+impl Unloaded {
+    /// Most jobs remembered; past it the memory starts again.
+    const MAX_JOBS: usize = 4096;
+
+    fn guess(&self, job: &JobName) -> bool {
+        self.0.lock().is_ok_and(|set| set.contains(job.as_str()))
+    }
+
+    fn note(&self, job: &JobName, unloaded: bool) {
+        let Ok(mut set) = self.0.lock() else { return };
+        if !unloaded {
+            set.remove(job.as_str());
+            return;
+        }
+        if set.len() >= Self::MAX_JOBS {
+            set.clear();
+        }
+        set.insert(job.as_str().to_string());
+    }
 }
 
 impl Jobs {
     /// Jobs whose runs are read from the journal through journalctl.
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
         let source = Journalctl { runner: Arc::clone(&runner), tools: tools.clone() };
-        Jobs { prefix, tools, runner, runs: Runs::new(Arc::new(source), Redactions::default()) }
+        let runs = Runs::new(Arc::new(source), Redactions::default());
+        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default() }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
@@ -96,10 +126,23 @@ impl Jobs {
     /// The state as a person means it: when systemd holds no run for the
     /// unit (a finished unit is unloaded and forgets its last run), the
     /// run, times, result and exit status of the journal's last run.
+    ///
+    /// Where the unit held no run the last time it was asked, the journal
+    /// read begins at once, beside `systemctl show` (a polled finished job
+    /// then costs no more than the one call); the guess is wrong at most
+    /// once per change.
     pub fn state_with_last_run(&self, job: &JobName) -> Result<UnitState, OpError> {
+        let early = self.unloaded.guess(job).then(|| self.runs.events(job).ok()).flatten();
         let mut state = self.state(job)?;
-        if state.run.is_none() && !state.is_running() {
-            let last = self.runs.history(job, Wanted { limit: 1, only: None }, &mut || None);
+        let unloaded = state.run.is_none() && !state.is_running();
+        self.unloaded.note(job, unloaded);
+        if unloaded {
+            let events = match early {
+                Some(events) => Ok(events),
+                None => self.runs.events(job),
+            };
+            let wanted = Wanted { limit: 1, only: None };
+            let last = events.and_then(|events| self.runs.history_from(events, wanted, &mut || None));
             if let Some(last) = last.map_err(|e| journal_failure(job, e))?.pop() {
                 state.run = Some(last.run);
                 state.started = Some(last.started / 1_000_000);

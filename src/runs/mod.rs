@@ -21,7 +21,7 @@ use crate::names::{JobName, RunId};
 use crate::redact::Redactions;
 pub use history::{Mark, Run, Wanted};
 pub use lines::{Last, Replay, RunReader, Shown, Tail};
-use source::JournalSource;
+use source::{Entries, JournalSource};
 
 /// How long after a run's end journald may still be storing its last lines:
 /// the manager's end message and the job's output reach it on different
@@ -48,7 +48,22 @@ impl Runs {
         wanted: Wanted<'_>,
         current: &mut dyn FnMut() -> Option<RunId>,
     ) -> io::Result<Vec<Run>> {
-        let mut events = self.source.manager_events(&job.unit())?;
+        self.history_from(self.events(job)?, wanted, current)
+    }
+
+    /// Begins reading `job`'s manager messages, for [`Runs::history_from`]:
+    /// started early, the read gets going while other work is done.
+    pub fn events(&self, job: &JobName) -> io::Result<Entries> {
+        self.source.manager_events(&job.unit())
+    }
+
+    /// [`Runs::history`] from a read begun by [`Runs::events`].
+    pub fn history_from(
+        &self,
+        mut events: Entries,
+        wanted: Wanted<'_>,
+        current: &mut dyn FnMut() -> Option<RunId>,
+    ) -> io::Result<Vec<Run>> {
         history::history(events.as_mut(), wanted, current)
     }
 

@@ -1,6 +1,6 @@
 #!/bin/sh
 # make bench (runs): boots the sandbox (journald's rate limit off), makes
-# runs of 5,000 and 100,000 lines and one of 20,000 lines of 2 KB, runs
+# runs of 5,000 and 100,000 lines, 20,000 lines of 2 KB and 500 of 48 KiB, runs
 # serve as an unprivileged member of systemd-journal, and runs runs.py
 # inside it as that user: jobgate's reads beside the plain call a peer
 # makes for the same lines, alternating, with medians and ratios.
@@ -20,6 +20,9 @@ for n in 5000 100000; do
 done
 wide=$(printf '%2000s' '' | tr ' ' x)
 printf '[Service]\nExecStart=/bin/sh -c "seq 1 20000 | sed s/$/:%s/; sleep 0.2"\n' "$wide" | unit ci-test-wide
+# journald's longest line (LineMax=) is 48 KiB.
+huge=$(printf '%49000s' '' | tr ' ' y)
+printf '[Service]\nExecStart=/bin/sh -c "seq 1 500 | sed s/$/:%s/; sleep 0.2"\n' "$huge" | unit ci-test-huge
 printf '[Service]\nExecStart=/bin/sleep infinity\n' | unit ci-test-active
 inside sh -c "mkdir -p $d && install -m 0755 '$bin' $d/jobgate
 systemctl daemon-reload
@@ -27,6 +30,6 @@ systemctl start ci-test-active
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 chown -R $user $d
 systemd-run --quiet --unit=jobgate-bench --uid=$user -p SupplementaryGroups=systemd-journal $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18621"
-for job in ci-test-lines5000 ci-test-lines100000 ci-test-wide; do inside systemctl start "$job"; done
+for job in ci-test-lines5000 ci-test-lines100000 ci-test-wide ci-test-huge; do inside systemctl start "$job"; done
 inside setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
     /usr/bin/python3 "$top/tests/bench/runs.py" "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate
