@@ -29,10 +29,13 @@ sandbox_boot
 trap stop INT TERM EXIT
 
 # Everything below lives in the sandbox's own /run and /etc/sudoers.d.
-inside sh -c "mkdir -p /run/jobgate/bin /run/jobgate/state && install -m 0755 '$bin' /run/jobgate/bin/jobgate &&
-    chown $user:$user /run/jobgate/state && cp '$top'/contrib/systemd/ci-test-*.service /run/systemd/system/ &&
-    systemctl daemon-reload &&
-    sed '/^[[:space:]]*#/!s/jobgate/$user/g' '$top/contrib/sudoers.d/jobgate' > /etc/sudoers.d/jobgate && chmod 0440 /etc/sudoers.d/jobgate &&
+# The sandbox's /tmp is its own: files come in through sandbox_put.
+sandbox_put 0755 /run/jobgate/bin/jobgate < "$bin"
+for unit in "$top"/contrib/systemd/ci-test-*.service; do
+    sandbox_put 0644 "/run/systemd/system/$(basename "$unit")" < "$unit"
+done
+sed "/^[[:space:]]*#/!s/jobgate/$user/g" "$top/contrib/sudoers.d/jobgate" | sandbox_put 0440 /etc/sudoers.d/jobgate
+inside sh -c "mkdir -p /run/jobgate/state && chown $user:$user /run/jobgate/state && systemctl daemon-reload &&
     visudo -qcf /etc/sudoers.d/jobgate"
 token=$(inside /run/jobgate/bin/jobgate --tokens /run/jobgate/tokens token add demo --scope rw 2>/dev/null)
 inside sh -c "chown root:$user /run/jobgate/tokens && chmod 0640 /run/jobgate/tokens"

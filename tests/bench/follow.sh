@@ -12,8 +12,8 @@ sandbox_boot
 d=/run/bench
 # journald's own rate limit would drop most of a big run (see redact.sh).
 inside sh -c "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\nRateLimitIntervalSec=0\n' >/run/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald"
-inside sh -c "mkdir -p $d && install -m 0755 '$bin' $d/jobgate
-for n in 100000 1000000; do
+sandbox_put 0755 $d/jobgate < "$bin"
+inside sh -c "for n in 100000 1000000; do
 cat > /run/systemd/system/ci-test-lines\$n.service <<UNIT
 [Service]
 Type=oneshot
@@ -30,4 +30,4 @@ UNIT
 systemctl daemon-reload
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 systemd-run --quiet --unit=jobgate-bench $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18611"
-inside /usr/bin/python3 "$top/tests/bench/follow.py" 127.0.0.1:18611 "$(inside cat $d/token)" $d/jobgate
+inside /usr/bin/python3 - 127.0.0.1:18611 "$(inside cat $d/token)" $d/jobgate < "$top/tests/bench/follow.py"

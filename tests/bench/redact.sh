@@ -16,8 +16,8 @@ sandbox_boot
 # would drop most of the run; the unit's LogRateLimitIntervalSec= reaches
 # journald through a cgroup xattr that cgroup v1 machines lack.
 inside sh -c "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\nRateLimitIntervalSec=0\n' >/run/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald"
-inside sh -c "mkdir -p /run/bench && install -m 0755 '$bin' /run/bench/jobgate
-cat > /run/systemd/system/ci-test-bench.service <<'UNIT'
+sandbox_put 0755 /run/bench/jobgate < "$bin"
+inside sh -c "cat > /run/systemd/system/ci-test-bench.service <<'UNIT'
 [Service]
 Type=oneshot
 ExecStart=/bin/sh -c 'seq 1 100000 | sed \"s|.*|line & user=alice token=abc&def path=/home/alice/work/& took 12ms status=ok|\"'

@@ -24,12 +24,12 @@ printf '[Service]\nExecStart=/bin/sh -c "seq 1 20000 | sed s/$/:%s/; sleep 0.2"\
 huge=$(printf '%49000s' '' | tr ' ' y)
 printf '[Service]\nExecStart=/bin/sh -c "seq 1 500 | sed s/$/:%s/; sleep 0.2"\n' "$huge" | unit ci-test-huge
 printf '[Service]\nExecStart=/bin/sleep infinity\n' | unit ci-test-active
-inside sh -c "mkdir -p $d && install -m 0755 '$bin' $d/jobgate
-systemctl daemon-reload
+sandbox_put 0755 $d/jobgate < "$bin"
+inside sh -c "systemctl daemon-reload
 systemctl start ci-test-active
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 chown -R $user $d
 systemd-run --quiet --unit=jobgate-bench --uid=$user -p SupplementaryGroups=systemd-journal $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18621"
 for job in ci-test-lines5000 ci-test-lines100000 ci-test-wide ci-test-huge; do inside systemctl start "$job"; done
 inside setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
-    /usr/bin/python3 "$top/tests/bench/runs.py" "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate
+    /usr/bin/python3 - "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate < "$top/tests/bench/runs.py"

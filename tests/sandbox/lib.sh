@@ -21,6 +21,13 @@ inside() {
     nsenter -t "$sandbox_pid" -m -p -u "$@"
 }
 
+# sandbox_put MODE PATH < FILE: a file of the host into the sandbox. Its
+# /tmp and /run are its own, so a checkout under /tmp is not seen inside:
+# what the sandbox needs from it comes in this way, never by its path.
+sandbox_put() {
+    inside sh -c 'mkdir -p "$(dirname "$2")" && cat > "$2" && chmod "$1" "$2"' sandbox_put "$1" "$2"
+}
+
 sandbox_stop() {
     trap - INT TERM EXIT
     [ -n "${sandbox_pid:-}" ] && inside systemctl poweroff --no-block >/dev/null 2>&1 || true

@@ -120,9 +120,11 @@ fn setup() -> Result<World, String> {
     let sb = Sandbox::boot()?;
     let repo = env!("CARGO_MANIFEST_DIR");
     let bin = env!("CARGO_BIN_EXE_jobgate");
-    sb.sh_ok(&format!(
-        "mkdir -p {DIR}/bin {STATE} && install -m 0755 '{bin}' {BIN} && chown {USER}:{USER} {STATE} && chmod 0700 {STATE}"
-    ));
+    // The binary goes in as bytes: the sandbox's /tmp is its own, so a
+    // checkout (and its target/) under /tmp is not seen inside.
+    let binary = std::fs::read(bin).map_err(|e| format!("{bin}: {e}"))?;
+    sb.write_file(BIN, &binary, 0o755, "root");
+    sb.sh_ok(&format!("mkdir -p {STATE} && chown {USER}:{USER} {STATE} && chmod 0700 {STATE}"));
     for unit in SHIPPED_UNITS {
         let text =
             std::fs::read_to_string(format!("{repo}/contrib/systemd/{unit}")).map_err(|e| format!("{unit}: {e}"))?;
