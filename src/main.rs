@@ -53,7 +53,11 @@ fn run(args: Args) -> Result<(), Error> {
         _ => redact::Redactions::default(),
     };
     let jobs =
-        Arc::new(ops::Jobs::new(config.prefix.clone(), config.tools.clone(), runner).with_redactions(redactions));
+        Arc::new(
+            ops::Jobs::new(config.prefix.clone(), config.tools.clone(), runner)
+                .with_redactions(redactions)
+                .with_start_locks(config.state_dir.join("start")),
+        );
     let api = |jobs, trust_proxy| -> Result<api::Api, Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());

@@ -62,6 +62,8 @@ pub struct Jobs {
     pub runs: Runs,
     /// The jobs whose unit held no run when last asked.
     unloaded: Unloaded,
+    /// Where `start` takes a lock per job (see [`Jobs::with_start_locks`]).
+    start_locks: Option<std::path::PathBuf>,
 }
 
 /// Which jobs' units held no run (finished, unloaded) when last asked: a
@@ -95,13 +97,20 @@ impl Jobs {
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
         let source = Journalctl { runner: Arc::clone(&runner), tools: tools.clone() };
         let runs = Runs::new(Arc::new(source), Redactions::default());
-        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default() }
+        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
     pub fn with_redactions(self, redactions: Redactions) -> Jobs {
         let source = Journalctl { runner: Arc::clone(&self.runner), tools: self.tools.clone() };
         Jobs { runs: Runs::new(Arc::new(source), redactions), ..self }
+    }
+
+    /// The same jobs, with `start` holding a lock file per job under `dir`
+    /// from its check to the new run: of concurrent starts of an idle job,
+    /// in one process or several, exactly one starts it.
+    pub fn with_start_locks(self, dir: std::path::PathBuf) -> Jobs {
+        Jobs { start_locks: Some(dir), ..self }
     }
 
     fn call(&self, call: Call) -> Result<Output, OpError> {
@@ -158,6 +167,7 @@ impl Jobs {
     /// (within [`START_WAIT`]; `None` if it has not begun by then, e.g.
     /// while it waits for another unit). Refused while the job is running.
     pub fn start(&self, job: &JobName) -> Result<Option<RunId>, OpError> {
+        let _lock = self.start_lock(job)?;
         let state = self.state(job)?;
         if state.is_running() {
             return Err(OpError::AlreadyActive);
@@ -197,6 +207,12 @@ impl Jobs {
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+
+    fn start_lock(&self, job: &JobName) -> Result<Option<std::fs::File>, OpError> {
+        let Some(dir) = &self.start_locks else { return Ok(None) };
+        let locked = std::fs::create_dir_all(dir).and_then(|()| crate::secure_file::lock_beside(&dir.join(job.as_str())));
+        locked.map(Some).map_err(|e| OpError::Failed(format!("locking the start of {job} in {}: {e}", dir.display())))
     }
 
     pub fn stop(&self, job: &JobName) -> Result<(), OpError> {

@@ -7,6 +7,7 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Largest token file read.
 pub const MAX_SECRET_FILE: u64 = 1 << 20;
@@ -53,7 +54,10 @@ pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
 pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
     let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
-    let tmp = dir.join(format!(".{}.tmp{}", name.to_string_lossy(), std::process::id()));
+    // Unique per call: one process (serve) replaces files from many threads.
+    static CALLS: AtomicU64 = AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, Ordering::Relaxed);
+    let tmp = dir.join(format!(".{}.tmp{}.{call}", name.to_string_lossy(), std::process::id()));
     let old = fs::metadata(path).ok();
     let mut file = OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
     let written = (|| {
@@ -71,6 +75,18 @@ pub fn replace(path: &Path, contents: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     written
+}
+
+/// An exclusive lock on `.NAME.lock` beside `path`, held until the file
+/// handed back is dropped: it serialises a read-change-write of `path`
+/// across threads and processes (`serve`, `inetd`, `cgi`, the admin CLI).
+pub fn lock_beside(path: &Path) -> io::Result<File> {
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let name = path.file_name().ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "no file name"))?;
+    let lock = dir.join(format!(".{}.lock", name.to_string_lossy()));
+    let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(lock)?;
+    file.lock()?;
+    Ok(file)
 }
 
 /// The effective uid, from /proc (std has no getuid without libc).

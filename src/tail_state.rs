@@ -31,6 +31,16 @@ impl TailState {
         Some((RunId::parse(run)?, Cursor::parse(cursor)?))
     }
 
+    /// Holds off every other `tail` of this token and job, in any process,
+    /// while the returned lock lives: a load, read and save are one step,
+    /// so concurrent cursorless tails never hand out the same lines twice.
+    pub fn lock(&self, token_name: &str, job: &JobName) -> io::Result<fs::File> {
+        if !self.dir.is_dir() {
+            fs::create_dir_all(&self.dir)?;
+        }
+        crate::secure_file::lock_beside(&self.path(token_name, job))
+    }
+
     pub fn save(&self, token_name: &str, job: &JobName, run: &RunId, cursor: &Cursor) -> io::Result<()> {
         if !self.dir.is_dir() {
             fs::create_dir_all(&self.dir)?;

@@ -59,6 +59,14 @@ fn outcome(status: u16) -> &'static str {
 
 /// `audit action=start outcome=ok job=… token=… client=… run=…`: every
 /// value is a validated name, an address or `-`, so it cannot hold a space.
+/// Writes an audit line to standard error (the journal, under systemd)
+/// whatever the log filter says: `RUST_LOG=warn` must not silence the
+/// audit trail.
+pub fn audit(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 pub fn audit_line(action: &str, response: &super::http::Response, client: Option<IpAddr>, run: Option<&str>) -> String {
     format!(
         "audit action={action} outcome={} job={} token={} client={} run={}",

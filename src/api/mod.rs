@@ -127,7 +127,7 @@ impl Api {
         response.token = ctx.token;
         if let (Some(action), false) = (ctx.action, response.status == 405) {
             let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
-            log::info!("{}", access_log::audit_line(action, &response, client, ctx.run.as_deref()));
+            access_log::audit(&access_log::audit_line(action, &response, client, ctx.run.as_deref()));
         }
         response
     }
@@ -150,8 +150,9 @@ impl Api {
             }
             ["hook", job] => {
                 ctx.route = "/hook/{job}";
-                ctx.action = Some("hook");
+                // Without --hooks there is no such route, and nothing to audit.
                 let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
+                ctx.action = Some("hook");
                 allow(method, "POST")?;
                 let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
@@ -321,7 +322,14 @@ impl Api {
         let Some(run) = self.jobs.find_run(job, &RunSelector::Last).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], Some(None), None));
         };
-        // Without a cursor, go on from where this token left off in this run.
+        // Without a cursor, go on from where this token left off in this
+        // run, holding off this token's other cursorless tails meanwhile.
+        let _lock = match &query.cursor {
+            Some(_) => None,
+            None => Some(self.tails.lock(&token.name, job).map_err(|e| {
+                internal(OpError::Failed(format!("locking the tail cursor of token {} for {job}: {e}", token.name)))
+            })?),
+        };
         let stored = match &query.cursor {
             Some(_) => None,
             None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),

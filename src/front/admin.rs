@@ -105,6 +105,7 @@ pub fn run(config: &Config, jobs: &Jobs, command: Command) -> Result<(), Error> 
             print(out, config.json, &json!({ "tokens": list }), &text)
         }
         Command::TokenRevoke { name } => {
+            let _lock = lock_token_file(config)?;
             let mut file = read_token_file(&config.tokens).map_err(Error::Failed)?;
             let before = file.entries.len();
             file.entries.retain(|e| e.name != name);
@@ -192,6 +193,14 @@ fn write_token_file(config: &Config, file: &TokenFile) -> Result<(), Error> {
         .map_err(|e| Error::Failed(format!("{}: {e}", config.tokens.display())))
 }
 
+/// Serialises changes of the token file: without it, a `token add` and a
+/// `token revoke` at once each write the file as they read it, and one of
+/// the two changes is lost (a revocation among them).
+fn lock_token_file(config: &Config) -> Result<std::fs::File, Error> {
+    secure_file::lock_beside(&config.tokens)
+        .map_err(|e| Error::Failed(format!("locking {}: {e}", config.tokens.display())))
+}
+
 fn token_add(
     out: &mut dyn Write,
     config: &Config,
@@ -199,6 +208,7 @@ fn token_add(
     scope: Scope,
     patterns: Vec<String>,
 ) -> Result<(), Error> {
+    let _lock = lock_token_file(config)?;
     let mut file = if config.tokens.exists() {
         read_token_file(&config.tokens).map_err(Error::Failed)?
     } else {

@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 use std::io::{self, Read, Write};
+use std::time::{Duration, Instant};
 
 use crate::api::http::{Request, Response, Sink, MAX_BODY};
 use crate::api::Reject;
@@ -13,10 +14,46 @@ use crate::api::Reject;
 pub const MAX_HEAD: usize = 8 << 10;
 /// Most headers in one request.
 const MAX_HEADERS: usize = 64;
+/// How long a client may take to send its whole request (head and body),
+/// from its connection's start; past it the answer is 408.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A socket whose reads can be given a time limit.
+pub trait TimedRead: Read {
+    /// Makes each following read wait at most `limit` (never zero) for data.
+    fn set_read_limit(&mut self, limit: Duration) -> io::Result<()>;
+
+    /// The time now; a test gives a clock of its own.
+    fn now(&self) -> Instant {
+        Instant::now()
+    }
+}
+
+/// Reads from `socket` that all end by `until`. A socket's read timeout
+/// bounds one read, not their sum: a client sending a byte every few
+/// seconds would hold its connection for hours. So before each read the
+/// timeout is set to the time left, and once none is left the read fails
+/// as timed out, which [`read_request`] answers with 408.
+pub struct Deadline<'a, S: TimedRead> {
+    pub socket: &'a mut S,
+    pub until: Instant,
+}
+
+impl<S: TimedRead> Read for Deadline<'_, S> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let left = self.until.saturating_duration_since(self.socket.now());
+        if left.is_zero() {
+            return Err(io::ErrorKind::TimedOut.into());
+        }
+        self.socket.set_read_limit(left)?;
+        self.socket.read(buf)
+    }
+}
 
 /// Reads one request from `input`: the head up to [`MAX_HEAD`] bytes (431
 /// past it), then a `Content-Length` body up to [`MAX_BODY`] (413 past it,
-/// and nothing of it is read). Never reads beyond the request.
+/// and nothing of it is read). Never reads beyond the request. A read that
+/// times out (a socket's timeout, a [`Deadline`]) is a 408.
 pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
     let mut head = Vec::with_capacity(1024);
     let mut byte = [0u8; 1];
@@ -30,11 +67,7 @@ pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
             Ok(0) => return Err(Reject::new(400, "Bad request")),
             Ok(_) => head.push(byte[0]),
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            // A socket's read timeout: the client went quiet.
-            Err(e) if matches!(e.kind(), io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut) => {
-                return Err(Reject::new(408, "Request timeout"))
-            }
-            Err(_) => return Err(Reject::new(400, "Bad request")),
+            Err(e) => return Err(read_failed(&e)),
         }
     }
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
@@ -53,24 +86,48 @@ pub fn read_request(input: &mut dyn Read) -> Result<Request, Reject> {
         let value = std::str::from_utf8(header.value).map_err(|_| Reject::new(400, "Bad request"))?;
         req.headers.push((header.name.to_string(), value.to_string()));
     }
-    if req.header("Transfer-Encoding").is_some() {
-        // Clients of this API send small bodies with a length.
-        return Err(Reject::new(411, "Length required"));
-    }
-    let length = match req.header("Content-Length") {
-        None => 0,
-        Some(value) => value.trim().parse::<u64>().map_err(|_| Reject::new(400, "Bad request"))?,
-    };
+    let length = body_length(&req)?;
     if length > MAX_BODY {
         return Err(Reject::new(413, "Request body too large"));
     }
     let mut body = Vec::with_capacity(length as usize);
-    input.take(length).read_to_end(&mut body).map_err(|_| Reject::new(400, "Bad request"))?;
+    input.take(length).read_to_end(&mut body).map_err(|e| read_failed(&e))?;
     if body.len() as u64 != length {
         return Err(Reject::new(400, "Bad request"));
     }
     req.body = body;
     Ok(req)
+}
+
+/// The length of `req`'s body, from its one `Content-Length` (0 without).
+/// Where a proxy in front and jobgate could disagree on where a body ends
+/// (two lengths, even equal ones; a length and chunked; `+5`, `0x5`), the
+/// rest of a body could pass for a second request: all of those are 400.
+/// Clients of this API send small bodies with a length, so no chunked ones.
+fn body_length(req: &Request) -> Result<u64, Reject> {
+    let bad = || Reject::new(400, "Bad request");
+    if req.header("Transfer-Encoding").is_some() {
+        return Err(bad());
+    }
+    let mut lengths = req.headers.iter().filter(|(name, _)| name.eq_ignore_ascii_case("Content-Length"));
+    match (lengths.next(), lengths.next()) {
+        (None, _) => Ok(0),
+        // httparse has trimmed the spaces around the value. Digits too many
+        // for a u64 are too large a body all the same (413).
+        (Some((_, value)), None) if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) => {
+            Ok(value.parse().unwrap_or(u64::MAX))
+        }
+        _ => Err(bad()),
+    }
+}
+
+/// What a failed read answers: 408 when the client was too slow (a
+/// socket's read timeout, a [`Deadline`] passed), else 400.
+fn read_failed(e: &io::Error) -> Reject {
+    match e.kind() {
+        io::ErrorKind::WouldBlock | io::ErrorKind::TimedOut => Reject::new(408, "Request timeout"),
+        _ => Reject::new(400, "Bad request"),
+    }
 }
 
 /// Writes `response` as HTTP/1.1 with `Connection: close`.
@@ -222,7 +279,153 @@ mod tests {
         ] {
             assert_eq!(read(bad).err(), Some(400), "{bad:?}");
         }
-        assert_eq!(read(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").err(), Some(411));
+    }
+
+    /// Reads `raw` as a request: its status if refused, and how many bytes
+    /// were taken from `raw`.
+    fn refused(raw: &[u8]) -> (Option<u16>, u64) {
+        let mut input = io::Cursor::new(raw.to_vec());
+        let status = read_request(&mut input).err().map(|r| r.into_response().status);
+        (status, input.position())
+    }
+
+    #[test]
+    fn one_plain_content_length_or_nothing() {
+        let head = |headers: &str| format!("POST / HTTP/1.1\r\nHost: x\r\n{headers}\r\nhello");
+        for headers in [
+            "Content-Length: 0\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\ncontent-length: 5\r\n",
+            "Content-Length: 5\r\nX-A: b\r\nContent-Length: 0\r\n",
+        ] {
+            let raw = head(headers);
+            assert_eq!(refused(raw.as_bytes()), (Some(400), raw.len() as u64 - 5), "{headers:?}: no body read");
+        }
+        // The response is JSON, like the other errors.
+        let response = read_request(&mut io::Cursor::new(head("Content-Length: 5\r\nContent-Length: 5\r\n")))
+            .err()
+            .map(Reject::into_response)
+            .expect("refused");
+        assert_eq!(response.body, b"{\"msg\":\"Bad request\"}\n");
+    }
+
+    #[test]
+    fn no_transfer_encoding_at_all() {
+        for headers in [
+            "Transfer-Encoding: chunked\r\n",
+            "Transfer-Encoding: identity\r\n",
+            "transfer-encoding: chunked\r\nContent-Length: 5\r\n",
+            "Content-Length: 5\r\nTransfer-Encoding: gzip, chunked\r\n",
+        ] {
+            let raw = format!("POST / HTTP/1.1\r\n{headers}\r\n5\r\nhello\r\n0\r\n\r\n");
+            let head_len = raw.find("\r\n\r\n").expect("head") as u64 + 4;
+            assert_eq!(refused(raw.as_bytes()), (Some(400), head_len), "{headers:?}: no body read");
+        }
+    }
+
+    #[test]
+    fn content_length_of_plain_digits_only() {
+        for value in ["+5", "-5", "0x5", "5.0", "5 5", "5,5", "\u{663}", "\"5\"", ""] {
+            let raw = format!("POST / HTTP/1.1\r\nContent-Length: {value}\r\n\r\nhello");
+            assert_eq!(refused(raw.as_bytes()), (Some(400), raw.len() as u64 - 5), "{value:?}: no body read");
+        }
+        let ok = read(b"POST / HTTP/1.1\r\nContent-Length:  005 \r\n\r\nhello").expect("spaces around, leading zeros");
+        assert_eq!(ok.body, b"hello");
+        let huge = format!("POST / HTTP/1.1\r\nContent-Length: {}\r\n\r\n", "9".repeat(30));
+        assert_eq!(refused(huge.as_bytes()), (Some(413), huge.len() as u64));
+    }
+
+    /// A client that sends one byte every `gap`, by a clock of its own; it
+    /// keeps the read limits it was given, and like a socket, a read given
+    /// less time than its next byte needs waits that long and times out.
+    struct Trickle {
+        bytes: Vec<u8>,
+        sent: usize,
+        gap: Duration,
+        now: Instant,
+        limit: Duration,
+        limits: Vec<Duration>,
+    }
+
+    impl Trickle {
+        fn new(bytes: &[u8], gap: Duration) -> Trickle {
+            let now = Instant::now();
+            Trickle { bytes: bytes.to_vec(), sent: 0, gap, now, limit: Duration::MAX, limits: Vec::new() }
+        }
+
+        fn read_by_deadline(&mut self) -> Result<Request, u16> {
+            let until = self.now + REQUEST_TIMEOUT;
+            read_request(&mut Deadline { socket: self, until }).map_err(|r| r.into_response().status)
+        }
+    }
+
+    impl Read for Trickle {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            if self.gap > self.limit {
+                self.now += self.limit;
+                return Err(io::ErrorKind::WouldBlock.into());
+            }
+            self.now += self.gap;
+            match (self.bytes.get(self.sent), buf.first_mut()) {
+                (Some(&byte), Some(slot)) => {
+                    *slot = byte;
+                    self.sent += 1;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    impl TimedRead for Trickle {
+        fn set_read_limit(&mut self, limit: Duration) -> io::Result<()> {
+            self.limit = limit;
+            self.limits.push(limit);
+            Ok(())
+        }
+
+        fn now(&self) -> Instant {
+            self.now
+        }
+    }
+
+    #[test]
+    fn a_whole_request_within_the_deadline() {
+        let mut client = Trickle::new(b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello", Duration::from_millis(100));
+        let req = client.read_by_deadline().expect("in time");
+        assert_eq!(req.body, b"hello");
+        assert_eq!(client.limits.first(), Some(&REQUEST_TIMEOUT), "the time left, not a fixed timeout");
+        assert!(client.limits.windows(2).all(|w| w[1] < w[0]), "{:?}", client.limits);
+    }
+
+    #[test]
+    fn a_trickling_head_times_out_at_the_deadline() {
+        // A byte every 3 s: each read alone is quick enough, the whole is not.
+        let mut client = Trickle::new(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", Duration::from_secs(3));
+        let start = client.now;
+        assert_eq!(client.read_by_deadline().err(), Some(408));
+        assert_eq!(client.sent, 3, "bytes at 3, 6 and 9 s");
+        let secs: Vec<u64> = client.limits.iter().map(Duration::as_secs).collect();
+        assert_eq!(secs, [10, 7, 4, 1], "each read waits only for the time left");
+        assert_eq!(client.now - start, REQUEST_TIMEOUT, "answered at the deadline, not later");
+    }
+
+    #[test]
+    fn a_trickling_body_times_out_at_the_deadline() {
+        // The head (38 bytes) is in after 9.5 s, the body would be after 10.75 s.
+        let raw = b"POST / HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello";
+        let mut client = Trickle::new(raw, Duration::from_millis(250));
+        assert_eq!(client.read_by_deadline().err(), Some(408));
+        assert_eq!(client.sent, 40, "the head and two bytes of the body");
+    }
+
+    #[test]
+    fn a_deadline_passed_reads_nothing() {
+        let mut client = Trickle::new(b"GET / HTTP/1.1\r\n\r\n", Duration::ZERO);
+        let until = client.now;
+        let mut deadline = Deadline { socket: &mut client, until };
+        assert_eq!(deadline.read(&mut [0u8; 1]).map_err(|e| e.kind()), Err(io::ErrorKind::TimedOut));
+        assert_eq!((client.sent, client.limits.len()), (0, 0));
     }
 
     #[test]

@@ -9,21 +9,19 @@ use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::api::http::{Response, StreamBody};
 use crate::api::{access_log, Api, Reject};
-use crate::front::http1::{self, BodySink, Framing};
-
-/// How long a client may take to send its request.
-pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+use crate::front::http1::{self, BodySink, Framing, REQUEST_TIMEOUT};
 
 pub fn run(api: &Api) -> io::Result<()> {
     let started = Instant::now();
     let answered = Arc::new(AtomicBool::new(false));
     let (got_request, waiting) = mpsc::channel::<()>();
     let watchdog_answered = Arc::clone(&answered);
-    thread::spawn(move || {
+    // A watchdog, since stdin may be a pipe, which has no read timeout.
+    let watchdog = thread::Builder::new().name("watchdog".into()).spawn(move || {
         if waiting.recv_timeout(REQUEST_TIMEOUT) == Err(mpsc::RecvTimeoutError::Timeout)
             && !watchdog_answered.swap(true, Ordering::SeqCst)
         {
@@ -35,6 +33,14 @@ pub fn run(api: &Api) -> io::Result<()> {
             std::process::exit(0);
         }
     });
+    if let Err(e) = watchdog {
+        // Without it a slow client could hold this process for ever: refuse
+        // the request rather than read it unbounded.
+        log::error!("cannot start the request watchdog: {e}");
+        let response = Response::error(503, "Too many requests");
+        access_log::log("-", &response, started.elapsed());
+        return ignore_broken_pipe(http1::write_response(&mut io::stdout().lock(), &response));
+    }
     let request = http1::read_request(&mut io::stdin().lock());
     let _ = got_request.send(());
     if answered.swap(true, Ordering::SeqCst) {
@@ -54,6 +60,11 @@ pub fn run(api: &Api) -> io::Result<()> {
         Some(stream) => send_stream(&mut out, &response, stream),
     };
     access_log::log(&method, &response, started.elapsed());
+    ignore_broken_pipe(written)
+}
+
+/// A client that left before its answer is no error of jobgate's.
+fn ignore_broken_pipe(written: io::Result<()>) -> io::Result<()> {
     match written {
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
         result => result,

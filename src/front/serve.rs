@@ -1,7 +1,7 @@
 //! `jobgate serve`: a small blocking HTTP server. One thread per connection,
 //! so a slow client never holds up the others; each connection carries one
-//! request (read by `http1` under its limits, with a 10 s read timeout that
-//! answers 408) and one answer, then closes.
+//! request (read by `http1` under its limits, all of it within 10 s of the
+//! accept, else 408) and one answer, then closes.
 //!
 //! tiny_http was the first choice, but it reads a request line or header of
 //! any length and never times a client out (tiny-http#56); jobgate's own
@@ -12,19 +12,23 @@ use std::io::{self, Read, Write};
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
 use crate::api::http::{Response, StreamBody};
 use crate::api::{access_log, Api, Reject};
-use crate::front::http1::{self, BodySink, Framing};
-use crate::front::inetd::REQUEST_TIMEOUT;
+use crate::front::http1::{self, BodySink, Deadline, Framing, TimedRead, REQUEST_TIMEOUT};
 
 /// Connections served at once; past it the answer is 503.
 pub const MAX_IN_FLIGHT: usize = 64;
 /// How long writing an answer may stall before the client is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The answer past [`MAX_IN_FLIGHT`], or when the system refuses a thread.
+fn too_busy() -> Response {
+    Response::error(503, "Too many requests")
+}
 
 /// A listening socket: TCP, or a Unix socket systemd passed.
 pub enum Listener {
@@ -58,14 +62,11 @@ enum Connection {
 }
 
 impl Connection {
-    fn set_timeouts(&self) -> io::Result<()> {
+    /// The read timeout is set before each read of the request, by [`Deadline`].
+    fn set_write_timeout(&self) -> io::Result<()> {
         match self {
-            Connection::Tcp(s) => {
-                s.set_read_timeout(Some(REQUEST_TIMEOUT)).and(s.set_write_timeout(Some(WRITE_TIMEOUT)))
-            }
-            Connection::Unix(s) => {
-                s.set_read_timeout(Some(REQUEST_TIMEOUT)).and(s.set_write_timeout(Some(WRITE_TIMEOUT)))
-            }
+            Connection::Tcp(s) => s.set_write_timeout(Some(WRITE_TIMEOUT)),
+            Connection::Unix(s) => s.set_write_timeout(Some(WRITE_TIMEOUT)),
         }
     }
 
@@ -96,6 +97,15 @@ impl Read for Connection {
         match self {
             Connection::Tcp(s) => s.read(buf),
             Connection::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl TimedRead for Connection {
+    fn set_read_limit(&mut self, limit: Duration) -> io::Result<()> {
+        match self {
+            Connection::Tcp(s) => s.set_read_timeout(Some(limit)),
+            Connection::Unix(s) => s.set_read_timeout(Some(limit)),
         }
     }
 }
@@ -140,30 +150,88 @@ pub fn serve(api: Arc<Api>, passed: Option<Listener>, listen: &str) -> Result<()
                 continue;
             }
         };
-        let busy = in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT;
+        let accepted = Instant::now();
+        let (slot, busy) = Slot::take(&in_flight);
         let api = Arc::clone(&api);
-        let counted = Arc::clone(&in_flight);
-        let spawned = thread::Builder::new().name("connection".into()).spawn(move || {
-            handle(&api, connection, remote, busy);
-            counted.fetch_sub(1, Ordering::SeqCst);
+        let builder = thread::Builder::new().name("connection".into());
+        start_thread(builder, connection, slot, accepted, move |connection| {
+            handle(&api, connection, remote, busy, accepted)
         });
-        if let Err(e) = spawned {
-            in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// A connection's place among the [`MAX_IN_FLIGHT`], given back when it is
+/// dropped: so also when its thread panics, or never starts.
+struct Slot(Arc<AtomicUsize>);
+
+impl Slot {
+    /// Takes a place in `in_flight`; `true` when all were taken already.
+    fn take(in_flight: &Arc<AtomicUsize>) -> (Slot, bool) {
+        let busy = in_flight.fetch_add(1, Ordering::SeqCst) >= MAX_IN_FLIGHT;
+        (Slot(Arc::clone(in_flight)), busy)
+    }
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Runs `work` on `connection` on a thread of its own, made by `builder`,
+/// which holds `slot` until it ends. A thread the system refuses is a 503
+/// to that client, not a panic, and the slot is given back.
+fn start_thread(
+    builder: thread::Builder,
+    connection: Connection,
+    slot: Slot,
+    accepted: Instant,
+    work: impl FnOnce(Connection) + Send + 'static,
+) -> Option<thread::JoinHandle<()>> {
+    // The connection is handed over once the thread runs: a spawn that
+    // fails drops its closure, and the connection must stay here to answer.
+    let (hand_over, receive) = mpsc::channel::<Connection>();
+    let spawned = builder.spawn(move || {
+        let _slot = slot;
+        if let Ok(connection) = receive.recv() {
+            work(connection);
+        }
+    });
+    match spawned {
+        Ok(thread) => {
+            let _ = hand_over.send(connection);
+            Some(thread)
+        }
+        Err(e) => {
             log::error!("cannot start a connection thread: {e}");
+            let mut connection = connection;
+            let response = too_busy();
+            // A new socket's send buffer takes this small answer at once:
+            // the accept loop does not wait on the client.
+            let written =
+                connection.set_write_timeout().and_then(|()| http1::write_response(&mut connection, &response));
+            if let Err(e) = written {
+                log::debug!("writing the answer: {e}");
+            }
+            access_log::log("-", &response, accepted.elapsed());
+            connection.close();
+            None
         }
     }
 }
 
-fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: bool) {
-    let started = Instant::now();
-    if let Err(e) = connection.set_timeouts() {
+fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: bool, accepted: Instant) {
+    if let Err(e) = connection.set_write_timeout() {
         log::error!("setting socket timeouts: {e}");
         return;
     }
     let (method, mut response, http10) = if busy {
-        (String::from("-"), Response::error(503, "Too many requests"), false)
+        (String::from("-"), too_busy(), false)
     } else {
-        match http1::read_request(&mut connection) {
+        // The whole request within REQUEST_TIMEOUT of the accept, however
+        // slowly its bytes come.
+        let until = accepted + REQUEST_TIMEOUT;
+        match http1::read_request(&mut Deadline { socket: &mut connection, until }) {
             Ok(mut req) => {
                 req.remote = remote;
                 (req.method.clone(), api.handle(&req), req.http10)
@@ -181,7 +249,7 @@ fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: b
     if let Err(e) = written {
         log::debug!("writing the answer: {e}");
     }
-    access_log::log(&method, &response, started.elapsed());
+    access_log::log(&method, &response, accepted.elapsed());
     connection.close();
 }
 
@@ -196,4 +264,92 @@ fn send_stream(
     let mut sink = BodySink { out: connection, framing, gone: move || http1::peer_closed(&mut probe) };
     stream.send_to(&mut sink);
     sink.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_gives_the_slot_back() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let panicked = std::panic::catch_unwind(|| {
+            let (_slot, busy) = Slot::take(&in_flight);
+            assert_eq!((in_flight.load(Ordering::SeqCst), busy), (1, false));
+            panic!("a bug in a handler");
+        });
+        assert!(panicked.is_err());
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn slots_past_the_cap_are_busy() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let held: Vec<(Slot, bool)> = (0..MAX_IN_FLIGHT).map(|_| Slot::take(&in_flight)).collect();
+        assert!(held.iter().all(|(_, busy)| !busy));
+        let (extra, busy) = Slot::take(&in_flight);
+        assert!(busy);
+        drop((held, extra));
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+    }
+
+    /// A connection to hand to `start_thread`, and its client's end.
+    fn pair() -> (Connection, UnixStream) {
+        let (server, client) = UnixStream::pair().expect("socket pair");
+        client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
+        (Connection::Unix(server), client)
+    }
+
+    #[test]
+    fn a_panicking_connection_thread_gives_its_slot_back() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (connection, mut client) = pair();
+        let (slot, _) = Slot::take(&in_flight);
+        let thread = start_thread(thread::Builder::new(), connection, slot, Instant::now(), |_| panic!("a bug"));
+        assert!(thread.expect("started").join().is_err(), "it panicked");
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+        let mut answer = Vec::new();
+        client.read_to_end(&mut answer).expect("closed");
+        assert!(answer.is_empty());
+    }
+
+    #[test]
+    fn a_thread_refused_is_a_503() {
+        let in_flight = Arc::new(AtomicUsize::new(0));
+        let (connection, mut client) = pair();
+        let (slot, _) = Slot::take(&in_flight);
+        // A stack larger than the address space: the system refuses it.
+        let refused = thread::Builder::new().stack_size(1 << (usize::BITS - 2));
+        let thread = start_thread(refused, connection, slot, Instant::now(), |_| unreachable!("never runs"));
+        assert!(thread.is_none());
+        assert_eq!(in_flight.load(Ordering::SeqCst), 0);
+        let mut answer = String::new();
+        client.read_to_string(&mut answer).expect("answered and closed");
+        assert!(answer.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{answer}");
+        assert!(answer.ends_with("{\"msg\":\"Too many requests\"}\n"), "{answer}");
+    }
+
+    #[test]
+    fn a_trickling_client_is_cut_off_at_the_deadline() {
+        // The same reading as `handle`'s, on a real socket, with a shorter deadline.
+        let (mut connection, mut client) = pair();
+        let writer = thread::Builder::new()
+            .spawn(move || {
+                for &byte in b"GET / HTTP/1.1\r\nHost: x\r\n\r\n" {
+                    if client.write_all(&[byte]).is_err() {
+                        break;
+                    }
+                    thread::sleep(Duration::from_millis(50));
+                }
+            })
+            .expect("thread");
+        let started = Instant::now();
+        let until = started + Duration::from_millis(300);
+        let read = http1::read_request(&mut Deadline { socket: &mut connection, until });
+        let elapsed = started.elapsed();
+        assert_eq!(read.err().map(|r| r.into_response().status), Some(408));
+        assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(1), "{elapsed:?}");
+        connection.close();
+        writer.join().expect("writer");
+    }
 }

@@ -18,7 +18,6 @@ use sandbox::Sandbox;
 use serde_json::Value;
 
 const USER: &str = "jobgate-test";
-const DIR: &str = "/run/jobgate-test";
 const BIN: &str = "/run/jobgate-test/bin/jobgate";
 const TOKENS: &str = "/run/jobgate-test/tokens";
 const STATE: &str = "/run/jobgate-test/state";
