@@ -211,7 +211,8 @@ impl Jobs {
 
     fn start_lock(&self, job: &JobName) -> Result<Option<std::fs::File>, OpError> {
         let Some(dir) = &self.start_locks else { return Ok(None) };
-        let locked = std::fs::create_dir_all(dir).and_then(|()| crate::secure_file::lock_beside(&dir.join(job.as_str())));
+        let locked =
+            std::fs::create_dir_all(dir).and_then(|()| crate::secure_file::lock_beside(&dir.join(job.as_str())));
         locked.map(Some).map_err(|e| OpError::Failed(format!("locking the start of {job} in {}: {e}", dir.display())))
     }
 

@@ -627,13 +627,15 @@ fn polkit_instead_of_sudo(w: &World) {
         as_user(&["restart", "--no-block", "--", "ci-test-count.service"]),
         as_user(&["start", "--no-block", "--", "noise.service"]),
         as_user(&["kill", "--", "ci-test-count.service"]),
+        // %I would make the instance a path.
+        as_user(&["start", "--no-block", "--", "ci-test-deploy@a-..-..-x.service"]),
     ];
     w.sb.sh_ok("systemctl stop jobgate-polkit-test.service; mv /run/jobgate-test/sudoers.away /etc/sudoers.d/jobgate; rm /etc/polkit-1/rules.d/50-jobgate.rules");
     assert_eq!(nnp.trim(), "yes");
     assert_eq!(started.status, 200, "start through polkit: {}", started.body);
     assert!(started.json()["run"].is_string(), "{}", started.body);
     assert_eq!(stopped.status, 200, "stop through polkit: {}", stopped.body);
-    assert_eq!(refused, [false, false, false], "DENY! restart, a unit without the prefix, kill");
+    assert_eq!(refused, [false, false, false, false], "DENY! restart, a unit without the prefix, kill, '..'");
     wait_until("ci-test-count has finished", Duration::from_secs(10), || {
         w.state("ci-test-count")["state"] == "inactive"
     });

@@ -430,11 +430,15 @@ fn github_client_script(w: &World) {
     let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["ci-test-fail"], &[("GITHUB_ACTIONS", "true")]);
     let run = client_run_id(&stderr);
     assert_eq!(code, Some(1), "{stderr}");
+    // The job's lines with workflow commands off, under a token it cannot know.
+    let off = lines.first().and_then(|l| l.strip_prefix("::stop-commands::")).unwrap_or_default().to_string();
+    assert!(off.len() == 32 && off.bytes().all(|b| b.is_ascii_hexdigit()), "{lines:?}");
     assert_eq!(
-        lines,
+        lines[1..],
         [
             "checking something".to_string(),
             "something is wrong".into(),
+            format!("::{off}::"),
             format!("::error::jobgate: ci-test-fail run {run} failed: result=exit-code exit_status=3"),
         ]
     );
