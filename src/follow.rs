@@ -90,42 +90,63 @@ impl FollowEnd {
     }
 }
 
-/// How many streams may run at once and for how long. The cap holds
-/// across processes too (`inetd` and `cgi` answer each request in its own):
-/// each stream holds a lock on one of `max_streams` slot files under the
-/// state directory, and a process's locks go with it.
+/// How many streams may run at once, per token and in all, and for how
+/// long. The caps hold across processes too (`inetd` and `cgi` answer each
+/// request in its own): each stream holds a lock on one of `max_streams`
+/// slot files under the state directory, and on one of `max_per_token` of
+/// its token's; a process's locks go with it.
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_streams: usize,
+    pub max_per_token: usize,
     pub max_duration: Duration,
     pub slot_dir: PathBuf,
 }
 
 /// Streams at once, by default.
-pub const DEFAULT_MAX_STREAMS: usize = 16;
+pub const DEFAULT_MAX_STREAMS: usize = crate::limits::DEFAULT_MAX_FOLLOWS;
 /// How long one stream may last, by default.
 pub const DEFAULT_MAX_DURATION: Duration = Duration::from_secs(3600);
 
-/// One of the [`Limits::max_streams`] places, held while it is alive.
+/// A stream's places (its token's and one of all), held while it is alive.
 pub struct Slot {
-    _lock: File,
+    _locks: [File; 2],
+}
+
+/// Why no slot was had.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Full {
+    /// The token holds its most streams already.
+    Token,
+    /// All streams are taken.
+    All,
 }
 
 impl Limits {
-    /// A free slot, or `None` when all are taken.
-    pub fn take_slot(&self) -> io::Result<Option<Slot>> {
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.slot_dir)?;
-        for i in 0..self.max_streams {
-            let path = self.slot_dir.join(format!("slot-{i}"));
-            let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
-            match file.try_lock() {
-                Ok(()) => return Ok(Some(Slot { _lock: file })),
-                Err(TryLockError::WouldBlock) => continue,
-                Err(TryLockError::Error(e)) => return Err(e),
-            }
-        }
-        Ok(None)
+    /// Places for a stream of `token` (a validated token name), or which
+    /// cap is full.
+    pub fn take_slot(&self, token: &str) -> io::Result<Result<Slot, Full>> {
+        let Some(any) = take_one(&self.slot_dir, self.max_streams)? else { return Ok(Err(Full::All)) };
+        let Some(own) = take_one(&self.slot_dir.join(format!("token-{token}")), self.max_per_token)? else {
+            return Ok(Err(Full::Token));
+        };
+        Ok(Ok(Slot { _locks: [own, any] }))
     }
+}
+
+/// A lock on one of `n` slot files in `dir`, or `None` when all are held.
+fn take_one(dir: &std::path::Path, n: usize) -> io::Result<Option<File>> {
+    fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    for i in 0..n {
+        let path = dir.join(format!("slot-{i}"));
+        let file = OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(path)?;
+        match file.try_lock() {
+            Ok(()) => return Ok(Some(file)),
+            Err(TryLockError::WouldBlock) => continue,
+            Err(TryLockError::Error(e)) => return Err(e),
+        }
+    }
+    Ok(None)
 }
 
 /// The run to follow: `which`, or the newest. A run that has just begun
@@ -419,15 +440,20 @@ mod tests {
     }
 
     #[test]
-    fn slots_are_capped_and_given_back() {
+    fn slots_are_capped_per_token_and_in_all_and_given_back() {
         let dir = std::env::temp_dir().join(format!("jobgate-slots-{}", std::process::id()));
-        let limits = Limits { max_streams: 2, max_duration: DEFAULT_MAX_DURATION, slot_dir: dir.clone() };
-        let first = limits.take_slot().expect("slot dir");
-        let second = limits.take_slot().expect("slot dir");
-        assert!(first.is_some() && second.is_some());
-        assert!(limits.take_slot().expect("slot dir").is_none(), "a third stream is refused");
+        let limits =
+            Limits { max_streams: 3, max_per_token: 2, max_duration: DEFAULT_MAX_DURATION, slot_dir: dir.clone() };
+        let take = |token: &str| limits.take_slot(token).expect("slot dir");
+        let (first, second) = (take("a"), take("a"));
+        assert!(first.is_ok() && second.is_ok());
+        assert_eq!(take("a").err(), Some(Full::Token), "a third stream of one token is refused");
+        let other = take("b");
+        assert!(other.is_ok(), "another token still gets one");
+        assert_eq!(take("c").err(), Some(Full::All), "past the cap in all");
+        assert_eq!(take("a").err(), Some(Full::All), "the cap in all is told first");
         drop(first);
-        assert!(limits.take_slot().expect("slot dir").is_some(), "a slot is free again");
+        assert!(take("a").is_ok(), "a slot is free again");
         let _ = fs::remove_dir_all(dir);
     }
 

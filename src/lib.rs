@@ -13,6 +13,7 @@ pub mod error;
 pub mod follow;
 pub mod front;
 pub mod hooks;
+pub mod limits;
 pub mod names;
 pub mod ops;
 pub mod redact;

@@ -194,7 +194,7 @@ impl Api {
                         self.logs(&job, &query, RunSelector::Id(run))
                     }
                     JobRoute::Tail => self.tail(&job, &token, &query),
-                    JobRoute::Follow => self.follow(job, &query),
+                    JobRoute::Follow => self.follow(job, &token, &query),
                     JobRoute::Runs => self.runs(&job, &query),
                 }
             }
@@ -291,10 +291,11 @@ impl Api {
         }
     }
 
-    fn follow(&self, job: JobName, query: &Query) -> Answer {
-        let slot = match self.follow.take_slot() {
-            Ok(Some(slot)) => slot,
-            Ok(None) => return Err(Reject::new(503, "Too many streams")),
+    fn follow(&self, job: JobName, token: &TokenEntry, query: &Query) -> Answer {
+        let slot = match self.follow.take_slot(&token.name) {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(follow::Full::Token)) => return Err(Reject::new(503, "Too many streams for this token")),
+            Ok(Err(follow::Full::All)) => return Err(Reject::new(503, "Too many streams")),
             Err(e) => {
                 let why = format!("taking a stream slot in {}: {e}", self.follow.slot_dir.display());
                 return Err(internal(OpError::Failed(why)));

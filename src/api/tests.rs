@@ -48,6 +48,7 @@ fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
     let state_dir = std::env::temp_dir().join(format!("jobgate-api-test-{}-{n}", std::process::id()));
     let follow = follow::Limits {
         max_streams: 1,
+        max_per_token: 1,
         max_duration: follow::DEFAULT_MAX_DURATION,
         slot_dir: state_dir.join("follow"),
     };

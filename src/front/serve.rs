@@ -21,7 +21,7 @@ use crate::api::{access_log, Api, Reject};
 use crate::front::http1::{self, BodySink, Deadline, Framing, TimedRead, REQUEST_TIMEOUT};
 
 /// Connections served at once; past it the answer is 503.
-pub const MAX_IN_FLIGHT: usize = 64;
+pub const MAX_IN_FLIGHT: usize = crate::limits::MAX_CONNECTIONS;
 /// How long writing an answer may stall before the client is dropped.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 

@@ -23,10 +23,7 @@ use crate::systemd::export::MAX_ENTRY_BYTES;
 use crate::systemd::parse::Entry;
 use crate::systemd::run::STREAM_TIMEOUT;
 
-/// Most bytes of lines one answer holds in memory; a larger answer is
-/// streamed (`logs`) or ends there (`tail`, whose client goes on from its
-/// cursor).
-pub const HOLD_BYTES: usize = 4 << 20;
+pub use crate::limits::HOLD_BYTES;
 
 /// One journal entry of a run as it may be shown: its lines (none when the
 /// redaction skipped them all) and its cursor.

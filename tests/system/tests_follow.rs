@@ -21,6 +21,7 @@ pub const TESTS: &[Test] = &[
     ("follow_runs_and_state_per_instance", follow_runs_and_state_per_instance),
     ("client_that_leaves_ends_journalctl", client_that_leaves_ends_journalctl),
     ("follow_cap_and_time_limit", follow_cap_and_time_limit),
+    ("follow_cap_per_token", follow_cap_per_token),
     ("follow_through_inetd_nginx_and_cgi", follow_through_inetd_nginx_and_cgi),
     ("polling_client_like_the_original_api", polling_client_like_the_original_api),
     ("github_client_script", github_client_script),
@@ -310,6 +311,19 @@ fn follow_cap_and_time_limit(w: &World) {
     assert!(took >= Duration::from_secs(3) && took < Duration::from_secs(6), "{took:?}");
     drop(two);
     w.sb.sh_ok("systemctl stop jobgate-capped");
+}
+
+/// One token holds at most 4 of the 16 streams; another still gets one.
+fn follow_cap_per_token(w: &World) {
+    let _stop = Stop(w, "ci-test-slow");
+    start(w, "ci-test-slow");
+    let target = "/api/job/ci-test-slow/follow";
+    let held: Vec<_> = (0..4).map(|_| open_raw(&w.addr, target, &w.rw, "slow started\n")).collect();
+    let fifth = get(&w.addr, target, &w.rw);
+    assert_eq!((fifth.status, fifth.msg().as_str()), (503, "Too many streams for this token"));
+    let (other, head) = open_raw(&w.addr, target, &w.ro, "slow started\n");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    drop((held, other));
 }
 
 /// Live through socket activation, nginx → serve, and `jobgate cgi` as a
