@@ -294,6 +294,21 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             "not a member of systemd-journal, so logs cannot be read (fix: usermod -aG systemd-journal USER)".into(),
         ));
     }
+    // A read as jobgate makes it: group membership is not enough where the
+    // journal directory does not let the group in.
+    let probe = crate::names::JobName::parse(&config.prefix, &format!("{}jobgate-check", config.prefix.as_str()));
+    if let Ok(probe) = probe {
+        match jobs.runs.history(&probe, crate::runs::Wanted { limit: 1, only: None }, &mut || None) {
+            Ok(_) => report.push((true, "the journal can be read".into())),
+            Err(e) => report.push((
+                false,
+                format!(
+                    "the journal cannot be read: {e} (fix: usermod -aG systemd-journal USER, and give the journal \
+                     directories group systemd-journal with mode 2750: systemd-tmpfiles --create --prefix /var/log/journal)"
+                ),
+            )),
+        }
+    }
     let problems = report.iter().filter(|(ok, _)| !ok).count();
     let text: String =
         report.iter().map(|(ok, line)| format!("{} {line}\n", if *ok { "ok  " } else { "FAIL" })).collect();

@@ -155,19 +155,90 @@ impl Runner for RealRunner {
 
     fn stream(&self, argv: &[OsString], timeout: Duration) -> io::Result<(Box<dyn BufRead + Send>, StopOnDrop)> {
         let (watched, stdout, stderr) = Watched::spawn(argv, timeout)?;
+        let said = Arc::new(Mutex::new(Vec::new()));
         if let Some(stderr) = stderr {
-            // Drain stderr so a chatty child never blocks; keep a little for the log.
-            // Without this thread, a chatty stderr could block the child;
-            // if none can be had, the read goes on with stderr closed.
+            // Drain stderr so a chatty child never blocks; keep a little for
+            // the log and for the error. If no thread can be had, the read
+            // goes on with stderr closed.
+            let kept = Arc::clone(&said);
             let _ = thread::Builder::new().name("stderr".into()).spawn(move || {
                 if let Ok(text) = read_bounded(stderr, MAX_STDERR) {
                     if !text.is_empty() {
                         log::warn!("journal read: {}", String::from_utf8_lossy(&text).trim_end());
                     }
+                    if let Ok(mut kept) = kept.lock() {
+                        *kept = text;
+                    }
                 }
             });
         }
-        Ok((Box::new(BufReader::with_capacity(64 << 10, stdout)), Box::new(watched)))
+        let program = argv.iter().map(|a| a.to_string_lossy()).find(|a| !a.ends_with("sudo") && !a.starts_with('-'));
+        let output = Checked {
+            stdout: BufReader::with_capacity(64 << 10, stdout),
+            child: Arc::clone(&watched.child),
+            said,
+            program: program.unwrap_or_default().into_owned(),
+            checked: false,
+        };
+        Ok((Box::new(output), Box::new(watched)))
+    }
+}
+
+/// A streaming child's stdout that, at its end, tells how the child ended:
+/// a read whose program failed (a journal it may not read, say) is an
+/// error with what it said, never an answer that is merely empty.
+struct Checked {
+    stdout: BufReader<ChildStdout>,
+    child: Arc<Mutex<Child>>,
+    said: Arc<Mutex<Vec<u8>>>,
+    program: String,
+    checked: bool,
+}
+
+impl Checked {
+    /// At the end of the output: waits (briefly) for the child's status.
+    fn check(&mut self) -> io::Result<()> {
+        if std::mem::replace(&mut self.checked, true) {
+            return Ok(());
+        }
+        let deadline = Instant::now() + Duration::from_secs(1);
+        let status = loop {
+            let status = self.child.lock().map_err(|_| io::Error::other("child lock poisoned"))?.try_wait()?;
+            match status {
+                Some(status) => break status,
+                // Still closing down: an end without an error.
+                None if Instant::now() >= deadline => return Ok(()),
+                None => thread::sleep(Duration::from_millis(2)),
+            }
+        };
+        if status.success() {
+            return Ok(());
+        }
+        thread::sleep(Duration::from_millis(20)); // for the stderr thread
+        let said = self.said.lock().map(|s| String::from_utf8_lossy(&s).trim().to_string()).unwrap_or_default();
+        Err(io::Error::other(format!("{} failed ({status}): {said}", self.program)))
+    }
+}
+
+impl Read for Checked {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.stdout.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.check()?;
+        }
+        Ok(n)
+    }
+}
+
+impl BufRead for Checked {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.stdout.fill_buf()?.is_empty() {
+            self.check()?;
+        }
+        self.stdout.fill_buf()
+    }
+    fn consume(&mut self, amt: usize) {
+        self.stdout.consume(amt)
     }
 }
 

@@ -17,6 +17,7 @@ pub const TESTS: &[Test] = &[
     ("audit_whatever_the_log_filter", audit_whatever_the_log_filter),
     ("ambiguous_request_bodies_are_refused", ambiguous_request_bodies_are_refused),
     ("a_trickling_client_gets_408_in_time", a_trickling_client_gets_408_in_time),
+    ("an_unreadable_journal_is_an_error", an_unreadable_journal_is_an_error),
 ];
 
 fn idle(w: &World, job: &str) {
@@ -161,4 +162,39 @@ fn a_trickling_client_gets_408_in_time(w: &World) {
     let elapsed = connected.elapsed();
     assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&answer));
     assert!(elapsed < Duration::from_secs(13), "answered after {elapsed:?}");
+}
+
+/// jobgate run by a user who may not read the journal: `logs` answers 500
+/// (the cause in its log), the CLI fails, and `check` says how to mend it.
+fn an_unreadable_journal_is_an_error(w: &World) {
+    w.run_to_end("ci-test-count");
+    let (tokens, state) = ("/run/jobgate-test/nobody-tokens", "/run/jobgate-test/nobody-state");
+    let out = w.sb.command(BIN).args(["--tokens", tokens, "token", "add", "x", "--scope", "ro"]).output().expect("add");
+    let token = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    w.sb.sh_ok(&format!("chown nobody {tokens} && mkdir -p {state} && chown nobody {state}"));
+    let as_nobody = |args: &[&str]| {
+        let mut cmd = w.sb.command_as("nobody", BIN);
+        cmd.args(["--tokens", tokens, "--state-dir", state]).args(args);
+        cmd
+    };
+    let mut inetd = as_nobody(&["inetd"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("inetd");
+    let request = format!("GET /api/job/ci-test-count/logs HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    if let Some(mut stdin) = inetd.stdin.take() {
+        stdin.write_all(request.as_bytes()).expect("request");
+    }
+    let out = inetd.wait_with_output().expect("inetd");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.starts_with("HTTP/1.1 500"), "{stdout}");
+    assert!(stderr.contains("journalctl failed"), "the cause is in the log: {stderr}");
+    let logs = as_nobody(&["logs", "ci-test-count"]).output().expect("logs");
+    assert_eq!(logs.status.code(), Some(1), "{}", String::from_utf8_lossy(&logs.stderr));
+    let check = as_nobody(&["check"]).output().expect("check");
+    let report = String::from_utf8_lossy(&check.stdout);
+    assert!(report.contains("FAIL the journal cannot be read"), "{report}");
+    assert!(report.contains("usermod -aG systemd-journal"), "{report}");
 }
