@@ -8,10 +8,18 @@
 //! (`X-Gitlab-Token: SECRET`) send it; `event=` and `ref=` narrow it to one
 //! event (`X-GitHub-Event`, `X-Gitlab-Event`, `X-Cirrus-Event`) and one
 //! `ref` in the JSON payload.
+//!
+//! Only the body is signed: `event=` reads a header the signature does not
+//! cover, so it filters honest senders only, while `ref=` is read from the
+//! signed body. A delivery is accepted once: a replay of a captured one (to
+//! this job or, with the same secret, another) is refused, and one secret
+//! may not serve hooks of two jobs.
 #![forbid(unsafe_code)]
 
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+
 use hmac::{Hmac, Mac};
-use sha2::Sha256;
+use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::api::http::Request;
@@ -33,6 +41,8 @@ pub struct Hook {
 #[derive(Debug, Default)]
 pub struct Hooks {
     hooks: Vec<Hook>,
+    /// Where accepted deliveries are remembered; none: not remembered.
+    seen_dir: Option<std::path::PathBuf>,
 }
 
 /// Why a correctly signed hook starts nothing.
@@ -56,21 +66,60 @@ impl Hooks {
             if line.is_empty() || line.starts_with('#') {
                 continue;
             }
-            hooks.push(parse_line(line, prefix).map_err(|e| format!("{origin}:{}: {e}", i + 1))?);
+            let hook = parse_line(line, prefix).map_err(|e| format!("{origin}:{}: {e}", i + 1))?;
+            // A delivery signed for one job would start the other too.
+            if let Some(other) = hooks.iter().find(|h: &&Hook| h.secret == hook.secret && h.job != hook.job) {
+                return Err(format!(
+                    "{origin}:{}: hook '{}' has the secret of hook '{}', which starts another job; give each job its own",
+                    i + 1,
+                    hook.name,
+                    other.name
+                ));
+            }
+            hooks.push(hook);
         }
-        Ok(Hooks { hooks })
+        Ok(Hooks { hooks, seen_dir: None })
     }
 
-    /// The hook for `job` whose secret signed this request, if any. Every
-    /// candidate is checked, in constant time each.
-    pub fn verify(&self, job: &JobName, req: &Request) -> Option<&Hook> {
-        let mut found = None;
-        for hook in self.hooks.iter().filter(|h| h.job == *job) {
-            if hook.signed(req) {
-                found = Some(hook);
-            }
+    /// Remembers accepted deliveries under `dir` (the state directory's
+    /// `hooks/`), so that each is accepted once.
+    pub fn with_seen_dir(self, dir: std::path::PathBuf) -> Hooks {
+        Hooks { seen_dir: Some(dir), ..self }
+    }
+
+    /// The hooks for `job` whose secret signed this request, in file order.
+    /// Every candidate is checked, in constant time each.
+    pub fn verify(&self, job: &JobName, req: &Request) -> Vec<&Hook> {
+        self.hooks.iter().filter(|h| h.job == *job).filter(|h| h.signed(req)).collect()
+    }
+
+    /// Whether this delivery (its signed body) is new: the first time, it
+    /// is remembered for [`SEEN_FOR`] and true; a replay is false.
+    pub fn first_delivery(&self, req: &Request) -> std::io::Result<bool> {
+        let Some(dir) = &self.seen_dir else { return Ok(true) };
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+        forget_old(dir);
+        let name = crate::auth::hex(&Sha256::digest(&req.body));
+        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(dir.join(name)) {
+            Ok(_) => Ok(true),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
+            Err(e) => Err(e),
         }
-        found
+    }
+}
+
+/// How long an accepted delivery is remembered. A signed push is never
+/// sent twice by its service (a redelivery by hand is refused too).
+pub const SEEN_FOR: std::time::Duration = std::time::Duration::from_secs(30 * 24 * 3600);
+
+/// Removes the deliveries remembered longer than [`SEEN_FOR`].
+fn forget_old(dir: &std::path::Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    for entry in entries.flatten() {
+        let old = entry.metadata().and_then(|m| m.modified()).ok().and_then(|t| t.elapsed().ok());
+        if old.is_some_and(|age| age > SEEN_FOR) {
+            let _ = std::fs::remove_file(entry.path());
+        }
     }
 }
 
@@ -169,21 +218,22 @@ mod tests {
         mac.update(b"{\"ref\":\"refs/heads/main\"}");
         let hex = crate::auth::hex(&mac.finalize().into_bytes());
         let body = "{\"ref\":\"refs/heads/main\"}";
-        assert!(file
+        assert!(!file
             .verify(&job("ci-test-a"), &post(body, &[("X-Hub-Signature-256", &format!("sha256={hex}"))]))
-            .is_some());
-        assert!(file.verify(&job("ci-test-a"), &post(body, &[("X-Cirrus-Signature", &hex)])).is_some());
+            .is_empty());
+        assert!(!file.verify(&job("ci-test-a"), &post(body, &[("X-Cirrus-Signature", &hex)])).is_empty());
         assert!(
-            file.verify(&job("ci-test-a"), &post("{}", &[("X-Hub-Signature-256", &format!("sha256={hex}"))])).is_none(),
+            file.verify(&job("ci-test-a"), &post("{}", &[("X-Hub-Signature-256", &format!("sha256={hex}"))]))
+                .is_empty(),
             "DENY! another body"
         );
         assert!(
-            file.verify(&job("ci-test-b"), &post(body, &[("X-Cirrus-Signature", &hex)])).is_none(),
+            file.verify(&job("ci-test-b"), &post(body, &[("X-Cirrus-Signature", &hex)])).is_empty(),
             "DENY! another job"
         );
-        assert!(file.verify(&job("ci-test-a"), &post(body, &[])).is_none(), "DENY! unsigned");
+        assert!(file.verify(&job("ci-test-a"), &post(body, &[])).is_empty(), "DENY! unsigned");
         assert!(
-            file.verify(&job("ci-test-a"), &post(body, &[("X-Hub-Signature-256", &hex)])).is_none(),
+            file.verify(&job("ci-test-a"), &post(body, &[("X-Hub-Signature-256", &hex)])).is_empty(),
             "DENY! no sha256="
         );
     }
@@ -209,7 +259,7 @@ mod tests {
             r#"{"ref":"refs/heads/main"}"#,
             &[("X-Gitlab-Token", "gitlab-secret-0123456789"), ("X-Gitlab-Event", "Push Hook")],
         );
-        let hook = file.verify(&job("ci-test-a"), &push).expect("signed");
+        let hook = file.verify(&job("ci-test-a"), &push).first().copied().expect("signed");
         assert_eq!(hook.filter(&push), Ok(()));
         let tag = post(
             r#"{"ref":"refs/tags/v1"}"#,
@@ -222,7 +272,7 @@ mod tests {
         );
         assert_eq!(hook.filter(&other), Err(Ignored::Event));
         assert!(
-            file.verify(&job("ci-test-a"), &post("", &[("X-Gitlab-Token", "gitlab-secret-012345678")])).is_none(),
+            file.verify(&job("ci-test-a"), &post("", &[("X-Gitlab-Token", "gitlab-secret-012345678")])).is_empty(),
             "DENY!"
         );
     }
@@ -241,5 +291,31 @@ mod tests {
         for (text, want) in cases {
             assert_eq!(Hooks::parse("hooks", text, &prefix()).err().as_deref(), Some(want));
         }
+    }
+
+    #[test]
+    fn one_secret_serves_one_job() {
+        let secret = "0123456789abcdef-shared";
+        let text = format!("a ci-test-a {secret}\nb ci-test-b {secret}\n");
+        let err = Hooks::parse("hooks", &text, &prefix()).expect_err("shared across jobs");
+        assert_eq!(
+            err,
+            "hooks:2: hook 'b' has the secret of hook 'a', which starts another job; give each job its own"
+        );
+        let same_job = format!("a ci-test-a {secret} event=push\nb ci-test-a {secret} event=release\n");
+        assert!(Hooks::parse("hooks", &same_job, &prefix()).is_ok(), "two lines of one job may share it");
+    }
+
+    #[test]
+    fn a_delivery_is_accepted_once() {
+        let dir = std::env::temp_dir().join(format!("jobgate-hooks-seen-{}", std::process::id()));
+        let file = Hooks::parse("hooks", "a ci-test-a 0123456789abcdef-secret\n", &prefix())
+            .expect("hooks")
+            .with_seen_dir(dir.clone());
+        let delivery = post(r#"{"after":"abc"}"#, &[]);
+        assert!(file.first_delivery(&delivery).expect("seen dir"));
+        assert!(!file.first_delivery(&delivery).expect("seen dir"), "a replay");
+        assert!(file.first_delivery(&post(r#"{"after":"def"}"#, &[])).expect("seen dir"));
+        let _ = std::fs::remove_dir_all(dir);
     }
 }

@@ -61,7 +61,11 @@ fn run(args: Args) -> Result<(), Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());
         let hooks = match &config.hooks {
-            Some(path) => Some(jobgate::hooks::Hooks::load(path, &config.prefix).map_err(Error::Failed)?),
+            Some(path) => Some(
+                jobgate::hooks::Hooks::load(path, &config.prefix)
+                    .map_err(Error::Failed)?
+                    .with_seen_dir(config.state_dir.join("hooks")),
+            ),
             None => None,
         };
         Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, follow: config.follow.clone() })

@@ -44,7 +44,8 @@ pub fn client(remote: Option<IpAddr>, forwarded_for: Option<&str>, trust_proxy: 
 }
 
 /// What an attempt to change a job came to, from its answer's status.
-fn outcome(status: u16) -> &'static str {
+/// The audit's outcome for an answer's status.
+pub fn outcome(status: u16) -> &'static str {
     match status {
         200 => "ok",
         400 => "invalid",
@@ -57,8 +58,6 @@ fn outcome(status: u16) -> &'static str {
     }
 }
 
-/// `audit action=start outcome=ok job=… token=… client=… run=…`: every
-/// value is a validated name, an address or `-`, so it cannot hold a space.
 /// Writes an audit line to standard error (the journal, under systemd)
 /// whatever the log filter says: `RUST_LOG=warn` must not silence the
 /// audit trail.
@@ -67,10 +66,17 @@ pub fn audit(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-pub fn audit_line(action: &str, response: &super::http::Response, client: Option<IpAddr>, run: Option<&str>) -> String {
+/// `audit action=start outcome=ok job=… token=… client=… run=…`: every
+/// value is a validated name, an address or `-`, so it cannot hold a space.
+pub fn audit_line(
+    action: &str,
+    outcome: &str,
+    response: &super::http::Response,
+    client: Option<IpAddr>,
+    run: Option<&str>,
+) -> String {
     format!(
-        "audit action={action} outcome={} job={} token={} client={} run={}",
-        outcome(response.status),
+        "audit action={action} outcome={outcome} job={} token={} client={} run={}",
         response.job.as_deref().unwrap_or("-"),
         response.token.as_deref().unwrap_or("-"),
         client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
@@ -102,7 +108,7 @@ mod tests {
         response.token = Some("ci".into());
         let client = "192.0.2.1".parse().ok();
         assert_eq!(
-            audit_line("start", &response, client, None),
+            audit_line("start", outcome(response.status), &response, client, None),
             "audit action=start outcome=already-active job=ci-test-a token=ci client=192.0.2.1 run=-"
         );
     }

@@ -116,7 +116,7 @@ impl Api {
     /// Answers one request. Never panics on input; every error is a JSON
     /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
     pub fn handle(&self, req: &Request) -> Response {
-        let mut ctx = Context { route: "-", job: None, token: None, action: None, run: None };
+        let mut ctx = Context { route: "-", job: None, token: None, action: None, outcome: None, run: None };
         let answer = match req.path.strip_prefix('/') {
             Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
             None => Err(Reject::new(404, "Not found")),
@@ -127,7 +127,8 @@ impl Api {
         response.token = ctx.token;
         if let (Some(action), false) = (ctx.action, response.status == 405) {
             let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
-            access_log::audit(&access_log::audit_line(action, &response, client, ctx.run.as_deref()));
+            let outcome = ctx.outcome.unwrap_or_else(|| access_log::outcome(response.status));
+            access_log::audit(&access_log::audit_line(action, outcome, &response, client, ctx.run.as_deref()));
         }
         response
     }
@@ -156,14 +157,23 @@ impl Api {
                 allow(method, "POST")?;
                 let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
-                let hook = hooks.verify(&job, req).ok_or(Reject::new(401, "Invalid signature"))?;
-                ctx.token = Some(hook.name.clone());
-                if let Err(ignored) = hook.filter(req) {
+                let signed = hooks.verify(&job, req);
+                let first = signed.first().ok_or(Reject::new(401, "Invalid signature"))?;
+                // The first line whose filters take it, else the first's reason.
+                let taken = signed.iter().find(|h| h.filter(req).is_ok()).unwrap_or(first);
+                ctx.token = Some(taken.name.clone());
+                if let Err(ignored) = taken.filter(req) {
+                    ctx.outcome = Some("ignored");
                     let reason = match ignored {
                         crate::hooks::Ignored::Event => "event",
                         crate::hooks::Ignored::Ref => "ref",
                     };
                     return Ok(Response::json(200, &json!({"msg": "Ignored", "reason": reason, "job": job.as_str()})));
+                }
+                match hooks.first_delivery(req) {
+                    Ok(true) => {}
+                    Ok(false) => return Err(Reject::new(409, "Delivery already seen")),
+                    Err(e) => return Err(internal(OpError::Failed(format!("remembering a delivery: {e}")))),
                 }
                 self.start(&job, ctx)
             }
@@ -462,6 +472,9 @@ struct Context {
     token: Option<String>,
     /// `start` or `stop`: what the audit line records.
     action: Option<&'static str>,
+    /// The audit's outcome where the status does not tell it (a signed
+    /// hook ignored by its filters answers 200).
+    outcome: Option<&'static str>,
     run: Option<String>,
 }
 

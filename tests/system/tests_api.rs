@@ -995,13 +995,19 @@ fn signed_webhooks_start_jobs(w: &World) {
     assert_eq!(ping.json()["reason"], "event");
     assert!(w.units_started_since(since).is_empty(), "an ignored hook started something");
 
-    let github =
-        hook(w, "ci-test-count", body, &[("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", signature)]);
+    let delivery = [("X-GitHub-Event", "push".into()), ("X-Hub-Signature-256", signature)];
+    let github = hook(w, "ci-test-count", body, &delivery);
     assert_eq!((github.status, github.msg()), (200, "Job started".to_string()), "{}", github.body);
     let run = github.json()["run"].as_str().expect("run").to_string();
     wait_until("the hooked run has finished", Duration::from_secs(10), || {
         w.state("ci-test-count")["state"] == "inactive"
     });
+    // A captured delivery, sent again, starts nothing.
+    let since_replay = now_us();
+    let replay = hook(w, "ci-test-count", body, &delivery);
+    assert_eq!((replay.status, replay.msg()), (409, "Delivery already seen".to_string()), "{}", replay.body);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(w.units_started_since(since_replay).is_empty(), "a replayed delivery started the job");
     let gitlab = hook(w, "ci-test-count", "{}", &[("X-Gitlab-Token", "gitlab-token-0123456789abcdef".into())]);
     assert_eq!(gitlab.status, 200, "{}", gitlab.body);
     wait_until("the second hooked run has finished", Duration::from_secs(10), || {
@@ -1024,4 +1030,10 @@ fn signed_webhooks_start_jobs(w: &World) {
         "audited"
     );
     assert!(log.contains("audit action=hook outcome=unauthenticated job=ci-test-count token=- client=127.0.0.1 run=-"));
+    assert!(
+        log.contains("audit action=hook outcome=ignored job=ci-test-count token=github-count client=127.0.0.1 run=-")
+    );
+    assert!(
+        log.contains("audit action=hook outcome=refused job=ci-test-count token=github-count client=127.0.0.1 run=-")
+    );
 }
