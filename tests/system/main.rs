@@ -83,7 +83,13 @@ fn main() -> ExitCode {
         }
     };
     let (mut passed, mut failed) = (0, 0);
-    for (name, test) in TESTS.iter().chain(tests_follow::TESTS).chain(tests_runs::TESTS).chain(tests_hold::TESTS) {
+    for (name, test) in TESTS
+        .iter()
+        .chain(tests_follow::TESTS)
+        .chain(tests_runs::TESTS)
+        .chain(tests_hold::TESTS)
+        .chain(tests_load::TESTS)
+    {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
         }
@@ -261,5 +267,6 @@ fn now_us() -> u64 {
 mod tests_api;
 mod tests_follow;
 mod tests_hold;
+mod tests_load;
 mod tests_runs;
 use tests_api::TESTS;

@@ -643,7 +643,7 @@ fn polkit_instead_of_sudo(w: &World) {
 
 /// A unit from contrib/systemd, as shipped but for the binary, token file,
 /// state directory (the test's own, in the sandbox's /run) and user.
-fn shipped_unit(file: &str) -> String {
+pub fn shipped_unit(file: &str) -> String {
     let text = std::fs::read_to_string(format!("{}/contrib/systemd/{file}", env!("CARGO_MANIFEST_DIR"))).expect("unit");
     text.replace("/usr/local/bin/jobgate", BIN)
         .replace("--tokens /etc/jobgate/tokens", &format!("--tokens {TOKENS} --state-dir {STATE}"))

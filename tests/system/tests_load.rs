@@ -1,0 +1,139 @@
+//! Issue 11: the shipped serve unit, as shipped (its TasksMax= and
+//! MemoryMax= included), under more load than its caps allow and under
+//! faults: every request is answered 200, 4xx or 503, never 500 nor a
+//! dropped connection, and threads, slots and journal reads come back to
+//! idle afterwards.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use super::client::{get, Answer};
+use super::{wait_until, World, USER};
+use crate::Test;
+
+pub const TESTS: &[Test] = &[("shipped_serve_holds_under_load_and_faults", shipped_serve_holds_under_load_and_faults)];
+
+const UNIT: &str = "jobgate-load";
+
+fn serve_status(w: &World, field: &str) -> String {
+    w.sb.sh_ok(&format!("systemctl show -p {field} --value {UNIT}")).trim().to_string()
+}
+
+/// Threads of the serve process.
+fn threads(w: &World) -> usize {
+    let pid = serve_status(w, "MainPID");
+    w.sb.sh_ok(&format!("grep '^Threads:' /proc/{pid}/status | tr -dc 0-9")).trim().parse().unwrap_or(0)
+}
+
+fn journal_reads(w: &World) -> usize {
+    w.sb.sh(&format!("pgrep -u {USER} -c journalctl"))
+        .stdout
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| (b - b'0') as usize)
+        .fold(0, |n, d| n * 10 + d)
+}
+
+fn at_once(n: usize, addr: &str, target: &str, token: &str) -> Vec<Answer> {
+    let clients: Vec<_> = (0..n)
+        .map(|_| {
+            let (addr, target, token) = (addr.to_string(), target.to_string(), token.to_string());
+            std::thread::spawn(move || get(&addr, &target, &token))
+        })
+        .collect();
+    clients.into_iter().map(|c| c.join().expect("client")).collect()
+}
+
+fn shipped_serve_holds_under_load_and_faults(w: &World) {
+    let port = super::free_port();
+    let addr = format!("127.0.0.1:{port}");
+    let unit = super::tests_api::shipped_unit("jobgate.service").replace("127.0.0.1:8000", &addr);
+    w.sb.install_unit(&format!("{UNIT}.service"), &unit);
+    w.sb.install_unit(
+        "ci-test-chatty.service",
+        "[Service]\nExecStart=/bin/sh -c 'i=0; while [ $i -lt 3000 ]; do i=$((i+1)); echo \"chatty line $i of a long job, as a build prints them\"; sleep 0.005; done'\n",
+    );
+    w.sb.sh_ok(&format!("systemctl start {UNIT}"));
+    wait_until("the shipped serve answers", Duration::from_secs(10), || TcpStream::connect(&addr).is_ok());
+    let idle_threads = threads(w);
+
+    // 200 connections at once, past the 64 it serves: 200 or 503 each.
+    let answers = at_once(200, &addr, "/api/job/ci-test-hello/state", &w.ro);
+    let served = answers.iter().filter(|a| a.status == 200).count();
+    let busy = answers.iter().filter(|a| a.status == 503).count();
+    assert_eq!(
+        served + busy,
+        200,
+        "{:?}",
+        answers.iter().map(|a| a.status).filter(|s| *s != 200 && *s != 503).collect::<Vec<_>>()
+    );
+    assert!(served >= 64, "only {served} answered 200");
+
+    // 64 clients that trickle their heads hold every slot: others get 503
+    // at once, and the tricklers are cut off within the request deadline.
+    let tricklers: Vec<TcpStream> = (0..64)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).expect("connect");
+            c.write_all(b"G").expect("first byte");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = Instant::now();
+    let meanwhile = get(&addr, "/api/job/ci-test-hello/state", &w.ro);
+    assert_eq!(meanwhile.status, 503, "{}", meanwhile.body);
+    assert!(started.elapsed() < Duration::from_secs(2), "a 503 must not wait");
+    for mut c in tricklers {
+        c.set_read_timeout(Some(Duration::from_secs(12))).expect("timeout");
+        let _ = c.write_all(b"E");
+        let mut answer = Vec::new();
+        let _ = c.read_to_end(&mut answer);
+        assert!(String::from_utf8_lossy(&answer).starts_with("HTTP/1.1 408"), "{:?}", String::from_utf8_lossy(&answer));
+    }
+    assert_eq!(get(&addr, "/api/job/ci-test-hello/state", &w.ro).status, 200, "slots are back");
+    wait_until("serve's threads are back to idle", Duration::from_secs(5), || threads(w) <= idle_threads);
+    assert_eq!(journal_reads(w), 0, "no journal read is left behind");
+
+    // Follows of a chatty job, two of them never reading; journald restarts
+    // and systemd reloads meanwhile; then serve is stopped under them.
+    assert_eq!(super::client::post(&addr, "/api/job/ci-test-chatty", &w.rw).status, 200);
+    let readers: Vec<_> = [&w.rw, &w.rw, &w.ro, &w.ro]
+        .iter()
+        .map(|token| {
+            let (addr, token) = (addr.clone(), token.to_string());
+            std::thread::spawn(move || get(&addr, "/api/job/ci-test-chatty/follow", &token))
+        })
+        .collect();
+    let silent: Vec<TcpStream> = (0..2)
+        .map(|_| {
+            let mut c = TcpStream::connect(&addr).expect("connect");
+            write!(
+                c,
+                "GET /api/job/ci-test-chatty/follow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
+                w.rw
+            )
+            .expect("request");
+            c
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    w.sb.sh_ok("systemctl restart systemd-journald && systemctl daemon-reload");
+    std::thread::sleep(Duration::from_secs(2));
+    let memory: u64 = serve_status(w, "MemoryCurrent").parse().unwrap_or(0);
+    let tasks: u64 = serve_status(w, "TasksCurrent").parse().unwrap_or(0);
+    w.sb.sh_ok(&format!("systemctl stop {UNIT}"));
+    for reader in readers {
+        let answer = reader.join().expect("follow");
+        assert_eq!(answer.status, 200, "{}", answer.body);
+        assert!(answer.body.lines().any(|l| l.starts_with("chatty line")), "lines came before the stop");
+    }
+    drop(silent);
+    assert_eq!(serve_status(w, "NRestarts"), "0", "serve was never restarted (no OOM kill, no crash)");
+    wait_until("no journal read is left behind", Duration::from_secs(5), || journal_reads(w) == 0);
+    eprintln!(
+        "  under load: serve at {} MiB and {tasks} tasks with 6 follows; {idle_threads} thread(s) idle",
+        memory >> 20
+    );
+    let _ = w.sb.sh(&format!("systemctl stop ci-test-chatty; systemctl reset-failed {UNIT}"));
+}
