@@ -72,6 +72,7 @@ mod tests {
             ("jobgate.service", include_str!("../contrib/systemd/jobgate.service")),
             ("jobgate-http.service", include_str!("../contrib/systemd/jobgate-http.service")),
             ("jobgate-polkit.service", include_str!("../contrib/systemd/jobgate-polkit.service")),
+            ("jobgate-fcgiwrap.service", include_str!("../contrib/systemd/jobgate-fcgiwrap.service")),
         ];
         for (name, unit) in serving {
             let tasks = tasks_max(MAX_CONNECTIONS).to_string();

@@ -99,3 +99,40 @@ for job, what in [("ci-test-wide", "20,000 lines of 2 KB"), ("ci-test-huge", "50
     after = vm_hwm_kib(pid)
     print(f" serve, GET logs?lines=20000 of a run of {what}: {lines} answer in {took:.2f} s,"
           f" serve's peak RSS {after / 1024:.1f} MiB (was {before / 1024:.1f} MiB before)")
+
+# Under load: 200 state requests at once, 16 follows with one token (4 are
+# streams, 12 refused), 8 logs?lines=20000 of 2 KB lines at once.
+import collections, threading
+def load_request(target, statuses):
+    try:
+        c = http.client.HTTPConnection(host, int(port), timeout=120)
+        c.request("GET", target, headers={"Authorization": "Bearer " + token})
+        r = c.getresponse(); r.read()
+        statuses[r.status] += 1
+    except Exception as e:
+        statuses[type(e).__name__] += 1
+def status_field(name):
+    with open(f"/proc/{pid}/status") as f:
+        for l in f:
+            if l.startswith(name + ":"):
+                return int(l.split()[1])
+subprocess.run(["systemctl", "start", "ci-test-lines100000"], capture_output=True)  # a run to follow
+peak = {"threads": 0}
+done = threading.Event()
+def sample():
+    while not done.is_set():
+        peak["threads"] = max(peak["threads"], status_field("Threads") or 0)
+        time.sleep(0.01)
+sampler = threading.Thread(target=sample); sampler.start()
+statuses = collections.Counter()
+targets = ["/api/job/ci-test-active/state"] * 200 + ["/api/job/ci-test-lines100000/follow"] * 16 + ["/api/job/ci-test-wide/logs?lines=20000"] * 8
+clients = [threading.Thread(target=load_request, args=(t, statuses)) for t in targets]
+t = time.perf_counter()
+for c in clients: c.start()
+for c in clients: c.join()
+took = time.perf_counter() - t
+done.set(); sampler.join()
+time.sleep(0.5)
+print(f" serve under load ({len(targets)} requests at once: 200 state, 16 follows with one token, 8 logs of 40 MB): "
+      f"answers {dict(statuses)} in {took:.1f} s; peak RSS {status_field('VmHWM') / 1024:.1f} MiB, "
+      f"peak threads {peak['threads']}, threads after {status_field('Threads')}")

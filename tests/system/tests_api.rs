@@ -842,11 +842,11 @@ pub fn start_nginx(w: &World) -> (String, String) {
     w.sb.write_file(&format!("{dir}/cgi.conf"), cgi.as_bytes(), 0o644, "root");
     w.sb.write_file(&format!("{dir}/nginx.conf"), main.as_bytes(), 0o644, "root");
     w.sb.write_file(&format!("{dir}/jobgate.cgi"), wrapper.as_bytes(), 0o755, "root");
-    // fcgiwrap as the service user (the sandbox's own drop-in).
-    let dropin = format!("[Service]\nUser={USER}\nGroup={USER}\nSupplementaryGroups=systemd-journal\n");
-    w.sb.write_file("/run/systemd/system/fcgiwrap.service.d/jobgate-test.conf", dropin.as_bytes(), 0o644, "root");
+    // jobgate's own fcgiwrap, as shipped, as the service user.
+    w.sb.install_unit("jobgate-fcgiwrap.socket", &shipped_unit("jobgate-fcgiwrap.socket"));
+    w.sb.install_unit("jobgate-fcgiwrap.service", &shipped_unit("jobgate-fcgiwrap.service"));
     w.sb.sh_ok(&format!(
-        "systemctl daemon-reload && systemctl restart fcgiwrap.socket && nginx -t -c {dir}/nginx.conf 2>&1 && \
+        "systemctl restart jobgate-fcgiwrap.socket && nginx -t -c {dir}/nginx.conf 2>&1 && \
          systemd-run --quiet --unit=nginx-test nginx -c {dir}/nginx.conf -g 'daemon off;'"
     ));
     let (proxy, cgi) = (format!("127.0.0.1:{proxy_port}"), format!("127.0.0.1:{cgi_port}"));
@@ -906,7 +906,7 @@ fn through_nginx_to_serve_and_to_cgi(w: &World) {
         .output()
         .expect("curl");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "400", "nginx refuses headers over 8 KiB");
-    w.sb.sh_ok("systemctl stop nginx-test.service fcgiwrap.socket fcgiwrap.service");
+    w.sb.sh_ok("systemctl stop nginx-test.service jobgate-fcgiwrap.socket jobgate-fcgiwrap.service");
 }
 
 /// The unit's last journal entries, for a failing assertion's message.

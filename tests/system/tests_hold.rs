@@ -18,6 +18,7 @@ pub const TESTS: &[Test] = &[
     ("ambiguous_request_bodies_are_refused", ambiguous_request_bodies_are_refused),
     ("a_trickling_client_gets_408_in_time", a_trickling_client_gets_408_in_time),
     ("an_unreadable_journal_is_an_error", an_unreadable_journal_is_an_error),
+    ("the_cli_shows_no_escape_sequence", the_cli_shows_no_escape_sequence),
 ];
 
 fn idle(w: &World, job: &str) {
@@ -118,6 +119,37 @@ fn audit_whatever_the_log_filter(w: &World) {
     assert!(stdout.starts_with("HTTP/1.1 200"), "{stdout}");
     assert!(stderr.contains("audit action=start outcome=ok job=ci-test-count token=ci-rw"), "stderr: {stderr}");
     idle(w, "ci-test-count");
+    // Without --hooks, /hook/JOB does not exist: 404, and nothing audited.
+    let hook = "POST /hook/ci-test-count HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
+    let mut inetd =
+        w.sb.command_as(USER, BIN)
+            .args(["--tokens", TOKENS, "--state-dir", STATE, "inetd"])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("inetd");
+    if let Some(mut stdin) = inetd.stdin.take() {
+        stdin.write_all(hook.as_bytes()).expect("request");
+    }
+    let out = inetd.wait_with_output().expect("inetd");
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 404"));
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("audit"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A job's output cannot steer the admin's terminal: `jobgate logs` shows
+/// no escape sequence, and a control character as U+FFFD.
+fn the_cli_shows_no_escape_sequence(w: &World) {
+    w.sb.install_unit(
+        "ci-test-escapes.service",
+        "[Service]\nType=oneshot\nExecStart=/usr/bin/printf 'title \\033]0;pwned\\007 red \\033[31mRED\\033[0m bell \\007 end\\n'\n",
+    );
+    w.run_to_end("ci-test-escapes");
+    let out = w.cli(&["logs", "ci-test-escapes"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains('\u{1b}') && !text.contains('\u{7}'), "{text:?}");
+    assert_eq!(text.trim_end(), "title  red RED bell \u{fffd} end");
 }
 
 fn ambiguous_request_bodies_are_refused(w: &World) {

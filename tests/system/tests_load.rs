@@ -95,13 +95,23 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     wait_until("serve's threads are back to idle", Duration::from_secs(5), || threads(w) <= idle_threads);
     assert_eq!(journal_reads(w), 0, "no journal read is left behind");
 
-    // Follows of a chatty job, two of them never reading; journald restarts
-    // and systemd reloads meanwhile; then serve is stopped under them.
-    assert_eq!(super::client::post(&addr, "/api/job/ci-test-chatty", &w.rw).status, 200);
-    let readers: Vec<_> = [&w.rw, &w.rw, &w.ro, &w.ro]
-        .iter()
-        .map(|token| {
-            let (addr, token) = (addr.clone(), token.to_string());
+    // A burst of starts of a chatty job: one starts it.
+    let starts: Vec<_> = (0..8)
+        .map(|_| {
+            let (addr, rw) = (addr.clone(), w.rw.clone());
+            std::thread::spawn(move || super::client::post(&addr, "/api/job/ci-test-chatty", &rw))
+        })
+        .collect();
+    let mut started: Vec<u16> = starts.into_iter().map(|s| s.join().expect("start").status).collect();
+    started.sort();
+    assert_eq!(started, [200, 425, 425, 425, 425, 425, 425, 425]);
+
+    // 16 follows with one token: 4 streams, 12 refused; two more that never
+    // read; journald restarts and systemd reloads meanwhile; then serve is
+    // stopped under them.
+    let readers: Vec<_> = (0..16)
+        .map(|_| {
+            let (addr, token) = (addr.clone(), w.rw.clone());
             std::thread::spawn(move || get(&addr, "/api/job/ci-test-chatty/follow", &token))
         })
         .collect();
@@ -111,7 +121,7 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
             write!(
                 c,
                 "GET /api/job/ci-test-chatty/follow HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n",
-                w.rw
+                w.ro
             )
             .expect("request");
             c
@@ -123,16 +133,18 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     let memory: u64 = serve_status(w, "MemoryCurrent").parse().unwrap_or(0);
     let tasks: u64 = serve_status(w, "TasksCurrent").parse().unwrap_or(0);
     w.sb.sh_ok(&format!("systemctl stop {UNIT}"));
-    for reader in readers {
-        let answer = reader.join().expect("follow");
-        assert_eq!(answer.status, 200, "{}", answer.body);
-        assert!(answer.body.lines().any(|l| l.starts_with("chatty line")), "lines came before the stop");
+    let answers: Vec<Answer> = readers.into_iter().map(|r| r.join().expect("follow")).collect();
+    let streams: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
+    let refused = answers.iter().filter(|a| a.status == 503 && a.msg() == "Too many streams for this token").count();
+    assert_eq!((streams.len(), refused), (4, 12), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    for stream in streams {
+        assert!(stream.body.lines().any(|l| l.starts_with("chatty line")), "lines came before the stop");
     }
     drop(silent);
     assert_eq!(serve_status(w, "NRestarts"), "0", "serve was never restarted (no OOM kill, no crash)");
     wait_until("no journal read is left behind", Duration::from_secs(5), || journal_reads(w) == 0);
     eprintln!(
-        "  under load: serve at {} MiB and {tasks} tasks with 6 follows; {idle_threads} thread(s) idle",
+        "  under load: serve at {} MiB and {tasks} tasks with 6 streams; {idle_threads} thread(s) idle",
         memory >> 20
     );
     let _ = w.sb.sh(&format!("systemctl stop ci-test-chatty; systemctl reset-failed {UNIT}"));
