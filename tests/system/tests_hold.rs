@@ -103,38 +103,31 @@ fn audit_whatever_the_log_filter(w: &World) {
     idle(w, "ci-test-count");
     let request =
         format!("POST /api/job/ci-test-count HTTP/1.1\r\nAuthorization: Bearer {}\r\nContent-Length: 0\r\n\r\n", w.rw);
-    let mut inetd =
-        w.sb.command_as(USER, "/usr/bin/env")
-            .args(["RUST_LOG=off", BIN, "--tokens", TOKENS, "--state-dir", STATE, "inetd"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("inetd");
-    if let Some(mut stdin) = inetd.stdin.take() {
-        stdin.write_all(request.as_bytes()).expect("request");
-    }
-    let out = inetd.wait_with_output().expect("inetd");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let mut command = w.sb.command_as(USER, "/usr/bin/env");
+    command.args(["RUST_LOG=off", BIN, "--tokens", TOKENS, "--state-dir", STATE, "inetd"]);
+    let (stdout, stderr) = inetd(command, &request);
     assert!(stdout.starts_with("HTTP/1.1 200"), "{stdout}");
     assert!(stderr.contains("audit action=start outcome=ok job=ci-test-count token=ci-rw"), "stderr: {stderr}");
     idle(w, "ci-test-count");
     // Without --hooks, /hook/JOB does not exist: 404, and nothing audited.
     let hook = "POST /hook/ci-test-count HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}";
-    let mut inetd =
-        w.sb.command_as(USER, BIN)
-            .args(["--tokens", TOKENS, "--state-dir", STATE, "inetd"])
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .expect("inetd");
+    let mut command = w.sb.command_as(USER, BIN);
+    command.args(["--tokens", TOKENS, "--state-dir", STATE, "inetd"]);
+    let (stdout, stderr) = inetd(command, hook);
+    assert!(stdout.starts_with("HTTP/1.1 404"), "{stdout}");
+    assert!(!stderr.contains("audit"), "{stderr}");
+}
+
+/// Runs `command` (an `inetd`) with `request` on its stdin: its stdout
+/// (the answer) and stderr (its log).
+fn inetd(mut command: std::process::Command, request: &str) -> (String, String) {
+    use std::process::Stdio;
+    let mut inetd = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("inetd");
     if let Some(mut stdin) = inetd.stdin.take() {
-        stdin.write_all(hook.as_bytes()).expect("request");
+        stdin.write_all(request.as_bytes()).expect("request");
     }
     let out = inetd.wait_with_output().expect("inetd");
-    assert!(String::from_utf8_lossy(&out.stdout).starts_with("HTTP/1.1 404"));
-    assert!(!String::from_utf8_lossy(&out.stderr).contains("audit"), "{}", String::from_utf8_lossy(&out.stderr));
+    (String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
 /// A job's output cannot steer the admin's terminal: `jobgate logs` shows
@@ -209,18 +202,8 @@ fn an_unreadable_journal_is_an_error(w: &World) {
         cmd.args(["--tokens", tokens, "--state-dir", state]).args(args);
         cmd
     };
-    let mut inetd = as_nobody(&["inetd"])
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("inetd");
     let request = format!("GET /api/job/ci-test-count/logs HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n");
-    if let Some(mut stdin) = inetd.stdin.take() {
-        stdin.write_all(request.as_bytes()).expect("request");
-    }
-    let out = inetd.wait_with_output().expect("inetd");
-    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let (stdout, stderr) = inetd(as_nobody(&["inetd"]), &request);
     assert!(stdout.starts_with("HTTP/1.1 500"), "{stdout}");
     assert!(stderr.contains("journalctl failed"), "the cause is in the log: {stderr}");
     let logs = as_nobody(&["logs", "ci-test-count"]).output().expect("logs");
