@@ -86,6 +86,13 @@ mod tests {
         assert_eq!(setting(inetd, "MemoryMax"), Some(format!("{}M", memory_max_mib(1))), "jobgate@.service");
         let socket = include_str!("../contrib/systemd/jobgate.socket");
         assert_eq!(setting(socket, "MaxConnections"), Some(MAX_CONNECTIONS.to_string()), "jobgate.socket");
+        // Behind a proxy, the proxy is the only source.
+        assert_eq!(setting(socket, "MaxConnectionsPerSource"), Some(MAX_CONNECTIONS.to_string()), "jobgate.socket");
+        let site = include_str!("../contrib/nginx/jobgate.conf");
+        assert!(
+            site.contains(&format!("server 127.0.0.1:8000 max_conns={MAX_CONNECTIONS};")),
+            "contrib/nginx/jobgate.conf"
+        );
     }
 
     #[test]

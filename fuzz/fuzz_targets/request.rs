@@ -58,6 +58,7 @@ fn api() -> &'static Api {
             hooks: None,
             follow: jobgate::follow::Limits {
                 max_streams: 4,
+                max_per_token: 4,
                 max_duration: jobgate::follow::DEFAULT_MAX_DURATION,
                 slot_dir: std::env::temp_dir().join("jobgate-fuzz-state/follow"),
             },

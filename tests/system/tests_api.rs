@@ -808,6 +808,11 @@ fn limits_in_every_front_end(w: &World) {
 /// nginx and fcgiwrap in the sandbox, with the shipped sites (ports, paths
 /// and certificate substituted): returns (the serve site, the CGI site).
 pub fn start_nginx(w: &World) -> (String, String) {
+    start_nginx_to(w, &w.addr)
+}
+
+/// [`start_nginx`] with the serve site's upstream at `upstream`.
+pub fn start_nginx_to(w: &World, upstream: &str) -> (String, String) {
     let repo = env!("CARGO_MANIFEST_DIR");
     let dir = "/run/jobgate-test/nginx";
     let (proxy_port, cgi_port) = (super::free_port(), super::free_port());
@@ -823,7 +828,7 @@ pub fn start_nginx(w: &World) -> (String, String) {
             .replace("/var/log/nginx/jobgate.access.log", &format!("{dir}/access.log"))
     };
     let site = std::fs::read_to_string(format!("{repo}/contrib/nginx/jobgate.conf")).expect("site");
-    let site = common(site, proxy_port).replace("server 127.0.0.1:8000;", &format!("server {};", w.addr));
+    let site = common(site, proxy_port).replace("server 127.0.0.1:8000 ", &format!("server {upstream} "));
     let cgi = std::fs::read_to_string(format!("{repo}/contrib/nginx/jobgate-cgi.conf")).expect("cgi site");
     let cgi = common(cgi, cgi_port)
         .replace("/usr/local/lib/jobgate/jobgate.cgi", &format!("{dir}/jobgate.cgi"))

@@ -12,7 +12,44 @@ use super::client::{get, Answer};
 use super::{wait_until, World, USER};
 use crate::Test;
 
-pub const TESTS: &[Test] = &[("shipped_serve_holds_under_load_and_faults", shipped_serve_holds_under_load_and_faults)];
+pub const TESTS: &[Test] = &[
+    ("shipped_serve_holds_under_load_and_faults", shipped_serve_holds_under_load_and_faults),
+    ("shipped_socket_unit_behind_nginx_holds_under_load", shipped_socket_unit_behind_nginx_holds_under_load),
+];
+
+/// The socket unit (a process per connection) as shipped, behind the
+/// shipped nginx site, with 200 requests at once and its process gone
+/// meanwhile: every answer 200 or 503 (nginx's rate limit, or jobgate at its
+/// cap), never a 502, a 500 or a dropped connection.
+fn shipped_socket_unit_behind_nginx_holds_under_load(w: &World) {
+    let socket = super::tests_api::start_inetd_socket(w);
+    let (proxy, _cgi) = super::tests_api::start_nginx_to(w, &socket);
+    let url = format!("https://{proxy}/api/job/ci-test-hello/state");
+    let auth = format!("Authorization: Bearer {}", w.ro);
+    let statuses = |n: usize| -> Vec<String> {
+        let mut curl = std::process::Command::new("curl");
+        curl.args(["-sk", "--parallel", "--parallel-immediate", "--parallel-max", "200", "-H", &auth]);
+        for _ in 0..n {
+            curl.args(["-o", "/dev/null", "-w", "%{http_code}\n", &url]);
+        }
+        let out = curl.output().expect("curl");
+        String::from_utf8_lossy(&out.stdout).lines().map(str::to_string).collect()
+    };
+    let answers = statuses(200);
+    assert_eq!(answers.len(), 200, "{answers:?}");
+    assert!(answers.iter().all(|s| s == "200" || s == "503"), "{answers:?}");
+    assert!(answers.iter().any(|s| s == "200"), "{answers:?}");
+    // jobgate away (its socket stopped): 503 from nginx, in jobgate's shape.
+    w.sb.sh_ok("systemctl stop jobgate.socket");
+    std::thread::sleep(Duration::from_millis(1100)); // nginx's rate limit
+    let away = std::process::Command::new("curl")
+        .args(["-sk", "-w", "\n%{http_code}", "-H", &auth, &url])
+        .output()
+        .expect("curl");
+    let away = String::from_utf8_lossy(&away.stdout).into_owned();
+    assert!(away.ends_with("\n503") && away.starts_with(r#"{"msg":"Too many requests"}"#), "{away}");
+    w.sb.sh_ok("systemctl stop nginx-test.service jobgate-fcgiwrap.socket jobgate-fcgiwrap.service");
+}
 
 const UNIT: &str = "jobgate-load";
 
