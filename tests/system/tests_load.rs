@@ -63,6 +63,14 @@ fn threads(w: &World) -> usize {
     w.sb.sh_ok(&format!("grep '^Threads:' /proc/{pid}/status | tr -dc 0-9")).trim().parse().unwrap_or(0)
 }
 
+/// Open files of the serve process, and its resident memory in KiB.
+fn files_and_memory(w: &World) -> (usize, u64) {
+    let pid = serve_status(w, "MainPID");
+    let files = w.sb.sh_ok(&format!("ls /proc/{pid}/fd | wc -l")).trim().parse().unwrap_or(0);
+    let rss = w.sb.sh_ok(&format!("grep '^VmRSS:' /proc/{pid}/status | tr -dc 0-9")).trim().parse().unwrap_or(0);
+    (files, rss)
+}
+
 fn journal_reads(w: &World) -> usize {
     w.sb.sh(&format!("pgrep -u {USER} -c journalctl"))
         .stdout
@@ -94,6 +102,7 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     w.sb.sh_ok(&format!("systemctl start {UNIT}"));
     wait_until("the shipped serve answers", Duration::from_secs(10), || TcpStream::connect(&addr).is_ok());
     let idle_threads = threads(w);
+    let (idle_files, idle_rss) = files_and_memory(w);
 
     // 200 connections at once, past the 64 it serves: 200 or 503 each.
     let answers = at_once(200, &addr, "/api/job/ci-test-hello/state", &w.ro);
@@ -131,6 +140,9 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     assert_eq!(get(&addr, "/api/job/ci-test-hello/state", &w.ro).status, 200, "slots are back");
     wait_until("serve's threads are back to idle", Duration::from_secs(5), || threads(w) <= idle_threads);
     assert_eq!(journal_reads(w), 0, "no journal read is left behind");
+    let (files, rss) = files_and_memory(w);
+    assert_eq!(files, idle_files, "open files are back to idle");
+    assert!(rss <= idle_rss + 8 * 1024, "memory is back near idle: {rss} KiB, {idle_rss} KiB before");
 
     // A burst of starts of a chatty job: one starts it.
     let starts: Vec<_> = (0..8)
