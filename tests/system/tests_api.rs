@@ -850,6 +850,8 @@ pub fn start_nginx_to(w: &World, upstream: &str) -> (String, String) {
     // jobgate's own fcgiwrap, as shipped, as the service user.
     w.sb.install_unit("jobgate-fcgiwrap.socket", &shipped_unit("jobgate-fcgiwrap.socket"));
     w.sb.install_unit("jobgate-fcgiwrap.service", &shipped_unit("jobgate-fcgiwrap.service"));
+    // An nginx an earlier test left running goes first.
+    let _ = w.sb.sh("systemctl stop nginx-test; systemctl reset-failed nginx-test");
     w.sb.sh_ok(&format!(
         "systemctl restart jobgate-fcgiwrap.socket && nginx -t -c {dir}/nginx.conf 2>&1 && \
          systemd-run --quiet --unit=nginx-test nginx -c {dir}/nginx.conf -g 'daemon off;'"
