@@ -18,13 +18,16 @@ sed -e "s|/usr/local/bin/jobgate|$d/jobgate|; s|/etc/jobgate/tokens|$d/tokens|; 
 sed -e 's|listen 443 ssl;|listen 127.0.0.1:18603 ssl;|; /listen \[::\]/d' -e "s|/etc/ssl/certs/ci.example.org.pem|$d/tls.pem|; s|/etc/ssl/private/ci.example.org.key|$d/tls.key|" \
     -e "s|/var/log/nginx/jobgate.access.log|$d/nginx/access.log|; s|/usr/local/lib/jobgate/jobgate.cgi|$d/jobgate.cgi|; s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
     -e 's|limit_req zone|# limit_req zone|; s|^limit_req_zone|# limit_req_zone|' "$top/contrib/nginx/jobgate-cgi.conf" | sandbox_put 0644 $d/nginx/cgi.conf
+# jobgate's own fcgiwrap as shipped, as root here like the rest of the bench.
+for u in jobgate-fcgiwrap.socket jobgate-fcgiwrap.service; do
+    sed -e '/^User=/d; /^Group=/d; /^StateDirectory/d' "$top/contrib/systemd/$u" | sandbox_put 0644 /run/systemd/system/$u
+done
 inside sh -c "printf '[Service]\nExecStart=/bin/sleep infinity\n' > /run/systemd/system/ci-test-bench.service
 systemctl daemon-reload && systemctl start ci-test-bench.service jobgate.socket
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 1 -subj /CN=localhost -keyout $d/tls.key -out $d/tls.pem 2>/dev/null
-mkdir -p /run/systemd/system/fcgiwrap.service.d && printf '[Service]\nUser=root\nGroup=root\n' > /run/systemd/system/fcgiwrap.service.d/bench.conf
 printf 'user www-data;\npid $d/nginx/pid;\nerror_log $d/nginx/error.log;\nevents {}\nhttp {\nclient_body_temp_path $d/nginx/b;\nproxy_temp_path $d/nginx/p;\nfastcgi_temp_path $d/nginx/f;\nuwsgi_temp_path $d/nginx/u;\nscgi_temp_path $d/nginx/s;\ninclude $d/nginx/cgi.conf;\n}\n' > $d/nginx/nginx.conf
-systemctl daemon-reload && systemctl restart fcgiwrap.socket
+systemctl daemon-reload && systemctl restart jobgate-fcgiwrap.socket
 systemd-run --quiet --unit=nginx-bench nginx -c $d/nginx/nginx.conf -g 'daemon off;'
 systemd-run --quiet --unit=jobgate-bench $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18601"
 sleep 1
