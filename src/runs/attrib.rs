@@ -105,9 +105,6 @@ pub struct RunFilter {
     run: RunId,
     start: Place,
     next: Option<Place>,
-    /// For a finished run: its end and the settle time after it, past
-    /// which no entry is its (microseconds since the epoch).
-    end: Option<u64>,
     phase: Phase,
     writers: Writers,
 }
@@ -121,7 +118,6 @@ impl RunFilter {
             run: run.run.clone(),
             start: run.start.place,
             next: run.next.as_ref().map(|n| n.place),
-            end: run.finished.map(|f| f.saturating_add(super::JOURNAL_SETTLE.as_micros() as u64)),
             phase: if inside { Phase::InRun } else { Phase::BeforeRun },
             writers: Writers::default(),
         }
@@ -131,8 +127,7 @@ impl RunFilter {
         if self.phase == Phase::BeforeRun && !entry.place.is_before(&self.start) {
             self.phase = Phase::InRun;
         }
-        let after_end = self.end.is_some_and(|end| entry.realtime > end);
-        if after_end || self.next.is_some_and(|next| !entry.place.is_before(&next)) {
+        if self.next.is_some_and(|next| !entry.place.is_before(&next)) {
             self.phase = Phase::Past;
         }
         if self.phase == Phase::Past {

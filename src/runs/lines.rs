@@ -20,7 +20,7 @@ use crate::runs::source::{Entries, JournalSource, Messages};
 use crate::runs::JOURNAL_SETTLE;
 use crate::systemd::argv::{EntryRead, Seek};
 use crate::systemd::export::MAX_ENTRY_BYTES;
-use crate::systemd::parse::Entry;
+use crate::systemd::parse::{message_ids, Entry};
 use crate::systemd::run::STREAM_TIMEOUT;
 
 pub use crate::limits::HOLD_BYTES;
@@ -90,8 +90,9 @@ impl<'a> RunReader<'a> {
             settle_after(finished);
         }
         let (seek, from) = reading_point(run, after);
-        let read =
-            EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.finished.is_none() };
+        // The newest run is bounded by the next run's first message, which
+        // only a read with the manager's messages sees.
+        let read = EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.next.is_none() };
         let entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
         let parts = VecDeque::from([Part::Entries { entries, until: None }]);
         Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
@@ -111,10 +112,12 @@ impl<'a> RunReader<'a> {
         settle_after(finished);
         let (seek, from) = reading_point(run, None);
         let head_end = run.started + settle;
-        let read = |seek| EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: false };
-        let head = self.source.unit_entries(read(seek), STREAM_TIMEOUT)?;
+        let read = |seek, manager| EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager };
+        let head = self.source.unit_entries(read(seek, false), STREAM_TIMEOUT)?;
         let middle = self.source.unit_messages(&self.unit, head_end + 1, finished)?;
-        let end = self.source.unit_entries(read(Seek::Since(finished + 1)), STREAM_TIMEOUT)?;
+        // After its end: its late lines (journald can store a burst's
+        // last lines seconds late), up to the next run's first message.
+        let end = self.source.unit_entries(read(Seek::Since(finished + 1), run.next.is_none()), STREAM_TIMEOUT)?;
         let parts = VecDeque::from([
             Part::Entries { entries: head, until: Some(head_end) },
             Part::Messages(middle),
@@ -161,9 +164,12 @@ impl<'a> RunReader<'a> {
         self.source.unit_entries(self.backward_read(None), STREAM_TIMEOUT)
     }
 
+    /// From the next run's start, the unit's lines; from the journal's end
+    /// (the newest run), with the manager's messages, which tell where a
+    /// run begun since ends this one.
     fn backward_read<'c>(&'c self, before: Option<&'c Cursor>) -> EntryRead<'c> {
         let seek = before.map_or(Seek::Edge, Seek::After);
-        EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: false }
+        EntryRead { unit: &self.unit, seek, backward: true, follow: false, manager: before.is_none() }
     }
 
     fn last_from_end(&self, run: &Run, n: usize, from_end: Option<Entries>) -> io::Result<Option<Last>> {
@@ -184,7 +190,13 @@ impl<'a> RunReader<'a> {
             if entry.realtime < window {
                 break;
             }
-            if after_end(run, &entry) {
+            if entry.from_manager {
+                // A run begun after this one: what came so far is its.
+                if begins_a_later_run(run, &entry) {
+                    writers = Writers::default();
+                    held.clear();
+                    (count, bytes) = (0, 0);
+                }
                 continue;
             }
             let ours = match writers.whose(&run.run, &entry) {
@@ -394,9 +406,13 @@ fn reading_point<'c>(run: &Run, after: Option<&'c Cursor>) -> (Seek<'c>, Option<
     }
 }
 
-/// Whether `entry` came after `run` had ended and settled: a later run's.
-fn after_end(run: &Run, entry: &Entry) -> bool {
-    run.finished.is_some_and(|f| entry.realtime > f.saturating_add(JOURNAL_SETTLE.as_micros() as u64))
+/// Whether the manager's `entry` begins a run after `run`: a "Starting"
+/// (which may carry `run`'s id) or a message of another run, after `run`'s
+/// own first message.
+fn begins_a_later_run(run: &Run, entry: &Entry) -> bool {
+    let later = entry.place != run.start.place && !entry.place.is_before(&run.start.place);
+    let another = entry.message_id == message_ids::STARTING || entry.run.as_ref().is_some_and(|id| *id != run.run);
+    later && another
 }
 
 /// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
@@ -591,6 +607,33 @@ mod tests {
         assert_eq!(all(&reader, &b), want);
         let parts: Vec<String> = reader.all_lines(&b).expect("read").lines().map(|l| l.expect("line")).collect();
         assert_eq!(parts, want);
+    }
+
+    #[test]
+    fn late_lines_are_the_runs_and_a_run_begun_since_ends_it() {
+        // A burst's last lines stored seconds after the run's end (seen:
+        // 1.5 s for 100,000 lines), then a run begun since, untagged.
+        let mut journal = vec![manager(1, RUN_A, STARTED)];
+        journal.extend((2..8).map(|i| line(i, &format!("a {i}"), Some(RUN_A), 10)));
+        journal.push(manager(10, RUN_A, DEACTIVATED));
+        journal.extend((30..34).map(|i| line(i, &format!("a late {i}"), None, 10)));
+        let mut later = journal.clone();
+        later.push(manager(60, RUN_B, STARTED));
+        later.extend((61..63).map(|i| line(i, &format!("b {i}"), None, 20)));
+        for (what, entries) in [("alone", journal), ("with a later run", later)] {
+            let journal = Journal(entries);
+            let none = Redactions::default();
+            let reader = reader(&journal, &none);
+            // `a` as it was found before `b` began: the newest run.
+            let mut a = run_of(&journal, RUN_A);
+            a.next = None;
+            let last = held(reader.last(&a, 3, None).expect("last"));
+            assert_eq!(last, ["a late 31", "a late 32", "a late 33"], "{what}");
+            let every = all(&reader, &a);
+            assert_eq!((every.len(), every.last().map(String::as_str)), (10, Some("a late 33")), "{what}");
+            let parts: Vec<String> = reader.all_lines(&a).expect("read").lines().map(|l| l.expect("line")).collect();
+            assert_eq!(parts, every, "{what}");
+        }
     }
 
     #[test]

@@ -23,10 +23,14 @@ def request(target):
     r = c.getresponse()
     body = r.read()
     assert r.status == 200, (target, r.status, body[:200])
-    return time.perf_counter() - t, f"{len(body):,} bytes"
+    return time.perf_counter() - t, body.count(b"\n")
 
-def pair(name, a, b):
-    a(); b()  # warm-up
+def pair(name, a, b, lines=None):
+    """`lines`: how many lines A must give (checked, so that no figure
+    comes from an answer cut short)."""
+    _, got = a(); b()  # warm-up
+    if lines is not None and got != lines:
+        raise SystemExit(f"{name}: {got} lines, expected {lines}")
     xa, xb, ratios = [], [], []
     for _ in range(pairs):
         ta, _ = a()
@@ -68,10 +72,10 @@ print(f"jobgate beside the plain call, {pairs} alternating pairs (medians; ratio
 print(" CLI (one process each):")
 pair("logs --lines 1000 of a 5,000-line run / journalctl -n 1000 -o cat",
      lambda: run([binary, "logs", "ci-test-lines5000", "--lines", "1000"]),
-     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]))
+     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]), 1000)
 pair("follow of a finished 100,000-line run / journalctl _SYSTEMD_INVOCATION_ID=",
      lambda: run([binary, "follow", "ci-test-lines100000"]),
-     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]))
+     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]), 100001)
 pair("state of an active job / systemctl show",
      lambda: run([binary, "state", "ci-test-active"]),
      lambda: run(show + ["--", unit("ci-test-active")]))
@@ -80,11 +84,11 @@ pair("state of a finished job / systemctl show",
      lambda: run(show + ["--", unit("ci-test-lines5000")]))
 print(" through serve (requests one after another) beside the plain call:")
 pair("GET logs?lines=1000 (5,000-line run) / journalctl -n 1000 -o cat",
-     lambda: request("/api/job/ci-test-lines5000/logs?lines=1000"),
-     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]))
+     lambda: request("/api/job/ci-test-lines5000/logs?lines=1000&format=text"),
+     lambda: run(["journalctl", "-u", unit("ci-test-lines5000"), "-n", "1000", "-o", "cat", "--no-pager"]), 1000)
 pair("GET follow (finished 100,000-line run) / journalctl _SYSTEMD_INVOCATION_ID=",
      lambda: request("/api/job/ci-test-lines100000/follow"),
-     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]))
+     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]), 100001)
 pair("GET state (active job) / systemctl show",
      lambda: request("/api/job/ci-test-active/state"),
      lambda: run(show + ["--", unit("ci-test-active")]))
@@ -95,9 +99,9 @@ pair("GET state (finished job) / systemctl show",
 pid = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "jobgate-bench"], capture_output=True, text=True).stdout)
 for job, what in [("ci-test-wide", "20,000 lines of 2 KB"), ("ci-test-huge", "500 lines of 48 KiB")]:
     before = vm_hwm_kib(pid)
-    took, lines = request(f"/api/job/{job}/logs?lines=20000")
+    took, lines = request(f"/api/job/{job}/logs?lines=20000&format=text")
     after = vm_hwm_kib(pid)
-    print(f" serve, GET logs?lines=20000 of a run of {what}: {lines} answer in {took:.2f} s,"
+    print(f" serve, GET logs?lines=20000 of a run of {what}: {lines:,} lines in {took:.2f} s,"
           f" serve's peak RSS {after / 1024:.1f} MiB (was {before / 1024:.1f} MiB before)")
 
 # Under load: 200 state requests at once, 16 follows with one token (4 are
