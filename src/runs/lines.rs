@@ -101,29 +101,48 @@ impl<'a> RunReader<'a> {
     /// All of `run`'s lines in order, where no cursors are wanted. A long
     /// finished run is read in three parts, started at once: the entries
     /// around its start, where the previous run's last lines may be; the
-    /// bare text of its middle, where every line of the unit is the run's
-    /// (no other run's lines can be there), at the speed of `-o cat`; and
-    /// the entries after its end, where its own last lines may be.
+    /// bare text of the rest, where every line of the unit is the run's
+    /// (up to shortly before the next run's start, or, for the newest run,
+    /// up to now if no run has begun since), at the speed of `-o cat`; and
+    /// the entries after that, where its late lines (journald can store a
+    /// burst's last lines seconds after the run's end) and the next run's
+    /// first message are.
     pub fn all_lines(&self, run: &Run) -> io::Result<RunLines<'_>> {
         let settle = JOURNAL_SETTLE.as_micros() as u64;
-        let Some(finished) = run.finished.filter(|&f| f > run.started.saturating_add(2 * settle)) else {
-            return self.forward(run, None);
-        };
+        let Some(finished) = run.finished else { return self.forward(run, None) };
         settle_after(finished);
+        let head_end = run.started.saturating_add(settle);
+        let text_end = match &run.next {
+            Some(next) => next.place.realtime.saturating_sub(settle),
+            None => {
+                let now = now_us();
+                if self.run_begun_since(run)? {
+                    return self.forward(run, None);
+                }
+                now
+            }
+        };
+        if text_end <= head_end.saturating_add(settle) {
+            return self.forward(run, None);
+        }
         let (seek, from) = reading_point(run, None);
-        let head_end = run.started + settle;
         let read = |seek, manager| EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager };
         let head = self.source.unit_entries(read(seek, false), STREAM_TIMEOUT)?;
-        let middle = self.source.unit_messages(&self.unit, head_end + 1, finished)?;
-        // After its end: its late lines (journald can store a burst's
-        // last lines seconds late), up to the next run's first message.
-        let end = self.source.unit_entries(read(Seek::Since(finished + 1), run.next.is_none()), STREAM_TIMEOUT)?;
+        let text = self.source.unit_messages(&self.unit, head_end + 1, text_end)?;
+        let rest = self.source.unit_entries(read(Seek::Since(text_end + 1), run.next.is_none()), STREAM_TIMEOUT)?;
         let parts = VecDeque::from([
             Part::Entries { entries: head, until: Some(head_end) },
-            Part::Messages(middle),
-            Part::Entries { entries: end, until: None },
+            Part::Messages(text),
+            Part::Entries { entries: rest, until: None },
         ]);
         Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+    }
+
+    /// Whether the manager's newest message about the unit begins a run
+    /// after `run` (then `run` is no longer the newest).
+    fn run_begun_since(&self, run: &Run) -> io::Result<bool> {
+        let mut events = self.source.manager_events(&self.unit)?;
+        Ok(events.next_entry()?.is_some_and(|newest| begins_a_later_run(run, &newest)))
     }
 
     /// `run`'s live read for `follow`: its entries from its start (or after
@@ -413,6 +432,11 @@ fn begins_a_later_run(run: &Run, entry: &Entry) -> bool {
     let later = entry.place != run.start.place && !entry.place.is_before(&run.start.place);
     let another = entry.message_id == message_ids::STARTING || entry.run.as_ref().is_some_and(|id| *id != run.run);
     later && another
+}
+
+/// Microseconds since the epoch.
+fn now_us() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
 /// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
