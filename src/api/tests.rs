@@ -218,6 +218,8 @@ fn finished_run() -> RecordingRunner {
     RecordingRunner::default()
         .answer(&["show"], true, "LoadState=loaded\nActiveState=inactive\nInvocationID=\n")
         .answer(&["_PID=1"], true, &from_json_lines(&events))
+        // The bare text of the run after its first second: none here.
+        .answer(&["cat"], true, "")
         .answer(&["--all"], true, &from_json_lines(&entries))
 }
 

@@ -95,7 +95,14 @@ impl<'a> RunReader<'a> {
         let read = EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.next.is_none() };
         let entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
         let parts = VecDeque::from([Part::Entries { entries, until: None }]);
-        Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+        Ok(RunLines {
+            reader: self,
+            parts,
+            filter: RunFilter::new(run, from),
+            pending: VecDeque::new(),
+            last: None,
+            floor: None,
+        })
     }
 
     /// All of `run`'s lines in order, where no cursors are wanted. A long
@@ -135,7 +142,14 @@ impl<'a> RunReader<'a> {
             Part::Messages(text),
             Part::Entries { entries: rest, until: None },
         ]);
-        Ok(RunLines { reader: self, parts, filter: RunFilter::new(run, from), pending: VecDeque::new() })
+        Ok(RunLines {
+            reader: self,
+            parts,
+            filter: RunFilter::new(run, from),
+            pending: VecDeque::new(),
+            last: None,
+            floor: None,
+        })
     }
 
     /// Whether the manager's newest message about the unit begins a run
@@ -321,6 +335,10 @@ pub struct RunLines<'r> {
     parts: VecDeque<Part>,
     filter: RunFilter,
     pending: VecDeque<String>,
+    /// The place of the last entry read, and of the last entry of the
+    /// parts done: a later part never goes back before it.
+    last: Option<Place>,
+    floor: Option<Place>,
 }
 
 /// One read of a [`RunLines`].
@@ -339,13 +357,19 @@ impl<'r> RunLines<'r> {
         while let Some(part) = self.parts.front_mut() {
             match part {
                 Part::Entries { entries, until } => match entries.next_entry()? {
-                    Some(entry) if until.is_none_or(|until| entry.realtime <= until) => match self.filter.see(&entry) {
-                        Seen::Line => return Ok(Some(self.reader.show(entry))),
-                        Seen::Past => return Ok(None),
-                        Seen::RunEnded | Seen::Other => {}
-                    },
+                    // Parts meet, never overlap: nothing is shown twice.
+                    Some(entry) if self.floor.is_some_and(|floor| !floor.is_before(&entry.place)) => {}
+                    Some(entry) if until.is_none_or(|until| entry.realtime <= until) => {
+                        self.last = Some(entry.place);
+                        match self.filter.see(&entry) {
+                            Seen::Line => return Ok(Some(self.reader.show(entry))),
+                            Seen::Past => return Ok(None),
+                            Seen::RunEnded | Seen::Other => {}
+                        }
+                    }
                     _ => {
                         self.parts.pop_front();
+                        self.floor = self.last;
                     }
                 },
                 Part::Messages(text) => match read_line(text)? {
