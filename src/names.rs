@@ -206,15 +206,6 @@ impl Cursor {
         &self.0
     }
 
-    /// Whether this cursor is at or after `other` in the same journal
-    /// sequence (`s=` alike, `i=` not smaller); false when that is unknown.
-    pub fn is_at_or_after(&self, other: &Cursor) -> bool {
-        match (self.position(), other.position()) {
-            (Some((id, seq)), Some((other_id, other_seq))) => id == other_id && seq >= other_seq,
-            _ => false,
-        }
-    }
-
     fn position(&self) -> Option<(&str, u64)> {
         let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
         Some((field("s=")?, u64::from_str_radix(field("i=")?, 16).ok()?))
@@ -355,9 +346,11 @@ mod tests {
         }
         let cursor = Cursor::parse("s=ab12;i=1f;b=cd;m=1;t=2;x=3").expect("cursor");
         let later = Cursor::parse("s=ab12;i=20;b=cd;m=1;t=2;x=3").expect("cursor");
-        let other_sequence = Cursor::parse("s=ffff;i=ff").expect("cursor");
-        assert!(later.is_at_or_after(&cursor) && cursor.is_at_or_after(&cursor));
-        assert!(!cursor.is_at_or_after(&later) && !other_sequence.is_at_or_after(&cursor));
+        let other_sequence = Cursor::parse("s=ffff;i=ff;t=1").expect("cursor");
+        let place = |c: &Cursor| c.place().expect("a place");
+        assert!(place(&cursor).is_before(&place(&later)) && !place(&cursor).is_before(&place(&cursor)));
+        assert!(!place(&later).is_before(&place(&cursor)), "by number within one sequence");
+        assert!(place(&other_sequence).is_before(&place(&cursor)), "by time across sequences");
         for bad in ["", "--all", "a b", "s=1\n", &"a".repeat(300)] {
             assert!(Cursor::parse(bad).is_none(), "DENY! {bad:?}");
         }
