@@ -14,11 +14,11 @@ use std::time::{Duration, Instant};
 
 use crate::names::{JobName, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
-use crate::runs::source::Journalctl;
+use crate::runs::source::{Entries, Journalctl};
 use crate::runs::{Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::parse::{self, UnitState};
-use crate::systemd::run::{Output, Runner};
+use crate::systemd::run::{program_name, Output, Runner};
 
 /// How long `start` waits to see the run it began.
 pub const START_WAIT: Duration = Duration::from_secs(3);
@@ -146,13 +146,7 @@ impl Jobs {
         let unloaded = state.run.is_none() && !state.is_running();
         self.unloaded.note(job, unloaded);
         if unloaded {
-            let events = match early {
-                Some(events) => Ok(events),
-                None => self.runs.events(job),
-            };
-            let wanted = Wanted { limit: 1, only: None };
-            let last = events.and_then(|events| self.runs.history_from(events, wanted, &mut || None));
-            if let Some(last) = last.map_err(|e| journal_failure(job, e))?.pop() {
+            if let Some(last) = self.journal_last_run(job, early).map_err(|e| journal_failure(job, e))? {
                 state.run = Some(last.run);
                 state.started = Some(last.started / 1_000_000);
                 state.finished = last.finished.map(|f| f / 1_000_000);
@@ -194,8 +188,7 @@ impl Jobs {
                 return Some(run.clone());
             }
             if !state.is_running() {
-                let last = self.runs.history(job, Wanted { limit: 1, only: None }, &mut || None);
-                if let Some(last) = last.ok().and_then(|mut runs| runs.pop()) {
+                if let Ok(Some(last)) = self.journal_last_run(job, None) {
                     if Some(&last.run) != before {
                         return Some(last.run);
                     }
@@ -207,6 +200,16 @@ impl Jobs {
             thread::sleep(pause);
             pause = (pause * 2).min(Duration::from_millis(100));
         }
+    }
+
+    /// The journal's newest run of `job`, named by its messages alone,
+    /// from `events` if that read has begun already.
+    fn journal_last_run(&self, job: &JobName, events: Option<Entries>) -> io::Result<Option<Run>> {
+        let events = match events {
+            Some(events) => events,
+            None => self.runs.events(job)?,
+        };
+        Ok(self.runs.history_from(events, Wanted { limit: 1, only: None }, &mut || None)?.pop())
     }
 
     fn start_lock(&self, job: &JobName) -> Result<Option<std::fs::File>, OpError> {
@@ -307,14 +310,6 @@ impl Jobs {
         }
         Ok(runs)
     }
-}
-
-fn program_name(argv: &[std::ffi::OsString]) -> String {
-    argv.iter()
-        .map(|a| a.to_string_lossy())
-        .find(|a| !a.ends_with("sudo") && !a.starts_with('-'))
-        .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
-        .unwrap_or_default()
 }
 
 fn failure(what: &str, out: &Output) -> OpError {

@@ -77,6 +77,16 @@ impl Writers {
     }
 }
 
+/// Whether the manager's `entry` begins a run after the run `run` that
+/// began at `start`: a "Starting" (which may carry `run`'s id) or a message
+/// of another run, after `run`'s own first message. Used reading forwards
+/// ([`RunFilter`]) and backwards (`lines::RunReader::last`).
+pub fn begins_a_later_run(run: &RunId, start: &Place, entry: &Entry) -> bool {
+    let later = entry.place != *start && !entry.place.is_before(start);
+    let another = entry.message_id == message_ids::STARTING || entry.run.as_ref().is_some_and(|id| id != run);
+    later && another
+}
+
 /// What one entry is to the run a [`RunFilter`] reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
@@ -137,16 +147,11 @@ impl RunFilter {
             let untagged_are_others = self.phase == Phase::BeforeRun;
             return if self.writers.owns(&self.run, entry, untagged_are_others) { Seen::Line } else { Seen::Other };
         }
-        let ours = entry.run.as_ref() == Some(&self.run);
-        if self.phase == Phase::InRun && entry.place != self.start {
-            // A next run begins: its "Starting" (which may carry this run's
-            // id), or any message of another run.
-            let other_run = entry.run.is_some() && !ours;
-            if entry.message_id == message_ids::STARTING || other_run {
-                self.phase = Phase::Past;
-                return Seen::Past;
-            }
+        if self.phase == Phase::InRun && begins_a_later_run(&self.run, &self.start, entry) {
+            self.phase = Phase::Past;
+            return Seen::Past;
         }
+        let ours = entry.run.as_ref() == Some(&self.run);
         let ended = matches!(entry.message_id.as_str(), message_ids::DEACTIVATED | message_ids::FAILED_RESULT);
         if ours && ended {
             Seen::RunEnded

@@ -3,7 +3,7 @@
 //! live part), and here alone they are made fit to show: each line of a
 //! message is neutralised (terminal escape sequences removed, control
 //! characters replaced), then redacted. No public function hands out a
-//! line that has not passed through [`RunReader::show`].
+//! line that has not passed through `RunReader::shown_lines`.
 #![forbid(unsafe_code)]
 
 use std::borrow::Cow;
@@ -14,13 +14,13 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
-use crate::runs::attrib::{RunFilter, Seen, Writer, Writers};
+use crate::runs::attrib::{begins_a_later_run, RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
 use crate::runs::source::{Entries, JournalSource, Messages};
-use crate::runs::JOURNAL_SETTLE;
+use crate::runs::{JOURNAL_SETTLE, SETTLE_US};
 use crate::systemd::argv::{EntryRead, Seek};
 use crate::systemd::export::MAX_ENTRY_BYTES;
-use crate::systemd::parse::{message_ids, Entry};
+use crate::systemd::parse::Entry;
 use crate::systemd::run::STREAM_TIMEOUT;
 
 pub use crate::limits::HOLD_BYTES;
@@ -94,15 +94,7 @@ impl<'a> RunReader<'a> {
         // only a read with the manager's messages sees.
         let read = EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: run.next.is_none() };
         let entries = self.source.unit_entries(read, STREAM_TIMEOUT)?;
-        let parts = VecDeque::from([Part::Entries { entries, until: None }]);
-        Ok(RunLines {
-            reader: self,
-            parts,
-            filter: RunFilter::new(run, from),
-            pending: VecDeque::new(),
-            last: None,
-            floor: None,
-        })
+        Ok(RunLines::new(self, [Part::Entries { entries, until: None }].into(), RunFilter::new(run, from)))
     }
 
     /// All of `run`'s lines in order, where no cursors are wanted. A long
@@ -115,7 +107,7 @@ impl<'a> RunReader<'a> {
     /// burst's last lines seconds after the run's end) and the next run's
     /// first message are.
     pub fn all_lines(&self, run: &Run) -> io::Result<RunLines<'_>> {
-        let settle = JOURNAL_SETTLE.as_micros() as u64;
+        let settle = SETTLE_US;
         let Some(finished) = run.finished else { return self.forward(run, None) };
         settle_after(finished);
         let head_end = run.started.saturating_add(settle);
@@ -142,21 +134,14 @@ impl<'a> RunReader<'a> {
             Part::Messages(text),
             Part::Entries { entries: rest, until: None },
         ]);
-        Ok(RunLines {
-            reader: self,
-            parts,
-            filter: RunFilter::new(run, from),
-            pending: VecDeque::new(),
-            last: None,
-            floor: None,
-        })
+        Ok(RunLines::new(self, parts, RunFilter::new(run, from)))
     }
 
     /// Whether the manager's newest message about the unit begins a run
     /// after `run` (then `run` is no longer the newest).
     fn run_begun_since(&self, run: &Run) -> io::Result<bool> {
         let mut events = self.source.manager_events(&self.unit)?;
-        Ok(events.next_entry()?.is_some_and(|newest| begins_a_later_run(run, &newest)))
+        Ok(events.next_entry()?.is_some_and(|newest| begins_a_later_run(&run.run, &run.start.place, &newest)))
     }
 
     /// `run`'s live read for `follow`: its entries from its start (or after
@@ -206,7 +191,7 @@ impl<'a> RunReader<'a> {
     }
 
     fn last_from_end(&self, run: &Run, n: usize, from_end: Option<Entries>) -> io::Result<Option<Last>> {
-        let settle = JOURNAL_SETTLE.as_micros() as u64;
+        let settle = SETTLE_US;
         let (window, settled) = (run.started.saturating_sub(settle), run.started.saturating_add(settle));
         let mut entries = match from_end {
             Some(entries) => entries,
@@ -225,7 +210,7 @@ impl<'a> RunReader<'a> {
             }
             if entry.from_manager {
                 // A run begun after this one: what came so far is its.
-                if begins_a_later_run(run, &entry) {
+                if begins_a_later_run(&run.run, &run.start.place, &entry) {
                     writers = Writers::default();
                     held.clear();
                     (count, bytes) = (0, 0);
@@ -350,6 +335,10 @@ enum Part {
 }
 
 impl<'r> RunLines<'r> {
+    fn new(reader: &'r RunReader<'r>, parts: VecDeque<Part>, filter: RunFilter) -> RunLines<'r> {
+        RunLines { reader, parts, filter, pending: VecDeque::new(), last: None, floor: None }
+    }
+
     /// The run's next entry, as shown (possibly with no lines left after
     /// redaction: its cursor still counts as read). Text read without
     /// cursors comes one line at a time with an empty cursor.
@@ -445,17 +434,8 @@ fn reading_point<'c>(run: &Run, after: Option<&'c Cursor>) -> (Seek<'c>, Option<
     let this_run = |place: &Place| run.previous.as_ref().is_none_or(|p| !place.is_before(&p.place));
     match after.and_then(|c| Some((c, c.place()?))).filter(|(_, place)| this_run(place)) {
         Some((cursor, place)) => (Seek::After(cursor), Some(place)),
-        None => (Seek::Since(run.started.saturating_sub(JOURNAL_SETTLE.as_micros() as u64)), None),
+        None => (Seek::Since(run.started.saturating_sub(SETTLE_US)), None),
     }
-}
-
-/// Whether the manager's `entry` begins a run after `run`: a "Starting"
-/// (which may carry `run`'s id) or a message of another run, after `run`'s
-/// own first message.
-fn begins_a_later_run(run: &Run, entry: &Entry) -> bool {
-    let later = entry.place != run.start.place && !entry.place.is_before(&run.start.place);
-    let another = entry.message_id == message_ids::STARTING || entry.run.as_ref().is_some_and(|id| *id != run.run);
-    later && another
 }
 
 /// Microseconds since the epoch.
@@ -467,10 +447,7 @@ fn now_us() -> u64 {
 /// the epoch), so that a run's last lines are in the journal; whether it
 /// had to wait.
 fn settle_after(finished: u64) -> bool {
-    let since = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap_or_default()
-        .saturating_sub(Duration::from_micros(finished));
+    let since = Duration::from_micros(now_us().saturating_sub(finished));
     let wait = JOURNAL_SETTLE.saturating_sub(since);
     thread::sleep(wait);
     !wait.is_zero()

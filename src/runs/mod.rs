@@ -27,6 +27,8 @@ use source::{Entries, JournalSource};
 /// the manager's end message and the job's output reach it on different
 /// sockets, and the output can come second (seen: over 100 ms under load).
 pub const JOURNAL_SETTLE: Duration = Duration::from_secs(1);
+/// [`JOURNAL_SETTLE`] in microseconds, as journal times are.
+pub const SETTLE_US: u64 = JOURNAL_SETTLE.as_micros() as u64;
 
 /// Runs and their lines, read from one journal source, shown through one
 /// set of redaction rules.

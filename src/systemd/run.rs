@@ -172,16 +172,25 @@ impl Runner for RealRunner {
                 }
             });
         }
-        let program = argv.iter().map(|a| a.to_string_lossy()).find(|a| !a.ends_with("sudo") && !a.starts_with('-'));
         let output = Checked {
             stdout: BufReader::with_capacity(64 << 10, stdout),
             child: Arc::clone(&watched.child),
             said,
-            program: program.unwrap_or_default().into_owned(),
+            program: program_name(argv),
             checked: false,
         };
         Ok((Box::new(output), Box::new(watched)))
     }
+}
+
+/// The program an argument vector runs, for messages: the first word that
+/// is not sudo or an option, without its directory.
+pub fn program_name(argv: &[OsString]) -> String {
+    argv.iter()
+        .map(|a| a.to_string_lossy())
+        .find(|a| !a.ends_with("sudo") && !a.starts_with('-'))
+        .map(|a| a.rsplit('/').next().unwrap_or_default().to_string())
+        .unwrap_or_default()
 }
 
 /// A streaming child's stdout that, at its end, tells how the child ended:
