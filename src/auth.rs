@@ -14,19 +14,27 @@ pub const MAX_TOKEN_LEN: usize = 256;
 /// Longest token NAME.
 pub const MAX_NAME_LEN: usize = 64;
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Scope {
     /// Read: list, state, logs, tail, runs.
     Ro,
     /// Read, start and stop.
     Rw,
+    /// `GET /metrics` and nothing else: a scraper's token reads no logs,
+    /// and a CI token (held by whoever can run a workflow) does not list
+    /// every job's results.
+    Metrics,
 }
 
 impl Scope {
+    /// What an unknown scope's error says was expected.
+    pub const EXPECTED: &'static str = "expected 'ro', 'rw' or 'metrics'";
+
     pub fn parse(s: &str) -> Option<Scope> {
         match s {
             "ro" => Some(Scope::Ro),
             "rw" => Some(Scope::Rw),
+            "metrics" => Some(Scope::Metrics),
             _ => None,
         }
     }
@@ -35,7 +43,17 @@ impl Scope {
         match self {
             Scope::Ro => "ro",
             Scope::Rw => "rw",
+            Scope::Metrics => "metrics",
         }
+    }
+
+    /// Whether a token of this scope may do what `needs` asks: `rw` covers
+    /// `ro`; `metrics` covers only itself and is covered by no other.
+    pub fn covers(self, needs: Scope) -> bool {
+        matches!(
+            (self, needs),
+            (Scope::Rw, Scope::Ro | Scope::Rw) | (Scope::Ro, Scope::Ro) | (Scope::Metrics, Scope::Metrics)
+        )
     }
 }
 
@@ -80,7 +98,7 @@ pub enum Decision {
 /// The pure policy: a known token may act on a job if its scope covers the
 /// action and one of its patterns (or none at all) matches the job.
 pub fn decide(entry: &TokenEntry, needs: Scope, job: Option<&JobName>) -> Decision {
-    let scope_ok = entry.scope >= needs;
+    let scope_ok = entry.scope.covers(needs);
     let job_ok = job.is_none_or(|job| entry.may_see(job));
     if scope_ok && job_ok {
         Decision::Allowed
@@ -158,8 +176,8 @@ fn parse_line(line: &str) -> Result<TokenEntry, String> {
             name.escape_debug()
         ));
     }
-    let scope = Scope::parse(scope)
-        .ok_or_else(|| format!("unknown scope '{}' (expected 'ro' or 'rw')", scope.escape_debug()))?;
+    let scope =
+        Scope::parse(scope).ok_or_else(|| format!("unknown scope '{}' ({})", scope.escape_debug(), Scope::EXPECTED))?;
     let hash = hash
         .strip_prefix("sha256:")
         .and_then(parse_hex32)
@@ -279,7 +297,10 @@ mod tests {
         let hash = hex(&sha256(TOKEN));
         let cases = [
             ("ci\n", "tokens:1: expected 'NAME SCOPE sha256:HEX [JOB-PATTERN...]'"),
-            (&*format!("\nci admin sha256:{hash}\n"), "tokens:2: unknown scope 'admin' (expected 'ro' or 'rw')"),
+            (
+                &*format!("\nci admin sha256:{hash}\n"),
+                "tokens:2: unknown scope 'admin' (expected 'ro', 'rw' or 'metrics')",
+            ),
             ("ci ro md5:abc\n", "tokens:1: invalid hash (expected 'sha256:' and 64 lowercase hex digits)"),
             (
                 &*format!("ci ro sha256:{}\n", hash.to_uppercase()),

@@ -213,7 +213,7 @@ enum TokenSub {
 struct TokenAddArgs {
     #[argh(positional)]
     name: String,
-    /// ro (read) or rw (read, start and stop)
+    /// ro (read), rw (read, start and stop) or metrics (GET /metrics only)
     #[argh(option)]
     scope: String,
     /// limit the token to jobs matching this glob (repeatable)
@@ -359,7 +359,7 @@ impl Args {
                         ));
                     }
                     let scope = Scope::parse(&a.scope)
-                        .ok_or_else(|| format!("unknown scope '{}' (expected 'ro' or 'rw')", a.scope.escape_debug()))?;
+                        .ok_or_else(|| format!("unknown scope '{}' ({})", a.scope.escape_debug(), Scope::EXPECTED))?;
                     if let Some(bad) = a.job.iter().find(|p| !auth::valid_pattern(p)) {
                         return Err(format!(
                             "invalid job pattern '{}' (expected job-name characters, '*' and '?')",

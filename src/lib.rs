@@ -14,6 +14,7 @@ pub mod follow;
 pub mod front;
 pub mod hooks;
 pub mod limits;
+pub mod metrics;
 pub mod names;
 pub mod ops;
 pub mod redact;

@@ -68,7 +68,9 @@ fn run(args: Args) -> Result<(), Error> {
             ),
             None => None,
         };
-        Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, follow: config.follow.clone() })
+        let counters = jobgate::metrics::Counters::in_state_dir(&config.state_dir);
+        let (follow, health) = (config.follow.clone(), api::Health::default());
+        Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, follow, counters, health })
     };
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {

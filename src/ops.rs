@@ -247,6 +247,30 @@ impl Jobs {
         Ok(jobs)
     }
 
+    /// Whether jobgate can do its reads: the service manager answers and
+    /// the journal can be opened. The reason, if not, is short and fixed
+    /// (for an unauthenticated client); the detail goes to the log.
+    pub fn health(&self) -> Result<(), &'static str> {
+        let works = |call: Call, what: &str| match self.call(call) {
+            Ok(out) if out.success => true,
+            Ok(out) => {
+                log::warn!("health: {}", failure(what, &out));
+                false
+            }
+            Err(e) => {
+                log::warn!("health: {e}");
+                false
+            }
+        };
+        if !works(Call::ManagerVersion, "systemctl show") {
+            return Err("The service manager does not answer");
+        }
+        if !works(Call::JournalProbe, "journalctl") {
+            return Err("The journal cannot be read");
+        }
+        Ok(())
+    }
+
     /// Whether sudo would run `probe` (`sudo -n -l …`: nothing is run).
     pub fn sudo_allows(&self, probe: Probe) -> bool {
         self.call(Call::SudoProbe(probe, &self.prefix)).is_ok_and(|out| out.success)

@@ -62,6 +62,8 @@ fn api() -> &'static Api {
                 max_duration: jobgate::follow::DEFAULT_MAX_DURATION,
                 slot_dir: std::env::temp_dir().join("jobgate-fuzz-state/follow"),
             },
+            counters: jobgate::metrics::Counters::none(),
+            health: jobgate::api::Health::default(),
         }
     })
 }

@@ -8,12 +8,13 @@ pub mod http;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
 use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
 use crate::follow;
+use crate::metrics::{self, Counters, Series};
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
 use crate::ops::{journal_failure, Jobs, OpError, MAX_RUNS};
 use crate::runs::{Last, Replay, Run};
@@ -84,7 +85,19 @@ pub struct Api {
     pub hooks: Option<crate::hooks::Hooks>,
     /// How many `follow` streams at once, and for how long.
     pub follow: follow::Limits,
+    /// Requests, starts and stops counted for `/metrics`.
+    pub counters: Counters,
+    /// The last `/healthz` answer, reused for [`HEALTH_KEPT`].
+    pub health: Health,
 }
+
+/// How long a `/healthz` answer is reused: polling it (it needs no token)
+/// costs at most two calls per this time, however often it is asked.
+pub const HEALTH_KEPT: Duration = Duration::from_secs(2);
+
+/// The last health check: when, and what it found.
+#[derive(Default)]
+pub struct Health(Mutex<Option<(Instant, Result<(), &'static str>)>>);
 
 /// A route's answer before the access-log fields are filled in.
 type Answer = Result<Response, Reject>;
@@ -116,7 +129,15 @@ impl Api {
     /// Answers one request. Never panics on input; every error is a JSON
     /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
     pub fn handle(&self, req: &Request) -> Response {
-        let mut ctx = Context { route: "-", job: None, token: None, action: None, outcome: None, run: None };
+        let mut ctx = Context {
+            route: "-",
+            job: None,
+            token: None,
+            action: None,
+            outcome: None,
+            run: None,
+            follow_refused: None,
+        };
         let answer = match req.path.strip_prefix('/') {
             Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
             None => Err(Reject::new(404, "Not found")),
@@ -125,11 +146,23 @@ impl Api {
         response.route = ctx.route;
         response.job = ctx.job;
         response.token = ctx.token;
+        let status = response.status.to_string();
+        let mut counted = vec![Series::new("jobgate_requests_total", &[("route", ctx.route), ("status", &status)])];
         if let (Some(action), false) = (ctx.action, response.status == 405) {
             let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
             let outcome = ctx.outcome.unwrap_or_else(|| access_log::outcome(response.status));
             access_log::audit(&access_log::audit_line(action, outcome, &response, client, ctx.run.as_deref()));
+            // A job's own series only where it was found: names a client
+            // made up are all counted as "-".
+            let found = matches!(outcome, "ok" | "already-active" | "failed" | "ignored");
+            let job = response.job.as_deref().filter(|_| found).unwrap_or("-");
+            let labels = [("action", action), ("job", job), ("outcome", outcome)];
+            counted.push(Series::new("jobgate_job_actions_total", &labels));
         }
+        if let Some(cap) = ctx.follow_refused {
+            counted.push(Series::new("jobgate_follow_refused_total", &[("cap", cap)]));
+        }
+        self.counters.count(&counted);
         response
     }
 
@@ -141,10 +174,27 @@ impl Api {
                 allow(method, "GET")?;
                 Ok(Response::json(200, &describe()))
             }
+            ["healthz"] => {
+                ctx.route = "/healthz";
+                allow(method, "GET")?;
+                self.health()
+            }
+            ["metrics"] => {
+                ctx.route = "/metrics";
+                allow(method, "GET")?;
+                let token = self.authenticate(req, ctx)?;
+                if auth::decide(&token, Scope::Metrics, None) == Decision::Denied {
+                    return Err(Reject::new(403, "Not permitted"));
+                }
+                self.metrics(&token)
+            }
             ["api", "jobs"] => {
                 ctx.route = "/api/jobs";
                 allow(method, "GET")?;
                 let token = self.authenticate(req, ctx)?;
+                if auth::decide(&token, Scope::Ro, None) == Decision::Denied {
+                    return Err(Reject::new(403, "Not permitted"));
+                }
                 let jobs: Vec<_> =
                     self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
                 Ok(Response::json(200, &crate::render::jobs(&jobs)))
@@ -204,7 +254,7 @@ impl Api {
                         self.logs(&job, &query, RunSelector::Id(run))
                     }
                     JobRoute::Tail => self.tail(&job, &token, &query),
-                    JobRoute::Follow => self.follow(job, &token, &query),
+                    JobRoute::Follow => self.follow(job, &token, &query, ctx),
                     JobRoute::Runs => self.runs(&job, &query),
                 }
             }
@@ -228,6 +278,42 @@ impl Api {
         let entry = tokens.lookup(&presented).ok_or_else(unauthorized)?;
         ctx.token = Some(entry.name.clone());
         Ok(entry.clone())
+    }
+
+    /// 200 when the service manager answers and the journal can be read,
+    /// else 503 with the reason; a fresh check at most every [`HEALTH_KEPT`].
+    fn health(&self) -> Answer {
+        let Ok(mut last) = self.health.0.lock() else { return Err(Reject::new(503, "Unhealthy")) };
+        let found = match *last {
+            Some((at, found)) if at.elapsed() < HEALTH_KEPT => found,
+            _ => {
+                let found = self.jobs.health();
+                *last = Some((Instant::now(), found));
+                found
+            }
+        };
+        found.map_err(|why| Reject::new(503, why))?;
+        Ok(Response::json(200, &json!({"status": "ok"})))
+    }
+
+    /// The counters, the follow streams open, and each job the token may
+    /// see with its last run (a job that cannot be read is left out).
+    fn metrics(&self, token: &TokenEntry) -> Answer {
+        let counters = self.counters.read().map_err(|e| internal(OpError::Failed(format!("reading counters: {e}"))))?;
+        let mut jobs = Vec::new();
+        for summary in self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)) {
+            match self.jobs.state_with_last_run(&summary.job) {
+                Ok(state) => jobs.push((summary.job, state)),
+                Err(OpError::UnknownJob) => {}
+                Err(e) => log::warn!("metrics: {} left out: {e}", summary.job),
+            }
+        }
+        let gauges = metrics::Gauges {
+            follow_open: metrics::slots_held(&self.follow.slot_dir, self.follow.max_streams),
+            follow_max: self.follow.max_streams,
+            jobs,
+        };
+        Ok(Response::bytes(200, metrics::CONTENT_TYPE, metrics::render(&counters, &gauges).into_bytes()))
     }
 
     fn start(&self, job: &JobName, ctx: &mut Context) -> Answer {
@@ -301,11 +387,17 @@ impl Api {
         }
     }
 
-    fn follow(&self, job: JobName, token: &TokenEntry, query: &Query) -> Answer {
+    fn follow(&self, job: JobName, token: &TokenEntry, query: &Query, ctx: &mut Context) -> Answer {
         let slot = match self.follow.take_slot(&token.name) {
             Ok(Ok(slot)) => slot,
-            Ok(Err(follow::Full::Token)) => return Err(Reject::new(503, "Too many streams for this token")),
-            Ok(Err(follow::Full::All)) => return Err(Reject::new(503, "Too many streams")),
+            Ok(Err(follow::Full::Token)) => {
+                ctx.follow_refused = Some("token");
+                return Err(Reject::new(503, "Too many streams for this token"));
+            }
+            Ok(Err(follow::Full::All)) => {
+                ctx.follow_refused = Some("all");
+                return Err(Reject::new(503, "Too many streams"));
+            }
             Err(e) => {
                 let why = format!("taking a stream slot in {}: {e}", self.follow.slot_dir.display());
                 return Err(internal(OpError::Failed(why)));
@@ -476,6 +568,8 @@ struct Context {
     /// hook ignored by its filters answers 200).
     outcome: Option<&'static str>,
     run: Option<String>,
+    /// Which cap refused a `follow` stream, for the metrics.
+    follow_refused: Option<&'static str>,
 }
 
 /// The query parameters jobgate knows, each checked; others are ignored.
@@ -561,6 +655,8 @@ fn describe() -> serde_json::Value {
         "name": "jobgate",
         "version": env!("CARGO_PKG_VERSION"),
         "endpoints": {
+            "GET /healthz": "200 when the service manager and the journal can be read (no token)",
+            "GET /metrics": "Prometheus metrics (a token of scope metrics)",
             "GET /api/jobs": "list the jobs this token may see",
             "POST /api/job/JOB": "start JOB",
             "POST /api/job/JOB/stop": "stop JOB",

@@ -14,6 +14,7 @@ use crate::systemd::run::RecordingRunner;
 const RW: &str = "jgt_rw";
 const RO: &str = "jgt_ro";
 const DEPLOY: &str = "jgt_deploy";
+const METRICS: &str = "jgt_metrics";
 const RUN: &str = "0123456789abcdef0123456789abcdef";
 
 /// An [`Api`] whose state directory goes when the test ends.
@@ -34,10 +35,11 @@ impl Drop for TestApi {
 
 fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
     let text = format!(
-        "rw rw sha256:{}\nro ro sha256:{}\ndeploy rw sha256:{} ci-test-deploy@*\n",
+        "rw rw sha256:{}\nro ro sha256:{}\ndeploy rw sha256:{} ci-test-deploy@*\nscrape metrics sha256:{}\n",
         hex(&sha256(RW)),
         hex(&sha256(RO)),
-        hex(&sha256(DEPLOY))
+        hex(&sha256(DEPLOY)),
+        hex(&sha256(METRICS))
     );
     let tokens = TokenStore::fixed(TokenFile::parse("tokens", &text).expect("tokens"));
     let runner = Arc::new(runner);
@@ -59,6 +61,8 @@ fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
         trust_proxy: None,
         hooks: None,
         follow,
+        counters: crate::metrics::Counters::in_state_dir(&state_dir),
+        health: crate::api::Health::default(),
     };
     (TestApi(api, state_dir), runner)
 }
@@ -320,4 +324,53 @@ fn access_log_fields_never_hold_the_token() {
     let line = access_log::line("GET", &response, std::time::Duration::ZERO);
     assert_eq!(line, "GET /api/job/{job}/state job=ci-test-a token=ro status=200 ms=0");
     assert!(!line.contains(RO));
+}
+
+#[test]
+fn healthz_needs_no_token_and_says_what_fails() {
+    let (api, runner) = api_with(loaded("inactive"));
+    let (status, body) = call(&api, "GET", "/healthz", None);
+    assert_eq!((status, body.trim()), (200, r#"{"status":"ok"}"#));
+    let asked = runner.recorded().len();
+    assert_eq!(call(&api, "GET", "/healthz", None).0, 200);
+    assert_eq!(runner.recorded().len(), asked, "a fresh answer is reused, not asked again");
+    assert_eq!(call(&api, "POST", "/healthz", None).0, 405);
+
+    let (api, _) = api_with(RecordingRunner::default().answer(&["--lines=0"], false, ""));
+    let (status, body) = call(&api, "GET", "/healthz", None);
+    assert_eq!((status, body.trim()), (503, r#"{"msg":"The journal cannot be read"}"#));
+    let (api, _) = api_with(RecordingRunner::default().answer(&["--property=Version"], false, ""));
+    assert_eq!(call(&api, "GET", "/healthz", None).0, 503);
+}
+
+#[test]
+fn metrics_only_for_a_metrics_token() {
+    let runner = loaded("active")
+        .answer(&["list-unit-files"], true, "ci-test-a.service static -\nci-test-deploy@.service static -\n")
+        .answer(&["list-units"], true, "ci-test-deploy@main.service loaded active running x\n");
+    let (api, _) = api_with(runner);
+    assert_eq!(call(&api, "GET", "/metrics", None).0, 401);
+    assert_eq!(call(&api, "GET", "/metrics", Some(RO)).0, 403, "a CI token does not list every job's results");
+    assert_eq!(call(&api, "GET", "/metrics", Some(RW)).0, 403);
+    assert_eq!(call(&api, "GET", "/api/jobs", Some(METRICS)).0, 403, "a scraper's token reads nothing else");
+    assert_eq!(call(&api, "GET", "/api/job/ci-test-a/logs", Some(METRICS)).0, 403);
+    assert_eq!(call(&api, "POST", "/api/job/ci-test-a", Some(RW)).0, 425);
+    assert_eq!(call(&api, "POST", "/api/job/ci-test-made-up%3B", Some(RW)).0, 400);
+
+    let response =
+        api.handle(&Request::new("GET", "/metrics").with_header("Authorization", &format!("Bearer {METRICS}")));
+    assert_eq!(response.content_type, crate::metrics::CONTENT_TYPE);
+    let text = body_text(response);
+    for line in [
+        r#"jobgate_requests_total{route="/metrics",status="401"} 1"#,
+        r#"jobgate_requests_total{route="/api/jobs",status="403"} 1"#,
+        r#"jobgate_requests_total{route="/api/job/{job}",status="400"} 1"#,
+        r#"jobgate_job_actions_total{action="start",job="ci-test-a",outcome="already-active"} 1"#,
+        r#"jobgate_job_actions_total{action="start",job="-",outcome="invalid"} 1"#,
+        r#"jobgate_job_active{job="ci-test-a"} 1"#,
+        r#"jobgate_job_active{job="ci-test-deploy@main"} 1"#,
+    ] {
+        assert!(text.lines().any(|l| l == line), "{line:?} in\n{text}");
+    }
+    assert!(!text.contains("made-up"), "no series for a name a client made up");
 }

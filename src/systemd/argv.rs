@@ -121,6 +121,12 @@ pub enum Call<'a> {
     /// newest first: `journalctl --no-pager -o export --output-fields=… -r
     /// -u UNIT _PID=1`
     ManagerEvents(&'a UnitName),
+    /// For `/healthz`: whether the service manager answers.
+    /// `systemctl show --property=Version --value`
+    ManagerVersion,
+    /// For `/healthz`: whether the journal can be read (exit 1 when no
+    /// journal file could be opened). `journalctl --no-pager --quiet --lines=0`
+    JournalProbe,
     /// For `jobgate check`: asks sudo whether it would run a call, without
     /// running it: `sudo -n -l systemctl …` (exit 0 means allowed).
     SudoProbe(Probe, &'a Prefix),
@@ -215,6 +221,14 @@ impl Call<'_> {
                     &mut argv,
                     &["--no-pager", "-o", "export", MANAGER_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"],
                 );
+            }
+            Call::ManagerVersion => {
+                argv.push(tools.systemctl.clone().into());
+                push_all(&mut argv, &["show", "--property=Version", "--value"]);
+            }
+            Call::JournalProbe => {
+                journal_program(&mut argv, tools);
+                push_all(&mut argv, &["--no-pager", "--quiet", "--lines=0"]);
             }
             Call::SudoProbe(probe, prefix) => {
                 let unit = format!("{}jobgate-check.service", prefix.as_str());

@@ -89,6 +89,7 @@ fn main() -> ExitCode {
         .chain(tests_runs::TESTS)
         .chain(tests_hold::TESTS)
         .chain(tests_load::TESTS)
+        .chain(tests_observe::TESTS)
     {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
@@ -268,5 +269,6 @@ mod tests_api;
 mod tests_follow;
 mod tests_hold;
 mod tests_load;
+mod tests_observe;
 mod tests_runs;
 use tests_api::TESTS;

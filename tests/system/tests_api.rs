@@ -586,7 +586,7 @@ fn check_finds_a_wildcard_sudo_rule(w: &World) {
     assert!(text.contains("FAIL") && text.contains("is readable by others") && text.contains("chmod o-r"), "{text}");
     w.sb.sh_ok(&format!("chmod 0600 {loose} && echo 'x admin sha256:00' >> {loose}"));
     let out = w.sb.command_as(USER, BIN).args(["--tokens", loose, "check"]).output().expect("check");
-    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown scope 'admin' (expected 'ro' or 'rw')"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("unknown scope 'admin' (expected 'ro', 'rw' or 'metrics')"));
     let out =
         w.sb.command_as(USER, BIN).args(["--tokens", TOKENS, "--prefix", "nothing-", "check"]).output().expect("check");
     assert!(String::from_utf8_lossy(&out.stdout).contains("FAIL no unit matches nothing-*.service"));

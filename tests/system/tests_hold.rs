@@ -120,7 +120,7 @@ fn audit_whatever_the_log_filter(w: &World) {
 
 /// Runs `command` (an `inetd`) with `request` on its stdin: its stdout
 /// (the answer) and stderr (its log).
-fn inetd(mut command: std::process::Command, request: &str) -> (String, String) {
+pub fn inetd(mut command: std::process::Command, request: &str) -> (String, String) {
     use std::process::Stdio;
     let mut inetd = command.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("inetd");
     if let Some(mut stdin) = inetd.stdin.take() {
