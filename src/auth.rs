@@ -81,30 +81,33 @@ impl TokenEntry {
         line
     }
 
+    /// What this token allows.
+    pub fn grant(&self) -> Grant {
+        Grant { name: self.name.clone(), scope: self.scope, patterns: self.patterns.clone() }
+    }
+}
+
+/// What one static token, or one trust line a CI token satisfies, allows:
+/// a scope on the jobs its patterns match. Its name is what the log and the
+/// per-token state (tail cursors, stream slots) know the caller by.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Grant {
+    pub name: String,
+    pub scope: Scope,
+    /// Globs over job names (`*`, `?`); empty means every job.
+    pub patterns: Vec<String>,
+}
+
+impl Grant {
     pub fn may_see(&self, job: &JobName) -> bool {
         self.patterns.is_empty() || self.patterns.iter().any(|p| glob_match(p.as_bytes(), job.as_str().as_bytes()))
     }
 }
 
-/// What a token may do for one request.
-#[must_use]
-#[derive(Debug, PartialEq, Eq)]
-pub enum Decision {
-    Allowed,
-    /// Known token, but not this scope or not this job.
-    Denied,
-}
-
-/// The pure policy: a known token may act on a job if its scope covers the
-/// action and one of its patterns (or none at all) matches the job.
-pub fn decide(entry: &TokenEntry, needs: Scope, job: Option<&JobName>) -> Decision {
-    let scope_ok = entry.scope.covers(needs);
-    let job_ok = job.is_none_or(|job| entry.may_see(job));
-    if scope_ok && job_ok {
-        Decision::Allowed
-    } else {
-        Decision::Denied
-    }
+/// The pure policy: the first grant whose scope covers the action and one
+/// of whose patterns (or none at all) matches the job; `None`: denied.
+pub fn decide<'a>(grants: &'a [Grant], needs: Scope, job: Option<&JobName>) -> Option<&'a Grant> {
+    grants.iter().find(|g| g.scope.covers(needs) && job.is_none_or(|job| g.may_see(job)))
 }
 
 #[derive(Clone, Debug, Default)]
@@ -268,17 +271,17 @@ mod tests {
 
     #[test]
     fn policy_table() {
-        let ro = TokenEntry::new("r".into(), Scope::Ro, "x", vec![]);
-        let rw_deploy = TokenEntry::new("d".into(), Scope::Rw, "y", vec!["ci-test-deploy*".into()]);
+        let ro = [TokenEntry::new("r".into(), Scope::Ro, "x", vec![]).grant()];
+        let rw_deploy = [TokenEntry::new("d".into(), Scope::Rw, "y", vec!["ci-test-deploy*".into()]).grant()];
         let deploy = job("ci-test-deploy@main");
         let hello = job("ci-test-hello");
-        assert_eq!(decide(&ro, Scope::Ro, Some(&hello)), Decision::Allowed, "allow! ro reads");
-        assert_eq!(decide(&ro, Scope::Ro, None), Decision::Allowed, "allow! ro lists");
-        assert_eq!(decide(&ro, Scope::Rw, Some(&hello)), Decision::Denied, "DENY! ro starts");
-        assert_eq!(decide(&rw_deploy, Scope::Rw, Some(&deploy)), Decision::Allowed, "allow! rw in pattern");
-        assert_eq!(decide(&rw_deploy, Scope::Ro, Some(&deploy)), Decision::Allowed, "allow! rw reads");
-        assert_eq!(decide(&rw_deploy, Scope::Rw, Some(&hello)), Decision::Denied, "DENY! rw outside pattern");
-        assert_eq!(decide(&rw_deploy, Scope::Ro, Some(&hello)), Decision::Denied, "DENY! read outside pattern");
+        assert!(decide(&ro, Scope::Ro, Some(&hello)).is_some(), "allow! ro reads");
+        assert!(decide(&ro, Scope::Ro, None).is_some(), "allow! ro lists");
+        assert!(decide(&ro, Scope::Rw, Some(&hello)).is_none(), "DENY! ro starts");
+        assert!(decide(&rw_deploy, Scope::Rw, Some(&deploy)).is_some(), "allow! rw in pattern");
+        assert!(decide(&rw_deploy, Scope::Ro, Some(&deploy)).is_some(), "allow! rw reads");
+        assert!(decide(&rw_deploy, Scope::Rw, Some(&hello)).is_none(), "DENY! rw outside pattern");
+        assert!(decide(&rw_deploy, Scope::Ro, Some(&hello)).is_none(), "DENY! read outside pattern");
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct Args {
     /// signed webhooks: NAME JOB SECRET [event=EVENT] [ref=REF] a line (POST /hook/JOB)
     #[argh(option)]
     hooks: Option<PathBuf>,
+    /// CI identity tokens: issuer and trust lines (jobgate-trust(5)); off without it
+    #[argh(option)]
+    trust: Option<PathBuf>,
     /// redaction rules applied to every log line shown (skip, strip, mask)
     #[argh(option)]
     redact: Option<PathBuf>,
@@ -85,6 +88,7 @@ enum Sub {
     Follow(FollowArgs),
     Check(CheckArgs),
     Token(TokenArgs),
+    Trust(TrustArgs),
 }
 
 #[derive(FromArgs)]
@@ -208,6 +212,38 @@ enum TokenSub {
 }
 
 #[derive(FromArgs)]
+#[argh(subcommand, name = "trust")]
+/// CI identity tokens: explain a token, check a JWKS file
+struct TrustArgs {
+    #[argh(subcommand)]
+    command: TrustSub,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand)]
+enum TrustSub {
+    Explain(TrustExplainArgs),
+    CheckJwks(TrustCheckJwksArgs),
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "explain")]
+/// read a token on stdin and say, per trust line, why it matches or not (offline)
+struct TrustExplainArgs {
+    /// the job the token would act on (default: say which jobs each line allows)
+    #[argh(option)]
+    job: Option<String>,
+}
+
+#[derive(FromArgs)]
+#[argh(subcommand, name = "check-jwks")]
+/// check that FILE is a JWKS document jobgate can verify with (for the refresh unit)
+struct TrustCheckJwksArgs {
+    #[argh(positional)]
+    file: PathBuf,
+}
+
+#[derive(FromArgs)]
 #[argh(subcommand, name = "add")]
 /// make a new token, add it to the token file and print it once
 struct TokenAddArgs {
@@ -242,6 +278,7 @@ pub struct Config {
     pub tools: Tools,
     pub redact: Option<PathBuf>,
     pub hooks: Option<PathBuf>,
+    pub trust: Option<PathBuf>,
     pub follow: crate::follow::Limits,
     pub json: bool,
 }
@@ -262,6 +299,8 @@ pub enum Command {
     TokenAdd { name: String, scope: Scope, patterns: Vec<String> },
     TokenList,
     TokenRevoke { name: String },
+    TrustExplain { job: Option<JobName> },
+    TrustCheckJwks { file: PathBuf },
 }
 
 impl Args {
@@ -371,6 +410,15 @@ impl Args {
                 TokenSub::List(_) => Command::TokenList,
                 TokenSub::Revoke(a) => Command::TokenRevoke { name: a.name },
             },
+            Some(Sub::Trust(t)) => match t.command {
+                TrustSub::Explain(a) => {
+                    if self.trust.is_none() {
+                        return Err("trust explain needs --trust FILE".into());
+                    }
+                    Command::TrustExplain { job: a.job.as_deref().map(job).transpose()? }
+                }
+                TrustSub::CheckJwks(a) => Command::TrustCheckJwks { file: a.file },
+            },
         };
         let tools = Tools {
             systemctl: self.systemctl,
@@ -387,6 +435,7 @@ impl Args {
                 tools,
                 redact: self.redact,
                 hooks: self.hooks,
+                trust: self.trust,
                 follow,
                 json: self.json,
             },

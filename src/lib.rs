@@ -16,6 +16,7 @@ pub mod hooks;
 pub mod limits;
 pub mod metrics;
 pub mod names;
+pub mod oidc;
 pub mod ops;
 pub mod redact;
 pub mod render;

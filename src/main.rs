@@ -68,9 +68,13 @@ fn run(args: Args) -> Result<(), Error> {
             ),
             None => None,
         };
+        let trust = match &config.trust {
+            Some(path) => Some(jobgate::oidc::Trust::load(path.clone(), &config.state_dir).map_err(Error::Failed)?),
+            None => None,
+        };
         let counters = jobgate::metrics::Counters::in_state_dir(&config.state_dir);
         let (follow, health) = (config.follow.clone(), api::Health::default());
-        Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, follow, counters, health })
+        Ok(api::Api { jobs, tokens, tails, trust_proxy, hooks, trust, follow, counters, health })
     };
     let io_error = |e: std::io::Error| Error::Failed(format!("writing the answer: {e}"));
     match command {

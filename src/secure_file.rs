@@ -6,8 +6,9 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 /// Largest token file read.
 pub const MAX_SECRET_FILE: u64 = 1 << 20;
@@ -15,6 +16,17 @@ pub const MAX_SECRET_FILE: u64 = 1 << 20;
 /// Reads a file that must not be writable by group or others nor readable
 /// by others, and must belong to root or to the user running jobgate.
 pub fn read_private(path: &Path) -> Result<String, String> {
+    read_checked(path, true, MAX_SECRET_FILE)
+}
+
+/// Reads a file that others may read but that only root or the user
+/// running jobgate may change (public keys: whoever writes them can sign
+/// tokens), of at most `max` bytes.
+pub fn read_protected(path: &Path, max: u64) -> Result<String, String> {
+    read_checked(path, false, max)
+}
+
+fn read_checked(path: &Path, private: bool, max: u64) -> Result<String, String> {
     let shown = path.display();
     let file = File::open(path).map_err(|e| format!("{shown}: {e}"))?;
     let meta = file.metadata().map_err(|e| format!("{shown}: {e}"))?;
@@ -25,7 +37,7 @@ pub fn read_private(path: &Path) -> Result<String, String> {
     if mode & 0o022 != 0 {
         return Err(format!("{shown} is writable by others (mode {mode:04o}); run: chmod go-w {shown}"));
     }
-    if mode & 0o004 != 0 {
+    if private && mode & 0o004 != 0 {
         return Err(format!("{shown} is readable by others (mode {mode:04o}); run: chmod o-r {shown}"));
     }
     let me = current_uid();
@@ -33,9 +45,9 @@ pub fn read_private(path: &Path) -> Result<String, String> {
         return Err(format!("{shown} belongs to uid {}, not to root or to this user", meta.uid()));
     }
     let mut text = String::new();
-    file.take(MAX_SECRET_FILE + 1).read_to_string(&mut text).map_err(|e| format!("{shown}: {e}"))?;
-    if text.len() as u64 > MAX_SECRET_FILE {
-        return Err(format!("{shown}: larger than {MAX_SECRET_FILE} bytes"));
+    file.take(max + 1).read_to_string(&mut text).map_err(|e| format!("{shown}: {e}"))?;
+    if text.len() as u64 > max {
+        return Err(format!("{shown}: larger than {max} bytes"));
     }
     Ok(text)
 }
@@ -46,6 +58,50 @@ pub type Fingerprint = (u64, u64, u64, i64, i64);
 pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let m = fs::metadata(path).ok()?;
     Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+}
+
+/// A file of settings read again when it changes on disk; a version that
+/// no longer reads is reported and the last good one kept.
+pub struct Watched<T> {
+    path: PathBuf,
+    read: fn(&Path) -> Result<T, String>,
+    cached: Mutex<(Option<Fingerprint>, Arc<T>)>,
+}
+
+impl<T> Watched<T> {
+    /// Reads the file now: a first version that does not read is an error.
+    pub fn new(path: PathBuf, read: fn(&Path) -> Result<T, String>) -> Result<Watched<T>, String> {
+        let fingerprint = fingerprint(&path);
+        let value = read(&path)?;
+        Ok(Watched { path, read, cached: Mutex::new((fingerprint, Arc::new(value))) })
+    }
+
+    /// A value that is never read from a file: for tests and fuzzing.
+    pub fn fixed(value: T) -> Watched<T> {
+        let never = |_: &Path| Err("fixed".to_string());
+        Watched { path: PathBuf::new(), read: never, cached: Mutex::new((None, Arc::new(value))) }
+    }
+
+    pub fn current(&self) -> Arc<T> {
+        let mut cached = match self.cached.lock() {
+            Ok(cached) => cached,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if self.path.as_os_str().is_empty() {
+            return Arc::clone(&cached.1);
+        }
+        let now = fingerprint(&self.path);
+        if now != cached.0 {
+            match (self.read)(&self.path) {
+                Ok(value) => *cached = (now, Arc::new(value)),
+                Err(e) => {
+                    log::error!("{e}; keeping {} as it was last read", self.path.display());
+                    cached.0 = now;
+                }
+            }
+        }
+        Arc::clone(&cached.1)
+    }
 }
 
 /// Replaces `path` with `contents` atomically: a new file beside it, synced,

@@ -56,6 +56,7 @@ fn api() -> &'static Api {
             tails: TailState::new(std::env::temp_dir().join("jobgate-fuzz-state")),
             trust_proxy: None,
             hooks: None,
+            trust: None,
             follow: jobgate::follow::Limits {
                 max_streams: 4,
                 max_per_token: 4,

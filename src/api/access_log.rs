@@ -66,22 +66,29 @@ pub fn audit(line: &str) {
     let _ = writeln!(std::io::stderr().lock(), "{line}");
 }
 
-/// `audit action=start outcome=ok job=… token=… client=… run=…`: every
-/// value is a validated name, an address or `-`, so it cannot hold a space.
+/// `audit action=start outcome=ok job=… token=… client=… run=…`, then
+/// for a CI token who asked (`trust=… repo=… ref=… sha=…`): every value is
+/// a validated name, an address, `-`, or a claim reduced to the characters
+/// of names (`oidc::claims::provenance`), so it cannot hold a space.
 pub fn audit_line(
     action: &str,
     outcome: &str,
     response: &super::http::Response,
     client: Option<IpAddr>,
     run: Option<&str>,
+    origin: &[(&str, String)],
 ) -> String {
-    format!(
+    let mut line = format!(
         "audit action={action} outcome={outcome} job={} token={} client={} run={}",
         response.job.as_deref().unwrap_or("-"),
         response.token.as_deref().unwrap_or("-"),
         client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
         run.unwrap_or("-")
-    )
+    );
+    for (key, value) in origin {
+        line.push_str(&format!(" {key}={value}"));
+    }
+    line
 }
 
 #[cfg(test)]
@@ -108,7 +115,7 @@ mod tests {
         response.token = Some("ci".into());
         let client = "192.0.2.1".parse().ok();
         assert_eq!(
-            audit_line("start", outcome(response.status), &response, client, None),
+            audit_line("start", outcome(response.status), &response, client, None, &[]),
             "audit action=start outcome=already-active job=ci-test-a token=ci client=192.0.2.1 run=-"
         );
     }

@@ -12,13 +12,14 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::json;
 
-use crate::auth::{self, Decision, Scope, TokenEntry, TokenFile};
+use crate::auth::{self, Grant, Scope, TokenFile};
 use crate::follow;
 use crate::metrics::{self, Counters, Series};
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
+use crate::oidc::{self, CiToken, Trust};
 use crate::ops::{journal_failure, Jobs, OpError, MAX_RUNS};
 use crate::runs::{Last, Replay, Run};
-use crate::secure_file::Fingerprint;
+use crate::secure_file::Watched;
 use crate::systemd::parse::UnitState;
 use crate::tail_state::TailState;
 use http::{parse_query, Request, Response, Sink, StreamBody};
@@ -31,41 +32,12 @@ pub const TAIL_HOLD: Duration = Duration::from_secs(10);
 pub const DEFAULT_RUNS: usize = 20;
 
 /// The token file, read again when it changes on disk (so `token add` and
-/// `token revoke` take effect without a restart). A file that no longer
-/// parses is reported and the last good one kept.
-pub struct TokenStore {
-    path: PathBuf,
-    cached: Mutex<(Option<Fingerprint>, Arc<TokenFile>)>,
-}
+/// `token revoke` take effect without a restart).
+pub type TokenStore = Watched<TokenFile>;
 
 impl TokenStore {
     pub fn load(path: PathBuf) -> Result<TokenStore, String> {
-        let fingerprint = crate::secure_file::fingerprint(&path);
-        let file = read_token_file(&path)?;
-        Ok(TokenStore { path, cached: Mutex::new((fingerprint, Arc::new(file))) })
-    }
-
-    /// A store that never reads a file: for tests and fuzzing.
-    pub fn fixed(file: TokenFile) -> TokenStore {
-        TokenStore { path: PathBuf::new(), cached: Mutex::new((None, Arc::new(file))) }
-    }
-
-    pub fn current(&self) -> Arc<TokenFile> {
-        let Ok(mut cached) = self.cached.lock() else { return Arc::new(TokenFile::default()) };
-        if self.path.as_os_str().is_empty() {
-            return Arc::clone(&cached.1);
-        }
-        let now = crate::secure_file::fingerprint(&self.path);
-        if now != cached.0 {
-            match read_token_file(&self.path) {
-                Ok(file) => *cached = (now, Arc::new(file)),
-                Err(e) => {
-                    log::error!("{e}; keeping the token file as it was last read");
-                    cached.0 = now;
-                }
-            }
-        }
-        Arc::clone(&cached.1)
+        Watched::new(path, read_token_file)
     }
 }
 
@@ -85,6 +57,8 @@ pub struct Api {
     pub hooks: Option<crate::hooks::Hooks>,
     /// How many `follow` streams at once, and for how long.
     pub follow: follow::Limits,
+    /// CI identity tokens (`--trust`); without it a JWT is an unknown token.
+    pub trust: Option<Trust>,
     /// Requests, starts and stops counted for `/metrics`.
     pub counters: Counters,
     /// The last `/healthz` answer, reused for [`HEALTH_KEPT`].
@@ -137,6 +111,7 @@ impl Api {
             outcome: None,
             run: None,
             follow_refused: None,
+            origin: Vec::new(),
         };
         let answer = match req.path.strip_prefix('/') {
             Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
@@ -151,7 +126,8 @@ impl Api {
         if let (Some(action), false) = (ctx.action, response.status == 405) {
             let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
             let outcome = ctx.outcome.unwrap_or_else(|| access_log::outcome(response.status));
-            access_log::audit(&access_log::audit_line(action, outcome, &response, client, ctx.run.as_deref()));
+            let line = access_log::audit_line(action, outcome, &response, client, ctx.run.as_deref(), &ctx.origin);
+            access_log::audit(&line);
             // A job's own series only where it was found: names a client
             // made up are all counted as "-".
             let found = matches!(outcome, "ok" | "already-active" | "failed" | "ignored");
@@ -182,21 +158,18 @@ impl Api {
             ["metrics"] => {
                 ctx.route = "/metrics";
                 allow(method, "GET")?;
-                let token = self.authenticate(req, ctx)?;
-                if auth::decide(&token, Scope::Metrics, None) == Decision::Denied {
-                    return Err(Reject::new(403, "Not permitted"));
-                }
-                self.metrics(&token)
+                let caller = self.authenticate(req, ctx)?;
+                let grant = self.permit(&caller, Scope::Metrics, None, ctx)?;
+                self.metrics(&grant)
             }
             ["api", "jobs"] => {
                 ctx.route = "/api/jobs";
                 allow(method, "GET")?;
-                let token = self.authenticate(req, ctx)?;
-                if auth::decide(&token, Scope::Ro, None) == Decision::Denied {
-                    return Err(Reject::new(403, "Not permitted"));
-                }
+                let caller = self.authenticate(req, ctx)?;
+                self.permit(&caller, Scope::Ro, None, ctx)?;
+                let may_see = |job: &JobName| auth::decide(&caller.grants, Scope::Ro, Some(job)).is_some();
                 let jobs: Vec<_> =
-                    self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)).collect();
+                    self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| may_see(&j.job)).collect();
                 Ok(Response::json(200, &crate::render::jobs(&jobs)))
             }
             ["hook", job] => {
@@ -236,12 +209,14 @@ impl Api {
                     _ => None,
                 };
                 allow(method, route.method())?;
-                let token = self.authenticate(req, ctx)?;
+                let caller = self.authenticate(req, ctx)?;
                 let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
-                if auth::decide(&token, needs, Some(&job)) == Decision::Denied {
-                    return Err(Reject::new(403, "Not permitted"));
+                let token = self.permit(&caller, needs, Some(&job), ctx)?;
+                if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
+                    self.use_once(ci)?;
+                    ctx.origin = oidc::claims::provenance(&token.name, &ci.claims);
                 }
                 let query = Query::parse(req)?;
                 match route {
@@ -262,8 +237,11 @@ impl Api {
         }
     }
 
-    /// The token from `Authorization: Bearer` (preferred) or `?token=`.
-    fn authenticate(&self, req: &Request, ctx: &mut Context) -> Result<TokenEntry, Reject> {
+    /// The token from `Authorization: Bearer` (preferred) or `?token=`: a
+    /// static token from the token file, or, with `--trust`, a CI identity
+    /// token (told by its JWT shape). 401 for any token that does not hold;
+    /// why goes to the log.
+    fn authenticate(&self, req: &Request, ctx: &mut Context) -> Result<Caller, Reject> {
         let unauthorized = || Reject::new(401, "Missing or invalid token");
         // An empty header is no header: CGI servers pass HTTP_AUTHORIZATION=""
         // when the client sent none.
@@ -274,10 +252,46 @@ impl Api {
                 pairs.into_iter().find(|(k, _)| k == "token").map(|(_, v)| v).ok_or_else(unauthorized)?
             }
         };
+        if let (Some(trust), true) = (&self.trust, oidc::looks_like_jwt(&presented)) {
+            let token = trust.verify(&presented, now_secs()).map_err(|refusal| {
+                log::warn!("CI token refused: {refusal}");
+                unauthorized()
+            })?;
+            ctx.token = Some(format!("issuer:{}", token.issuer));
+            return Ok(Caller { grants: trust.grants(&token), ci: Some(token) });
+        }
         let tokens = self.tokens.current();
         let entry = tokens.lookup(&presented).ok_or_else(unauthorized)?;
         ctx.token = Some(entry.name.clone());
-        Ok(entry.clone())
+        Ok(Caller { grants: vec![entry.grant()], ci: None })
+    }
+
+    /// The grant that lets `caller` do what `needs` asks (on `job`), which
+    /// then names the caller in the log; 403 if none does. A CI token's
+    /// refusal logs the nearest trust line and the first claim that failed.
+    fn permit(&self, caller: &Caller, needs: Scope, job: Option<&JobName>, ctx: &mut Context) -> Result<Grant, Reject> {
+        if let Some(grant) = auth::decide(&caller.grants, needs, job) {
+            ctx.token = Some(grant.name.clone());
+            return Ok(grant.clone());
+        }
+        if let (Some(token), Some(trust)) = (&caller.ci, &self.trust) {
+            log::warn!("CI token of issuer {} not permitted: {}", token.issuer, trust.nearest(token, needs, job));
+        }
+        Err(Reject::new(403, "Not permitted"))
+    }
+
+    /// A CI token that starts or stops does so once: its `jti` is marked
+    /// used for every jobgate process until it expires.
+    fn use_once(&self, token: &CiToken) -> Result<(), Reject> {
+        let Some(trust) = &self.trust else { return Ok(()) };
+        match trust.first_use(token, now_secs()) {
+            Ok(true) => Ok(()),
+            Ok(false) => {
+                log::warn!("CI token of issuer {} refused: its jti is used already, or it has none", token.issuer);
+                Err(Reject::new(401, "Missing or invalid token"))
+            }
+            Err(e) => Err(internal(OpError::Failed(format!("marking a token used: {e}")))),
+        }
     }
 
     /// 200 when the service manager answers and the journal can be read,
@@ -298,7 +312,7 @@ impl Api {
 
     /// The counters, the follow streams open, and each job the token may
     /// see with its last run (a job that cannot be read is left out).
-    fn metrics(&self, token: &TokenEntry) -> Answer {
+    fn metrics(&self, token: &Grant) -> Answer {
         let counters = self.counters.read().map_err(|e| internal(OpError::Failed(format!("reading counters: {e}"))))?;
         let mut jobs = Vec::new();
         for summary in self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)) {
@@ -319,6 +333,11 @@ impl Api {
     fn start(&self, job: &JobName, ctx: &mut Context) -> Answer {
         let run = self.jobs.start(job).map_err(op_error)?;
         ctx.run = run.as_ref().map(|r| r.to_string());
+        if let (Some(run), Some(trust), false) = (&run, &self.trust, ctx.origin.is_empty()) {
+            if let Err(e) = trust.origins.save(run, &ctx.origin) {
+                log::error!("keeping who started run {run} of {job}: {e}");
+            }
+        }
         let run = run.as_ref().map(|r| r.as_str());
         Ok(Response::json(
             200,
@@ -331,13 +350,17 @@ impl Api {
         Ok(Response::json(200, &json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()})))
     }
 
-    fn state(&self, job: &JobName, token: &TokenEntry) -> Answer {
+    fn state(&self, job: &JobName, token: &Grant) -> Answer {
         let mut state = self.jobs.state_with_last_run(job).map_err(op_error)?;
         if !state.is_running() && self.tail_pending(job, token, &state).map_err(op_error)? {
             state.active_state = "active".into();
             state.sub_state = "tail-pending".into();
         }
-        Ok(Response::json(200, &crate::render::state(job, &state)))
+        let mut answer = crate::render::state(job, &state);
+        if let Some(trust) = &self.trust {
+            trust.origins.annotate(&mut answer);
+        }
+        Ok(Response::json(200, &answer))
     }
 
     /// Whether `token` reads `job` with a cursorless `tail` and has not yet
@@ -349,7 +372,7 @@ impl Api {
     /// less than [`TAIL_HOLD`] ago shows as `active` (sub-state
     /// `tail-pending`) until its tail is empty; the next loop reads them.
     /// Only a token whose last `tail` of the job was of this run is held.
-    fn tail_pending(&self, job: &JobName, token: &TokenEntry, state: &UnitState) -> Result<bool, OpError> {
+    fn tail_pending(&self, job: &JobName, token: &Grant, state: &UnitState) -> Result<bool, OpError> {
         let (Some(run), Some(finished)) = (&state.run, state.finished) else { return Ok(false) };
         let Some((_, cursor)) = self.tails.load(&token.name, job).filter(|(tailed, _)| tailed == run) else {
             return Ok(false);
@@ -365,7 +388,11 @@ impl Api {
 
     fn runs(&self, job: &JobName, query: &Query) -> Answer {
         let runs = self.jobs.runs(job, query.limit.unwrap_or(DEFAULT_RUNS)).map_err(op_error)?;
-        Ok(Response::json(200, &crate::render::runs(&runs)))
+        let mut answer = crate::render::runs(&runs);
+        if let Some(trust) = &self.trust {
+            trust.origins.annotate(&mut answer);
+        }
+        Ok(Response::json(200, &answer))
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
@@ -387,7 +414,7 @@ impl Api {
         }
     }
 
-    fn follow(&self, job: JobName, token: &TokenEntry, query: &Query, ctx: &mut Context) -> Answer {
+    fn follow(&self, job: JobName, token: &Grant, query: &Query, ctx: &mut Context) -> Answer {
         let slot = match self.follow.take_slot(&token.name) {
             Ok(Ok(slot)) => slot,
             Ok(Err(follow::Full::Token)) => {
@@ -421,7 +448,7 @@ impl Api {
         Ok(Response::streamed(http::TEXT, Box::new(stream)).with_header("X-Jobgate-Run", run_id))
     }
 
-    fn tail(&self, job: &JobName, token: &TokenEntry, query: &Query) -> Answer {
+    fn tail(&self, job: &JobName, token: &Grant, query: &Query) -> Answer {
         let Some(run) = self.jobs.find_run(job, &RunSelector::Last).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], Some(None), None));
         };
@@ -570,6 +597,21 @@ struct Context {
     run: Option<String>,
     /// Which cap refused a `follow` stream, for the metrics.
     follow_refused: Option<&'static str>,
+    /// Who asked, when a CI token starts or stops: for the audit line and
+    /// the run's record.
+    origin: Vec<(&'static str, String)>,
+}
+
+/// Who a request acts as: the grants of its token (a static token's one,
+/// or every trust line a CI token's claims satisfy) and, for a CI token,
+/// the token itself.
+struct Caller {
+    grants: Vec<Grant>,
+    ci: Option<CiToken>,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs()
 }
 
 /// The query parameters jobgate knows, each checked; others are ignored.

@@ -60,6 +60,7 @@ fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
         tails: TailState::new(state_dir.clone()),
         trust_proxy: None,
         hooks: None,
+        trust: None,
         follow,
         counters: crate::metrics::Counters::in_state_dir(&state_dir),
         health: crate::api::Health::default(),

@@ -14,6 +14,7 @@ use crate::error::Error;
 use crate::follow::FollowOptions;
 use crate::front::http1::{BodySink, Framing};
 use crate::names::{JobName, Lines, RunSelector};
+use crate::oidc::{self, report::Level};
 use crate::ops::{journal_failure, Jobs};
 use crate::render;
 use crate::runs::Last;
@@ -60,11 +61,13 @@ pub fn run(config: &Config, jobs: &Jobs, command: Command) -> Result<(), Error> 
             print(out, config.json, &value, &format!("stopped {job}\n"))
         }
         Command::State(job) => {
-            let value = render::state(&job, &jobs.state_with_last_run(&job)?);
+            let mut value = render::state(&job, &jobs.state_with_last_run(&job)?);
+            annotate_origins(config, &mut value);
             print(out, config.json, &value, &as_lines(&value))
         }
         Command::Runs { job, limit } => {
-            let value = render::runs(&jobs.runs(&job, limit)?);
+            let mut value = render::runs(&jobs.runs(&job, limit)?);
+            annotate_origins(config, &mut value);
             let mut text = String::new();
             for run in value["runs"].as_array().into_iter().flatten() {
                 let field = |k: &str| match &run[k] {
@@ -119,11 +122,57 @@ pub fn run(config: &Config, jobs: &Jobs, command: Command) -> Result<(), Error> 
             write_token_file(config, &file)?;
             print(out, config.json, &json!({"msg": "Token revoked", "name": name}), &format!("revoked {name}\n"))
         }
+        Command::TrustExplain { job } => return trust_explain(out, config, job.as_ref()),
+        Command::TrustCheckJwks { file } => {
+            let set = oidc::read_jwks(&file).map_err(Error::Failed)?;
+            let problems = oidc::jwks_problems(&set);
+            if !problems.is_empty() {
+                return Err(Error::Failed(format!("{}: {}", file.display(), problems.join("; "))));
+            }
+            let value = json!({"ok": true, "keys": set.keys.len()});
+            print(out, config.json, &value, &format!("{}: {} key(s), usable\n", file.display(), set.keys.len()))
+        }
         Command::Serve { .. } | Command::Inetd { .. } | Command::Cgi { .. } | Command::Version => {
             return Err(Error::Failed("not an admin command".into()))
         }
     };
     ignore_broken_pipe(printed)
+}
+
+/// Who started each run shown, where a CI token did (`--trust` only).
+fn annotate_origins(config: &Config, value: &mut Value) {
+    if config.trust.is_some() {
+        oidc::RunOrigins::in_state_dir(&config.state_dir).annotate(value);
+    }
+}
+
+/// `jobgate trust explain`: the token from stdin, each trust line's verdict.
+/// Exits 1 unless some line takes the token.
+fn trust_explain(out: &mut dyn Write, config: &Config, job: Option<&JobName>) -> Result<(), Error> {
+    let path = config.trust.clone().ok_or_else(|| Error::Usage("trust explain needs --trust FILE".into()))?;
+    let trust = oidc::Trust::load(path, &config.state_dir).map_err(Error::Failed)?;
+    let mut jwt = String::new();
+    io::stdin()
+        .take(oidc::MAX_JWT_LEN as u64 + 2)
+        .read_to_string(&mut jwt)
+        .map_err(|e| Error::Usage(format!("reading the token from stdin: {e}")))?;
+    let jwt = jwt.trim();
+    if !oidc::looks_like_jwt(jwt) {
+        return Err(Error::Usage(format!(
+            "stdin holds no JWT (three base64url parts, at most {} bytes)",
+            oidc::MAX_JWT_LEN
+        )));
+    }
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let lines = trust.explain(jwt, job, now);
+    let matched = !lines[0].contains("REFUSED") && lines.iter().any(|l| l.contains("): matches: "));
+    let text: String = lines.iter().map(|l| format!("{l}\n")).collect();
+    ignore_broken_pipe(print(out, config.json, &json!({"matches": matched, "lines": lines}), &text))?;
+    if matched {
+        Ok(())
+    } else {
+        Err(Error::Silent(1))
+    }
 }
 
 fn print(out: &mut dyn Write, json: bool, value: &Value, text: &str) -> io::Result<()> {
@@ -250,6 +299,20 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             report.push((true, format!("{}: {} token(s), permissions ok", config.tokens.display(), file.entries.len())))
         }
         Err(e) => report.push((false, e)),
+    }
+    if let Some(path) = &config.trust {
+        match oidc::read_trust_file(path) {
+            Ok(file) => {
+                for (level, finding) in oidc::report::lint(&file) {
+                    report.push(match level {
+                        Level::Ok => (true, format!("{}: {finding}", path.display())),
+                        Level::Warn => (true, format!("{}: warning: {finding}", path.display())),
+                        Level::Fail => (false, format!("{}: {finding}", path.display())),
+                    });
+                }
+            }
+            Err(e) => report.push((false, e)),
+        }
     }
     match jobs.jobs() {
         Ok(jobs) if jobs.is_empty() => report.push((
