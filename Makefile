@@ -24,8 +24,8 @@ test: lint unit install-test system
 lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
-	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5
-	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
+	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5 man/jobgate-trust.5
+	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5 man/jobgate-trust.5
 	shellcheck -s sh contrib/github/jobgate-run
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
@@ -59,12 +59,13 @@ install: release
 	install -m 0755 target/release/jobgate $(DESTDIR)$(BINDIR)/jobgate
 	install -m 0644 man/jobgate.8 $(DESTDIR)$(MANDIR)/man8/jobgate.8
 	install -m 0644 man/jobgate-tokens.5 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5
+	install -m 0644 man/jobgate-trust.5 $(DESTDIR)$(MANDIR)/man5/jobgate-trust.5
 	cd contrib && find . -type d -exec install -d $(DESTDIR)$(DATADIR)/{} \;
 	cd contrib && find . -type f ! -perm -u+x -exec install -m 0644 {} $(DESTDIR)$(DATADIR)/{} \;
 	cd contrib && find . -type f -perm -u+x -exec install -m 0755 {} $(DESTDIR)$(DATADIR)/{} \;
 
 uninstall:
-	rm -f $(DESTDIR)$(BINDIR)/jobgate $(DESTDIR)$(MANDIR)/man8/jobgate.8 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5
+	rm -f $(DESTDIR)$(BINDIR)/jobgate $(DESTDIR)$(MANDIR)/man8/jobgate.8 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5 $(DESTDIR)$(MANDIR)/man5/jobgate-trust.5
 	rm -rf $(DESTDIR)$(DATADIR)
 
 # The sudo rule, checked by visudo before it is put in place.
@@ -77,7 +78,7 @@ install-sudoers:
 # targets check properties, not only the absence of panics; see fuzz/.
 # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's -Z flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = job_name token_file query request http_request journal_export
+FUZZ_TARGETS = job_name token_file query request http_request journal_export trust_token
 fuzz:
 	mkdir -p fuzz/artifacts
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

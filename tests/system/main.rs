@@ -90,6 +90,7 @@ fn main() -> ExitCode {
         .chain(tests_hold::TESTS)
         .chain(tests_load::TESTS)
         .chain(tests_observe::TESTS)
+        .chain(tests_oidc::TESTS)
     {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
@@ -270,5 +271,6 @@ mod tests_follow;
 mod tests_hold;
 mod tests_load;
 mod tests_observe;
+mod tests_oidc;
 mod tests_runs;
 use tests_api::TESTS;
