@@ -153,6 +153,12 @@ fn a_ci_token_starts_its_job_and_the_run_shows_who(w: &World) {
     assert_eq!(run.len(), 32, "{}", started.body);
     let replay = start(o, "ci-test-deploy@main", &token);
     assert_eq!((replay.status, replay.msg()), (401, "Missing or invalid token".to_string()), "a jti starts once");
+    // Nor in another process: inetd shares the state directory's marks.
+    let mut inetd = w.sb.command_as(USER, BIN);
+    inetd.args(["--tokens", TOKENS, "--state-dir", OIDC_STATE, "--trust", TRUST, "inetd"]);
+    let raw = format!("POST /api/job/ci-test-deploy@main/stop HTTP/1.1\r\nAuthorization: Bearer {token}\r\n\r\n");
+    let (answer, _) = tests_hold::inetd(inetd, &raw);
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     wait_idle(o, "ci-test-deploy@main");
     let log = oidc_log(w, since);
     let audit = log.lines().find(|l| l.contains("audit action=start outcome=ok")).unwrap_or_default();
