@@ -2,7 +2,7 @@
 """make bench (front ends): GET state through serve, through inetd (one
 process per connection) and through nginx + fcgiwrap + cgi, beside the bare
 `systemctl show` each request runs; and jobgate's own start-to-exit time in
-inetd mode for a GET /. Run inside the sandbox by frontends.sh. Prints
+inetd mode for a GET /; and GET /healthz polled through serve. Run inside the sandbox by frontends.sh. Prints
 median and p99 per way, and ratios to the bare command."""
 import http.client, socket, ssl, statistics, subprocess, sys, time
 
@@ -14,7 +14,7 @@ def stats(xs):
     xs = sorted(xs)
     return statistics.median(xs) * 1000, xs[max(0, int(len(xs) * 0.99) - 1)] * 1000
 
-def over_http(addr, tls=False, keep_alive=True):
+def over_http(addr, tls=False, keep_alive=True, path=path):
     """Like a polling client: one connection for all requests where the
     front end keeps it open (serve, nginx); inetd closes after each."""
     host, port = addr.rsplit(":", 1)
@@ -60,3 +60,7 @@ for name, xs in [("serve", over_http(serve)), ("inetd (socket unit)", over_http(
     print(f"  {name:28} {m:7.2f} {p:7.2f}   ratio {m / base[0]:.2f}, +{m - base[0]:.2f} ms")
 m, p = stats(inetd_process())
 print(f"jobgate inetd, GET /, process start to exit: median {m:.2f} ms, p99 {p:.2f} ms")
+# /healthz runs two calls (systemctl show, journalctl --lines=0) at most
+# every 2 s and answers from memory in between: what polling it costs.
+m, p = stats(over_http(serve, path="/healthz"))
+print(f"GET /healthz through serve, {N} polls back to back: median {m:.2f} ms, p99 {p:.2f} ms")
