@@ -213,23 +213,23 @@ impl Api {
                 let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
-                let token = self.permit(&caller, needs, Some(&job), ctx)?;
+                let grant = self.permit(&caller, needs, Some(&job), ctx)?;
                 if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
                     self.use_once(ci)?;
-                    ctx.origin = oidc::claims::provenance(&token.name, &ci.claims);
+                    ctx.origin = oidc::claims::provenance(&grant.name, &ci.claims);
                 }
                 let query = Query::parse(req)?;
                 match route {
                     JobRoute::Start => self.start(&job, ctx),
                     JobRoute::Stop => self.stop(&job),
-                    JobRoute::State => self.state(&job, &token),
+                    JobRoute::State => self.state(&job, &grant),
                     JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
                     JobRoute::RunLogs(run) => {
                         let run = RunId::parse(run).ok_or(Reject::new(400, "Invalid run"))?;
                         self.logs(&job, &query, RunSelector::Id(run))
                     }
-                    JobRoute::Tail => self.tail(&job, &token, &query),
-                    JobRoute::Follow => self.follow(job, &token, &query, ctx),
+                    JobRoute::Tail => self.tail(&job, &grant, &query),
+                    JobRoute::Follow => self.follow(job, &grant, &query, ctx),
                     JobRoute::Runs => self.runs(&job, &query),
                 }
             }
@@ -312,10 +312,10 @@ impl Api {
 
     /// The counters, the follow streams open, and each job the token may
     /// see with its last run (a job that cannot be read is left out).
-    fn metrics(&self, token: &Grant) -> Answer {
+    fn metrics(&self, grant: &Grant) -> Answer {
         let counters = self.counters.read().map_err(|e| internal(OpError::Failed(format!("reading counters: {e}"))))?;
         let mut jobs = Vec::new();
-        for summary in self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| token.may_see(&j.job)) {
+        for summary in self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| grant.may_see(&j.job)) {
             match self.jobs.state_with_last_run(&summary.job) {
                 Ok(state) => jobs.push((summary.job, state)),
                 Err(OpError::UnknownJob) => {}
@@ -350,9 +350,9 @@ impl Api {
         Ok(Response::json(200, &json!({"msg": "Job stopped", "job": job.as_str(), "unit": job.unit().as_str()})))
     }
 
-    fn state(&self, job: &JobName, token: &Grant) -> Answer {
+    fn state(&self, job: &JobName, grant: &Grant) -> Answer {
         let mut state = self.jobs.state_with_last_run(job).map_err(op_error)?;
-        if !state.is_running() && self.tail_pending(job, token, &state).map_err(op_error)? {
+        if !state.is_running() && self.tail_pending(job, grant, &state).map_err(op_error)? {
             state.active_state = "active".into();
             state.sub_state = "tail-pending".into();
         }
@@ -372,13 +372,12 @@ impl Api {
     /// less than [`TAIL_HOLD`] ago shows as `active` (sub-state
     /// `tail-pending`) until its tail is empty; the next loop reads them.
     /// Only a token whose last `tail` of the job was of this run is held.
-    fn tail_pending(&self, job: &JobName, token: &Grant, state: &UnitState) -> Result<bool, OpError> {
+    fn tail_pending(&self, job: &JobName, grant: &Grant, state: &UnitState) -> Result<bool, OpError> {
         let (Some(run), Some(finished)) = (&state.run, state.finished) else { return Ok(false) };
-        let Some((_, cursor)) = self.tails.load(&token.name, job).filter(|(tailed, _)| tailed == run) else {
+        let Some((_, cursor)) = self.tails.load(&grant.name, job).filter(|(tailed, _)| tailed == run) else {
             return Ok(false);
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-        if now.saturating_sub(finished) > TAIL_HOLD.as_secs() {
+        if now_secs().saturating_sub(finished) > TAIL_HOLD.as_secs() {
             return Ok(false);
         }
         let Some(run) = self.jobs.find_run(job, &RunSelector::Id(run.clone()))? else { return Ok(false) };
@@ -414,8 +413,8 @@ impl Api {
         }
     }
 
-    fn follow(&self, job: JobName, token: &Grant, query: &Query, ctx: &mut Context) -> Answer {
-        let slot = match self.follow.take_slot(&token.name) {
+    fn follow(&self, job: JobName, grant: &Grant, query: &Query, ctx: &mut Context) -> Answer {
+        let slot = match self.follow.take_slot(&grant.name) {
             Ok(Ok(slot)) => slot,
             Ok(Err(follow::Full::Token)) => {
                 ctx.follow_refused = Some("token");
@@ -448,7 +447,7 @@ impl Api {
         Ok(Response::streamed(http::TEXT, Box::new(stream)).with_header("X-Jobgate-Run", run_id))
     }
 
-    fn tail(&self, job: &JobName, token: &Grant, query: &Query) -> Answer {
+    fn tail(&self, job: &JobName, grant: &Grant, query: &Query) -> Answer {
         let Some(run) = self.jobs.find_run(job, &RunSelector::Last).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], Some(None), None));
         };
@@ -456,13 +455,13 @@ impl Api {
         // run, holding off this token's other cursorless tails meanwhile.
         let _lock = match &query.cursor {
             Some(_) => None,
-            None => Some(self.tails.lock(&token.name, job).map_err(|e| {
-                internal(OpError::Failed(format!("locking the tail cursor of token {} for {job}: {e}", token.name)))
+            None => Some(self.tails.lock(&grant.name, job).map_err(|e| {
+                internal(OpError::Failed(format!("locking the tail cursor of token {} for {job}: {e}", grant.name)))
             })?),
         };
         let stored = match &query.cursor {
             Some(_) => None,
-            None => self.tails.load(&token.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),
+            None => self.tails.load(&grant.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),
         };
         let after = query.cursor.as_ref().or(stored.as_ref());
         let tail = self.jobs.runs.reader(job).tail(&run, after).map_err(|e| op_error(journal_failure(job, e)))?;
@@ -470,8 +469,8 @@ impl Api {
         // after its first message, and the token is known to be reading it.
         let upto = tail.cursor.as_ref().or(after).unwrap_or(&run.start.cursor);
         if query.cursor.is_none() {
-            if let Err(e) = self.tails.save(&token.name, job, &run.run, upto) {
-                let why = format!("saving the tail cursor of token {} for {job}: {e}", token.name);
+            if let Err(e) = self.tails.save(&grant.name, job, &run.run, upto) {
+                let why = format!("saving the tail cursor of token {} for {job}: {e}", grant.name);
                 return Err(internal(OpError::Failed(why)));
             }
         }
