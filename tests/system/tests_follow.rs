@@ -414,7 +414,7 @@ fn client(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Comma
     let mut cmd = Command::new("dash");
     cmd.arg(script).args(args).env("JOBGATE_URL", format!("http://{addr}")).env("JOBGATE_TOKEN", token);
     // Nothing of a GitHub step this suite may itself run in.
-    for var in ["GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT", "ACTIONS_ID_TOKEN_REQUEST_URL"] {
+    for var in ["GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"] {
         cmd.env_remove(var);
     }
     cmd.envs(env.iter().copied());
