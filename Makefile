@@ -27,6 +27,8 @@ lint:
 	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5 man/jobgate-trust.5
 	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5 man/jobgate-trust.5
 	shellcheck -s sh contrib/github/jobgate-run
+	shellcheck -x -s sh tests/sandbox/jwks-unit.sh
+	systemd-analyze verify --man=no contrib/systemd/jobgate-jwks@.service contrib/systemd/jobgate-jwks@.timer
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
@@ -38,6 +40,7 @@ install-test: release
 
 system:
 	$(CARGO) test --test system
+	sh tests/sandbox/jwks-unit.sh target/debug/jobgate tests/data/jwks-rsa2048.json
 
 # Boots a private systemd with example jobs, serves on 127.0.0.1:8000 and
 # prints curl commands; Ctrl-C stops everything. Needs root.

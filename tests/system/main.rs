@@ -91,6 +91,7 @@ fn main() -> ExitCode {
         .chain(tests_load::TESTS)
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
+        .chain(tests_ci::TESTS)
     {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
@@ -267,6 +268,7 @@ fn now_us() -> u64 {
 }
 
 mod tests_api;
+mod tests_ci;
 mod tests_follow;
 mod tests_hold;
 mod tests_load;

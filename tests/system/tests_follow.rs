@@ -413,7 +413,11 @@ fn client(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Comma
     let script = format!("{}/contrib/github/jobgate-run", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("dash");
     cmd.arg(script).args(args).env("JOBGATE_URL", format!("http://{addr}")).env("JOBGATE_TOKEN", token);
-    cmd.env_remove("GITHUB_ACTIONS").envs(env.iter().copied());
+    // Nothing of a GitHub step this suite may itself run in.
+    for var in ["GITHUB_ACTIONS", "GITHUB_STEP_SUMMARY", "GITHUB_OUTPUT"] {
+        cmd.env_remove(var);
+    }
+    cmd.envs(env.iter().copied());
     cmd
 }
 
@@ -425,7 +429,7 @@ fn client_run(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> (
 }
 
 /// The run id the client says it started or follows.
-fn client_run_id(stderr: &str) -> String {
+pub(crate) fn client_run_id(stderr: &str) -> String {
     let at = stderr.find("run ").map(|i| i + 4).unwrap_or(0);
     stderr.get(at..at + 32).unwrap_or_default().to_string()
 }
