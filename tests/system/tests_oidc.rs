@@ -20,6 +20,7 @@ pub const TESTS: &[Test] = &[
         gitlab_and_cirrus_tokens_work_through_their_issuer_lines,
     ),
     ("trust_explain_and_check_speak_to_the_operator", trust_explain_and_check_speak_to_the_operator),
+    ("jobgate_run_oidc_end_to_end", jobgate_run_oidc_end_to_end),
 ];
 
 const AUD: &str = "https://ci.example.org/jobgate";
@@ -75,9 +76,10 @@ struct Oidc {
     cirrus: Key,
 }
 
+static OIDC_STATE_CELL: OnceLock<Oidc> = OnceLock::new();
+
 fn oidc(w: &World) -> &'static Oidc {
-    static OIDC: OnceLock<Oidc> = OnceLock::new();
-    OIDC.get_or_init(|| {
+    OIDC_STATE_CELL.get_or_init(|| {
         let (github, gitlab, cirrus) = (Key::new(Algorithm::RS256), Key::new(Algorithm::RS256), Key::new(Algorithm::ES256));
         w.sb.sh_ok(&format!("mkdir -p {JWKS} {OIDC_STATE} && chown {USER}:{USER} {JWKS} {OIDC_STATE}"));
         for (name, key) in [("github", &github), ("gitlab", &gitlab), ("cirrus", &cirrus)] {
@@ -105,6 +107,11 @@ fn oidc(w: &World) -> &'static Oidc {
 
 fn now() -> u64 {
     now_us() / 1_000_000
+}
+
+/// The GitHub issuer's key, for threads that sign (set up by `oidc`).
+fn oidc_key() -> &'static Key {
+    &OIDC_STATE_CELL.get().expect("oidc set up").github
 }
 
 /// A GitHub Actions token of a push to main of octo/app, as its claims are.
@@ -352,4 +359,59 @@ fn trust_explain_and_check_speak_to_the_operator(w: &World) {
             .expect("check-jwks");
     assert_eq!(empty.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&empty.stderr).contains("it holds no key"));
+}
+
+/// contrib/github/jobgate-run --oidc against this jobgate, with a stand-in
+/// for GitHub's ID token endpoint that signs a fresh token per request as
+/// GitHub does: the workflow holds no secret, starts its job once and
+/// follows it to the end.
+fn jobgate_run_oidc_end_to_end(w: &World) {
+    use std::io::{Read, Write};
+    let o = oidc(w);
+    wait_idle(o, "ci-test-deploy@main");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}/idtoken?api-version=2.0", listener.local_addr().expect("addr"));
+    let minted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = minted.clone();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            let mut stream = stream;
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 && stream.read(&mut byte).is_ok_and(|n| n == 1)
+            {
+                head.push(byte[0]);
+            }
+            let asked = String::from_utf8_lossy(&head).contains("audience=https%3A%2F%2Fci.example.org%2Fjobgate");
+            let body = if asked {
+                json!({"value": oidc_key().sign("github-1", &github_claims(&jti()))}).to_string()
+            } else {
+                "{}".into()
+            };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    let since = now_us();
+    let script = format!("{}/contrib/github/jobgate-run", env!("CARGO_MANIFEST_DIR"));
+    let out = Command::new("dash")
+        .args([script.as_str(), "--url", &format!("http://{}", o.addr), "--oidc", AUD, "ci-test-deploy@main"])
+        .env_remove("GITHUB_STEP_SUMMARY")
+        .env_remove("GITHUB_OUTPUT")
+        .env("ACTIONS_ID_TOKEN_REQUEST_URL", &endpoint)
+        .env("ACTIONS_ID_TOKEN_REQUEST_TOKEN", "request-token")
+        .output()
+        .expect("dash");
+    let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    assert!(stdout.contains("deployed main"), "{stdout}");
+    assert!(stderr.contains("finished: result=success exit_status=0"), "{stderr}");
+    assert!(minted.load(std::sync::atomic::Ordering::SeqCst) >= 2, "a token per request");
+    let log = oidc_log(w, since);
+    let starts = log
+        .lines()
+        .filter(|l| l.contains("audit action=start outcome=ok job=ci-test-deploy@main token=oidc:deploy-main"))
+        .count();
+    assert_eq!(starts, 1, "{log}");
 }
