@@ -47,7 +47,7 @@ def inetd_process():
     out = []
     for _ in range(N):
         t = time.perf_counter()
-        subprocess.run([binary, "--tokens", "/run/bench/tokens", "inetd"], input=b"GET / HTTP/1.1\r\n\r\n",
+        subprocess.run([binary, "--tokens", "/run/bench/tokens", "--state-dir", "/run/bench", "inetd"], input=b"GET / HTTP/1.1\r\n\r\n",
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
         out.append(time.perf_counter() - t)
     return out
