@@ -19,7 +19,7 @@ release:
 
 # Everything: formatting, lints, unit tests, and the integration tests
 # against a real systemd and sudo (those need root; see tests/system).
-test: lint unit install-test system
+test: lint unit install-test package-test system
 
 lint:
 	$(CARGO) fmt --check
@@ -27,6 +27,8 @@ lint:
 	groff -mdoc -ww -z man/jobgate.8 man/jobgate-tokens.5
 	mandoc -T lint -W warning man/jobgate.8 man/jobgate-tokens.5
 	shellcheck -s sh contrib/github/jobgate-run
+	shellcheck -x -s sh tests/package.sh tests/sandbox/boot.sh tests/sandbox/lib.sh debian/jobgate.prerm debian/jobgate.postrm
+	shellcheck -s bash contrib/completions/jobgate.bash
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
@@ -35,6 +37,12 @@ unit:
 # make install into a scratch DESTDIR, then uninstall: nothing may be left.
 install-test: release
 	sh tests/install.sh
+
+# The Debian package as an operator meets it: lintian, then install, the
+# README's steps, purge, upgrade from a lower version, in a sandbox on an
+# overlay of / that leaves the host as it was (tests/package.sh). Root.
+package-test: deb
+	sh tests/package.sh
 
 system:
 	$(CARGO) test --test system
@@ -105,3 +113,4 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+	rm -f jobgate_*.deb

@@ -24,23 +24,30 @@
 # /etc/hostname). --kill-child: if unshare dies, even by SIGKILL, so does
 # the whole namespace.
 #
-# `boot.sh --overlay`: the sandbox's / is an overlay of the host's / whose
-# changes go to a tmpfs (the upper dir), so that what runs inside may
-# install packages (dpkg, apt-get, systemd-sysusers) and the host's files
-# stay as they were; the changes vanish with the sandbox. /dev and /sys are
-# the host's (bound); the other mounts of the host (other file systems,
-# /work's if it is one) are not seen inside. The upper dir is shown
-# read-only at /run/sandbox-overlay: every file the sandbox added or
-# changed, and a character device 0/0 for each it removed. The mounts
-# below are then made in the overlay, as without the option.
+# `boot.sh --overlay`: a machine of its own for installing packages
+# (dpkg, apt-get, systemd-sysusers): / is an overlay of the host's / whose
+# changes go to a tmpfs (the upper dir), so the host's files stay as they
+# were and the changes vanish with the sandbox, and the network namespace
+# is its own too (a loopback that systemd brings up, nothing else: enter it
+# with nsenter -n as well; apt-get inside reaches no archive, and a server
+# inside takes no host port). /dev and /sys are the host's (bound); the
+# host's other mounts are not seen inside. The upper dir is shown read-only
+# at /run/sandbox-overlay: every file the sandbox added or changed, and a
+# character device 0/0 for each it removed. The mounts below are then made
+# in the overlay, as without the option.
 set -eu
 
-overlay=no
-case ${1:-} in
+case "$*" in
+    '') overlay=no ;;
     --overlay) overlay=yes ;;
-    '') ;;
-    *) echo "boot.sh: unknown option $1 (only --overlay)" >&2; exit 2 ;;
+    *) echo "boot.sh: unknown arguments '$*' (only --overlay)" >&2; exit 2 ;;
 esac
+# The namespaces unshare makes below.
+if [ $overlay = yes ]; then
+    set -- --pid --mount --uts --net
+else
+    set -- --pid --mount --uts
+fi
 
 # `-O /`: / belongs to this process's effective uid, i.e. we are root.
 if ! [ -O / ]; then
@@ -49,7 +56,7 @@ if ! [ -O / ]; then
 fi
 
 # shellcheck disable=SC2016 # the script is expanded by the inner sh
-exec unshare --fork --kill-child=SIGKILL --pid --mount --uts --propagation private \
+exec unshare --fork --kill-child=SIGKILL "$@" --propagation private \
     sh -c '
         set -eu
         journal_gid=$(getent group systemd-journal | cut -d: -f3)
@@ -67,6 +74,8 @@ exec unshare --fork --kill-child=SIGKILL --pid --mount --uts --propagation priva
             cd /tmp/root
             pivot_root . .oldroot
             cd /
+            # No DNS in its network: its own name resolves from the file.
+            printf "127.0.1.1\tjobgate-sandbox\n" >>/etc/hosts
         fi
         mount -t proc proc /proc
         mount -t tmpfs -o mode=0755 tmpfs /run

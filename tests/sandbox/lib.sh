@@ -21,8 +21,10 @@ sandbox_boot() {
     done
 }
 
+# -n: the sandbox's network namespace, its own with --overlay (without,
+# the host's, and entering it changes nothing).
 inside() {
-    nsenter -t "$sandbox_pid" -m -p -u "$@"
+    nsenter -t "$sandbox_pid" -m -p -u -n "$@"
 }
 
 # sandbox_put MODE PATH < FILE: a file of the host into the sandbox. Its
