@@ -71,7 +71,8 @@ fn every_option_and_command_is_in_the_manual() {
 /// What the bash completion offers for the command line `words` (the last
 /// one is being completed), as bash would run it.
 fn bash_completes(words: &[&str]) -> Vec<String> {
-    const SCRIPT: &str = r#"source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _jobgate; printf '%s\n' "${COMPREPLY[@]}""#;
+    const SCRIPT: &str =
+        r#"source "$1"; shift; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); _jobgate; printf '%s\n' "${COMPREPLY[@]}""#;
     let out = Command::new("bash")
         .args(["--norc", "--noprofile", "-c", SCRIPT, "bash", BASH_COMPLETION])
         .args(words)
