@@ -59,7 +59,7 @@ deb:
 	dpkg-buildpackage --build=binary --no-sign --post-clean --rules-file='debian/rules DEB_DIR=$(DEB_DIR)' \
 		--buildinfo-option=-u$(DEB_DIR) --buildinfo-file=$(DEB_DIR)/jobgate_$${v}_$$a.buildinfo \
 		--changes-option=-u$(DEB_DIR) --changes-file=$(DEB_DIR)/jobgate_$${v}_$$a.changes && \
-	cp $(DEB_DIR)/jobgate_$${v}_$$a.deb .
+	cp $(DEB_DIR)/jobgate_$${v}_$$a.deb . && echo "make deb: ./jobgate_$${v}_$$a.deb"
 
 # Boots a private systemd with example jobs, serves on 127.0.0.1:8000 and
 # prints curl commands; Ctrl-C stops everything. Needs root.

@@ -1,4 +1,4 @@
-# Shell helpers around boot.sh, for `make demo` and `make bench`:
+# Shell helpers around boot.sh, for `make demo`, `make bench` and `make package-test`:
 #   top=REPO; . "$top/tests/sandbox/lib.sh"; sandbox_boot; inside systemctl ...; (sandbox_stop on exit)
 # Sets $sandbox_pid (systemd, for nsenter) and $unshare_pid.
 # `sandbox_boot --overlay` passes the option to boot.sh: / inside is an
