@@ -12,8 +12,8 @@
 #  2. The README's steps (sudo rule from the examples, a token, the socket
 #     enabled) give a passing `jobgate check`, and a job started over HTTP
 #     and followed to its end.
-#  3. apt-get purge leaves no path named jobgate behind: nothing in the
-#     overlay's upper dir (every change since boot) but the user.
+#  3. apt-get purge leaves no path named jobgate behind: no new one in the
+#     overlay's upper dir (every change since boot); the user stays.
 #  4. A lower version with a token, state and the service running; an
 #     upgrade keeps the token file and the state and restarts the service;
 #     remove stops it and keeps both; purge again leaves nothing.
@@ -84,22 +84,26 @@ answering() {
         i=$((i + 1)); [ $i -lt 100 ] || no "nothing answers on 127.0.0.1:8000"; sleep 0.1; done'
 }
 # After a purge: no path named jobgate among every change made to / since
-# the boot (the overlay's upper dir), no rule in the sandbox's own
+# the boot (the overlay's upper dir) but those made before the install
+# (the baseline, below), no rule in the sandbox's own
 # /etc/sudoers.d, no jobgate unit loaded; the user stays.
 nothing_left() {
     left=$(inside find /run/sandbox-overlay -name '*jobgate*')
-    [ -z "$left" ] || fail "$1 left: $left"
+    [ "$left" = "$baseline" ] || fail "$1 left: $left (before the install: $baseline)"
     in_sandbox '[ ! -e /etc/sudoers.d/jobgate ] || no "/etc/sudoers.d/jobgate is left"
         [ -z "$(systemctl list-units --all --no-legend "jobgate*")" ] || no "units left: $(systemctl list-units --all "jobgate*")"
         getent passwd jobgate >/dev/null || no "the user jobgate is gone"'
 }
 
-# A machine without jobgate: none installed, no user left from before. And
-# none of a Docker image's /usr/sbin/policy-rc.d, which forbids maintainer
-# scripts to stop or restart services (deb-systemd-invoke asks it).
+# A machine without jobgate: none installed, no user, /etc/jobgate or
+# /var/lib/jobgate left from before (their removal is in the upper dir now,
+# the baseline of what a purge may leave). And none of a Docker image's
+# /usr/sbin/policy-rc.d, which forbids maintainer scripts to stop or
+# restart services (deb-systemd-invoke asks it).
 in_sandbox 'if dpkg -s jobgate >/dev/null 2>&1; then dpkg --purge jobgate >/dev/null; fi
     if getent passwd jobgate >/dev/null; then userdel jobgate; fi
-    rm -f /usr/sbin/policy-rc.d'
+    rm -rf /etc/jobgate /var/lib/jobgate /usr/sbin/policy-rc.d'
+baseline=$(inside find /run/sandbox-overlay -name '*jobgate*')
 
 echo "1. install $(basename "$deb")"
 apt install "./jobgate_${version}_$arch.deb"
