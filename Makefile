@@ -7,7 +7,7 @@ BINDIR ?= $(PREFIX)/bin
 MANDIR ?= $(PREFIX)/share/man
 DATADIR ?= $(PREFIX)/share/jobgate
 
-.PHONY: all build release test lint unit system install-test demo bench fuzz install uninstall install-sudoers clean
+.PHONY: all build release test lint unit system install-test package-test deb demo bench fuzz install uninstall install-sudoers clean
 
 all: build
 
@@ -19,7 +19,7 @@ release:
 
 # Everything: formatting, lints, unit tests, and the integration tests
 # against a real systemd and sudo (those need root; see tests/system).
-test: lint unit install-test system
+test: lint unit install-test package-test system
 
 lint:
 	$(CARGO) fmt --check
@@ -29,6 +29,8 @@ lint:
 	shellcheck -s sh contrib/github/jobgate-run
 	shellcheck -x -s sh tests/sandbox/jwks-unit.sh
 	systemd-analyze verify --man=no contrib/systemd/jobgate-jwks@.service contrib/systemd/jobgate-jwks@.timer
+	shellcheck -x -s sh tests/package.sh tests/sandbox/boot.sh tests/sandbox/lib.sh debian/jobgate.prerm debian/jobgate.postrm
+	shellcheck -s bash contrib/completions/jobgate.bash
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
@@ -38,9 +40,29 @@ unit:
 install-test: release
 	sh tests/install.sh
 
+# The Debian package as an operator meets it: lintian, then install, the
+# README's steps, purge, upgrade from a lower version, in a sandbox on an
+# overlay of / that leaves the host as it was (tests/package.sh). Root.
+package-test: deb
+	sh tests/package.sh
+
 system:
 	$(CARGO) test --test system
 	sh tests/sandbox/jwks-unit.sh target/debug/jobgate tests/data/jwks-rsa2048.json
+
+# The Debian package: jobgate_VERSION_ARCH.deb here (replacing any older
+# one), from debian/ with dpkg-buildpackage and debhelper (apt-get install
+# debhelper; cargo from rustup). Its .buildinfo and .changes: $(DEB_DIR).
+DEB_DIR = target/deb
+deb:
+	@command -v dh >/dev/null || { echo "make deb needs debhelper: apt-get install debhelper" >&2; exit 1; }
+	rm -rf $(DEB_DIR) jobgate_*.deb
+	mkdir -p $(DEB_DIR)
+	v=$$(dpkg-parsechangelog -S Version) && a=$$(dpkg-architecture -q DEB_HOST_ARCH) && \
+	dpkg-buildpackage --build=binary --no-sign --post-clean --rules-file='debian/rules DEB_DIR=$(DEB_DIR)' \
+		--buildinfo-option=-u$(DEB_DIR) --buildinfo-file=$(DEB_DIR)/jobgate_$${v}_$$a.buildinfo \
+		--changes-option=-u$(DEB_DIR) --changes-file=$(DEB_DIR)/jobgate_$${v}_$$a.changes && \
+	cp $(DEB_DIR)/jobgate_$${v}_$$a.deb . && echo "make deb: ./jobgate_$${v}_$$a.deb"
 
 # Boots a private systemd with example jobs, serves on 127.0.0.1:8000 and
 # prints curl commands; Ctrl-C stops everything. Needs root.
@@ -55,8 +77,10 @@ bench: release
 	sh tests/bench/runs.sh target/release/jobgate
 
 # The binary, the manual pages, and contrib/ (units, sudoers rule, nginx
-# examples) as documentation under $(DATADIR). The sudo rule and the units
-# are not put in place: read them, then use install-sudoers and systemctl.
+# examples) as documentation under $(DATADIR), the units and the CGI
+# wrapper pointed at $(BINDIR)/jobgate. The sudo rule and the units are not
+# put in place: read them, then use install-sudoers and systemctl. On
+# Debian, `make deb` and the package are simpler (README).
 install: release
 	install -d $(DESTDIR)$(BINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 $(DESTDIR)$(DATADIR)
 	install -m 0755 target/release/jobgate $(DESTDIR)$(BINDIR)/jobgate
@@ -66,6 +90,7 @@ install: release
 	cd contrib && find . -type d -exec install -d $(DESTDIR)$(DATADIR)/{} \;
 	cd contrib && find . -type f ! -perm -u+x -exec install -m 0644 {} $(DESTDIR)$(DATADIR)/{} \;
 	cd contrib && find . -type f -perm -u+x -exec install -m 0755 {} $(DESTDIR)$(DATADIR)/{} \;
+	sed -i 's|/usr/bin/jobgate|$(BINDIR)/jobgate|' $(DESTDIR)$(DATADIR)/systemd/jobgate*.service $(DESTDIR)$(DATADIR)/cgi/jobgate.cgi
 
 uninstall:
 	rm -f $(DESTDIR)$(BINDIR)/jobgate $(DESTDIR)$(MANDIR)/man8/jobgate.8 $(DESTDIR)$(MANDIR)/man5/jobgate-tokens.5 $(DESTDIR)$(MANDIR)/man5/jobgate-trust.5
@@ -92,3 +117,4 @@ fuzz:
 
 clean:
 	$(CARGO) clean
+	rm -f jobgate_*.deb

@@ -13,6 +13,10 @@ done
 [ -x "$dest/opt/jg/share/jobgate/github/jobgate-run" ] || { echo "install: jobgate-run is not executable"; exit 1; }
 [ ! -x "$dest/opt/jg/share/jobgate/github/action.yml" ] || { echo "install: action.yml is executable"; exit 1; }
 "$dest/opt/jg/bin/jobgate" --version >/dev/null
+grep -q '^ExecStart=/opt/jg/bin/jobgate ' "$dest/opt/jg/share/jobgate/systemd/jobgate.service" ||
+    { echo "install: jobgate.service does not run /opt/jg/bin/jobgate"; exit 1; }
+grep -q '^exec /opt/jg/bin/jobgate ' "$dest/opt/jg/share/jobgate/cgi/jobgate.cgi" ||
+    { echo "install: jobgate.cgi does not run /opt/jg/bin/jobgate"; exit 1; }
 [ ! -e "$dest/etc/sudoers.d" ] || { echo "install: the sudo rule must not be put in place by default"; exit 1; }
 installed=$(find "$dest" -type f | wc -l)
 make -s uninstall DESTDIR="$dest" PREFIX=/opt/jg

@@ -8,4 +8,4 @@
 # fails, which for a quiet job can take until the stream's time limit: keep
 # that short here (clients such as contrib/github/jobgate-run reconnect
 # after their last line at no cost).
-exec /usr/local/bin/jobgate --tokens /etc/jobgate/tokens --state-dir /var/lib/jobgate --max-follow-secs 300 cgi
+exec /usr/bin/jobgate --tokens /etc/jobgate/tokens --state-dir /var/lib/jobgate --max-follow-secs 300 cgi

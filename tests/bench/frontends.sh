@@ -11,10 +11,10 @@ command -v nginx >/dev/null && [ -x /usr/sbin/fcgiwrap ] || { echo "bench needs 
 sandbox_boot
 d=/run/bench
 sandbox_put 0755 $d/jobgate < "$bin"
-sed -e "s|/usr/local/bin/jobgate --tokens /etc/jobgate/tokens|$d/jobgate --tokens $d/tokens --state-dir $d|" -e '/^User=/d; /^Group=/d; /^StateDirectory/d' \
+sed -e "s|/usr/bin/jobgate --tokens /etc/jobgate/tokens|$d/jobgate --tokens $d/tokens --state-dir $d|" -e '/^User=/d; /^Group=/d; /^StateDirectory/d' \
     "$top/contrib/systemd/jobgate@.service" | sandbox_put 0644 /run/systemd/system/jobgate@.service
 sed 's|127.0.0.1:8000|127.0.0.1:18602|' "$top/contrib/systemd/jobgate.socket" | sandbox_put 0644 /run/systemd/system/jobgate.socket
-sed -e "s|/usr/local/bin/jobgate|$d/jobgate|; s|/etc/jobgate/tokens|$d/tokens|; s|/var/lib/jobgate|$d|" "$top/contrib/cgi/jobgate.cgi" | sandbox_put 0755 $d/jobgate.cgi
+sed -e "s|/usr/bin/jobgate|$d/jobgate|; s|/etc/jobgate/tokens|$d/tokens|; s|/var/lib/jobgate|$d|" "$top/contrib/cgi/jobgate.cgi" | sandbox_put 0755 $d/jobgate.cgi
 sed -e 's|listen 443 ssl;|listen 127.0.0.1:18603 ssl;|; /listen \[::\]/d' -e "s|/etc/ssl/certs/ci.example.org.pem|$d/tls.pem|; s|/etc/ssl/private/ci.example.org.key|$d/tls.key|" \
     -e "s|/var/log/nginx/jobgate.access.log|$d/nginx/access.log|; s|/usr/local/lib/jobgate/jobgate.cgi|$d/jobgate.cgi|; s|include fastcgi_params;|include /etc/nginx/fastcgi_params;|" \
     -e 's|limit_req zone|# limit_req zone|; s|^limit_req_zone|# limit_req_zone|' "$top/contrib/nginx/jobgate-cgi.conf" | sandbox_put 0644 $d/nginx/cgi.conf

@@ -1,6 +1,6 @@
 #!/bin/sh
 # Runs contrib/systemd/jobgate-jwks@.service for real in the sandbox, against
-# an HTTPS server on 127.0.0.1 (openssl s_server with a throwaway CA), and
+# an HTTPS server on its 127.0.0.1 (openssl s_server with a throwaway CA), and
 # checks what it leaves in /var/lib/jobgate/jwks: a good download renamed
 # into place (0600), and nothing but the last good file after a bad
 # document, an oversized answer without a length, plain http, a URL that
@@ -10,18 +10,18 @@
 #
 # Without arguments `jobgate trust check-jwks` is a stub that wants a
 # "keys" member; with them, the real binary and a JWKS document it accepts.
-# Inside the sandbox only, /var/lib and /usr/local/bin are empty tmpfs (the
-# unit's paths are fixed), and a drop-in sets the test user, the URL files
-# and the CA: everything else is the shipped unit.
+# The sandbox boots on an overlay of / (boot.sh --overlay), so the binary
+# goes to the unit's own path, /usr/bin/jobgate, without touching the host;
+# /var/lib/jobgate is an empty tmpfs there, the HTTPS server runs inside
+# (the overlay sandbox has a network of its own), and a drop-in sets the
+# test user, the URL files and the CA: everything else is the shipped unit.
 set -eu
 top=$(cd "$(dirname "$0")/../.." && pwd)
 user=jobgate-test
 port=$(awk 'BEGIN { srand(); print 20000 + int(rand() * 20000) }')
 work=$(mktemp -d)
-server=
 # shellcheck disable=SC2317 # called by the EXIT trap
 cleanup() {
-    [ -z "$server" ] || kill "$server" 2>/dev/null || true
     rm -rf "$work"
 }
 trap cleanup EXIT
@@ -40,23 +40,24 @@ fi
 echo '<html>a login page, not keys</html>' >"$work/www/bad.json"
 # 100 KiB; s_server -WWW sends no Content-Length, so only LimitFSIZE= stops it.
 { printf '{"keys":[]'; head -c 102400 /dev/zero | tr '\0' ' '; printf '}\n'; } >"$work/www/big.json"
-(cd "$work/www" && exec openssl s_server -quiet -WWW -accept "$port" -cert "$work/cert.pem" -key "$work/key.pem") \
-    >/dev/null 2>&1 &
-server=$!
-i=0
-until curl -fsS --cacert "$work/cert.pem" -o /dev/null "https://localhost:$port/good.json" 2>/dev/null; do
-    i=$((i + 1)); [ $i -lt 50 ] || { echo "jwks-unit: openssl s_server does not answer on $port" >&2; exit 1; }; sleep 0.1
-done
-
 # shellcheck source=tests/sandbox/lib.sh
 . "$top/tests/sandbox/lib.sh"
-sandbox_boot
+sandbox_boot --overlay
 trap 'sandbox_stop; cleanup' EXIT
-inside sh -c 'mount -t tmpfs tmpfs /var/lib && mkdir -p /var/lib/systemd && mount -t tmpfs tmpfs /usr/local/bin'
+inside sh -c 'mkdir -p /var/lib/jobgate && mount -t tmpfs tmpfs /var/lib/jobgate'
+for name in good bad big; do sandbox_put 0644 "/run/jwks-test/www/$name.json" <"$work/www/$name.json"; done
+sandbox_put 0644 /run/jwks-test/cert.pem <"$work/cert.pem"
+sandbox_put 0600 /run/jwks-test/key.pem <"$work/key.pem"
+inside systemd-run --quiet --unit=jwks-https -p WorkingDirectory=/run/jwks-test/www \
+    openssl s_server -quiet -WWW -accept "$port" -cert /run/jwks-test/cert.pem -key /run/jwks-test/key.pem
+i=0
+until inside curl -fsS --cacert /run/jwks-test/cert.pem -o /dev/null "https://localhost:$port/good.json" 2>/dev/null; do
+    i=$((i + 1)); [ $i -lt 50 ] || { echo "jwks-unit: openssl s_server does not answer on $port" >&2; exit 1; }; sleep 0.1
+done
 if [ $# -ge 1 ]; then
-    sandbox_put 0755 /usr/local/bin/jobgate <"$1"
+    sandbox_put 0755 /usr/bin/jobgate <"$1"
 else
-    sandbox_put 0755 /usr/local/bin/jobgate <<'STUB'
+    sandbox_put 0755 /usr/bin/jobgate <<'STUB'
 #!/bin/sh
 [ "$1 $2" = "trust check-jwks" ] || { echo "stub: unexpected arguments: $*" >&2; exit 2; }
 grep -q '"keys"' "$3" || { echo "stub: $3: not a JWKS" >&2; exit 1; }

@@ -645,7 +645,7 @@ fn polkit_instead_of_sudo(w: &World) {
 /// state directory (the test's own, in the sandbox's /run) and user.
 pub fn shipped_unit(file: &str) -> String {
     let text = std::fs::read_to_string(format!("{}/contrib/systemd/{file}", env!("CARGO_MANIFEST_DIR"))).expect("unit");
-    text.replace("/usr/local/bin/jobgate", BIN)
+    text.replace("/usr/bin/jobgate", BIN)
         .replace("--tokens /etc/jobgate/tokens", &format!("--tokens {TOKENS} --state-dir {STATE}"))
         .replace("User=jobgate", &format!("User={USER}"))
         .replace("Group=jobgate", &format!("Group={USER}"))
@@ -835,7 +835,7 @@ pub fn start_nginx_to(w: &World, upstream: &str) -> (String, String) {
         .replace("include fastcgi_params;", "include /etc/nginx/fastcgi_params;");
     let wrapper = std::fs::read_to_string(format!("{repo}/contrib/cgi/jobgate.cgi")).expect("wrapper");
     let wrapper = wrapper
-        .replace("/usr/local/bin/jobgate", BIN)
+        .replace("/usr/bin/jobgate", BIN)
         .replace("/etc/jobgate/tokens", TOKENS)
         .replace("/var/lib/jobgate", STATE);
     let main = format!(
