@@ -799,7 +799,17 @@ fn limits_in_every_front_end(w: &World) {
     assert!(started.elapsed() >= Duration::from_secs(9), "408 came after {:?}", started.elapsed());
     let mut too_big = w.sb.command_as(USER, "/usr/bin/env");
     let out = too_big
-        .args(["REQUEST_METHOD=POST", "REQUEST_URI=/", "CONTENT_LENGTH=70000", BIN, "--tokens", TOKENS, "--state-dir", STATE, "cgi"])
+        .args([
+            "REQUEST_METHOD=POST",
+            "REQUEST_URI=/",
+            "CONTENT_LENGTH=70000",
+            BIN,
+            "--tokens",
+            TOKENS,
+            "--state-dir",
+            STATE,
+            "cgi",
+        ])
         .output()
         .expect("cgi");
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("Status: 413 "));
