@@ -12,11 +12,13 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::names::UnitName;
 use crate::names::{JobName, Prefix, RunId, RunSelector};
 use crate::redact::Redactions;
 use crate::runs::source::{Entries, Journalctl};
 use crate::runs::{Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
+use crate::systemd::bus::SystemBus;
 use crate::systemd::parse::{self, UnitState};
 use crate::systemd::run::{program_name, Output, Runner};
 
@@ -64,6 +66,8 @@ pub struct Jobs {
     unloaded: Unloaded,
     /// Where `start` takes a lock per job (see [`Jobs::with_start_locks`]).
     start_locks: Option<std::path::PathBuf>,
+    /// Where unit state is read first (see [`Jobs::with_bus`]).
+    bus: Option<SystemBus>,
 }
 
 /// Which jobs' units held no run (finished, unloaded) when last asked: a
@@ -97,7 +101,7 @@ impl Jobs {
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
         let source = Journalctl { runner: Arc::clone(&runner), tools: tools.clone() };
         let runs = Runs::new(Arc::new(source), Redactions::default());
-        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None }
+        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None, bus: None }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
@@ -113,23 +117,42 @@ impl Jobs {
         Jobs { start_locks: Some(dir), ..self }
     }
 
+    /// The same jobs, with unit state read over `bus`, and through
+    /// `systemctl show` only when the bus cannot say.
+    pub fn with_bus(self, bus: SystemBus) -> Jobs {
+        Jobs { bus: Some(bus), ..self }
+    }
+
+    /// The bus state is read over, if any.
+    pub fn bus(&self) -> Option<&SystemBus> {
+        self.bus.as_ref()
+    }
+
     fn call(&self, call: Call) -> Result<Output, OpError> {
         let argv = call.argv(&self.tools);
         self.runner.call(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
     }
 
-    /// The unit's state; [`OpError::UnknownJob`] if systemd has no such unit.
+    /// The unit's state, over the bus if it answers, else from `systemctl
+    /// show`; [`OpError::UnknownJob`] if systemd has no such unit.
     pub fn state(&self, job: &JobName) -> Result<UnitState, OpError> {
         let unit = job.unit();
-        let out = self.call(Call::Show(&unit))?;
-        if !out.success {
-            return Err(failure("systemctl show", &out));
-        }
-        let state = parse::unit_state(&out.stdout);
+        let state = match self.bus.as_ref().and_then(|bus| bus.unit_state(&unit)) {
+            Some(state) => state,
+            None => self.show(&unit)?,
+        };
         if !state.loaded {
             return Err(OpError::UnknownJob);
         }
         Ok(state)
+    }
+
+    fn show(&self, unit: &UnitName) -> Result<UnitState, OpError> {
+        let out = self.call(Call::Show(unit))?;
+        if !out.success {
+            return Err(failure("systemctl show", &out));
+        }
+        Ok(parse::unit_state(&out.stdout))
     }
 
     /// The state as a person means it: when systemd holds no run for the
