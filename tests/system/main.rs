@@ -91,6 +91,8 @@ fn main() -> ExitCode {
         .chain(tests_load::TESTS)
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
+        // Last: it stops and starts the sandbox's bus.
+        .chain(tests_bus::TESTS)
     {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
@@ -267,6 +269,7 @@ fn now_us() -> u64 {
 }
 
 mod tests_api;
+mod tests_bus;
 mod tests_follow;
 mod tests_hold;
 mod tests_load;
