@@ -140,6 +140,19 @@ fn bus_state_needs_no_systemctl(w: &World) {
         let (answer, log) = cli_state(w, &[NO_BUS], &["--systemctl", "/bin/false"], job);
         assert_eq!(answer, Value::Null, "{job} without the bus and systemctl: {log}");
     }
+    // `check` says which way state is read.
+    for (env, says) in [
+        ("RUST_LOG=warn", "ok   state is read over the system bus (/run/dbus/system_bus_socket)\n"),
+        (NO_BUS, "ok   warning: the system bus (/run/jobgate-test/no-bus) does not answer"),
+    ] {
+        let out =
+            w.sb.command_as(USER, "/usr/bin/env")
+                .args([env, BIN, "--tokens", TOKENS, "check"])
+                .output()
+                .expect("check");
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(text.contains(says), "{text}");
+    }
 }
 
 /// A serve whose systemctl writes each call to a file before it runs.
