@@ -12,8 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::names::UnitName;
-use crate::names::{JobName, Prefix, RunId, RunSelector};
+use crate::names::{JobName, Prefix, RunId, RunSelector, UnitName};
 use crate::redact::Redactions;
 use crate::runs::source::{Entries, Journalctl};
 use crate::runs::{Run, Runs, Wanted};
@@ -418,6 +417,19 @@ mod tests {
             sudo,
             [["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "start", "--no-block", "--", "ci-test-a.service"]]
         );
+    }
+
+    #[test]
+    fn state_falls_back_to_systemctl_show_when_the_bus_does_not_answer() {
+        let show = format!("LoadState=loaded\nActiveState=active\nInvocationID={RUN_B}\n");
+        let (jobs, runner) = jobs(RecordingRunner::default().answer(&["show"], true, &show));
+        let nowhere = std::env::temp_dir().join(format!("jobgate-no-bus-{}", std::process::id()));
+        let jobs = jobs.with_bus(SystemBus::at(nowhere));
+        for _ in 0..2 {
+            let state = jobs.state(&job("ci-test-a")).expect("state through systemctl show");
+            assert_eq!(state.run.map(|r| r.to_string()), Some(RUN_B.to_string()));
+        }
+        assert_eq!(runner.recorded().len(), 2, "one systemctl show per request");
     }
 
     #[test]

@@ -14,7 +14,7 @@
 use std::fmt;
 
 /// Most bytes of one message jobgate reads. The protocol allows 128 MiB; a
-/// unit's properties are some 20 KiB.
+/// unit's properties (all ~400 of them) are some 14 KiB.
 pub const MAX_MESSAGE: usize = 1 << 20;
 /// Bytes before the header fields: byte order, type, flags, version, body
 /// length, serial, and the length of the fields' array.
@@ -89,7 +89,7 @@ pub fn message_len(fixed: &[u8; FIXED_HEADER]) -> Result<usize> {
     let fields = endian.u32([fixed[12], fixed[13], fixed[14], fixed[15]]) as usize;
     let len = FIXED_HEADER
         .checked_add(fields)
-        .map(|n| n.next_multiple_of(8))
+        .and_then(|n| n.checked_next_multiple_of(8))
         .and_then(|n| n.checked_add(body))
         .filter(|&n| n <= MAX_MESSAGE);
     len.ok_or(WireError("message too large"))
