@@ -63,7 +63,8 @@ pub struct Connection {
 impl Connection {
     /// Connects to the bus at `socket` as `uid`, ready for calls.
     pub fn open(socket: &Path, uid: u32, deadline: Instant) -> Result<Connection, CallError> {
-        let stream = UnixStream::connect(socket)?;
+        let stream = UnixStream::connect(socket)
+            .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", socket.display())))?;
         let mut connection = Connection { stream, serial: 0 };
         connection.authenticate(uid, deadline)?;
         let hello = MethodCall {

@@ -196,14 +196,14 @@ impl<'a> Message<'a> {
             field::DESTINATION => self.destination = Some(r.string()?),
             field::REPLY_SERIAL => self.reply_serial = Some(r.u32()?),
             _ => {
-                let signature = r.signature()?;
+                let body = r.signature()?;
                 // The body's signature is a list of complete types.
-                let mut rest = signature.as_bytes();
+                let mut rest = body.as_bytes();
                 while !rest.is_empty() {
                     let n = type_len(rest, 0, false)?;
                     rest = rest.get(n..).unwrap_or_default();
                 }
-                self.signature = signature;
+                self.signature = body;
             }
         }
         Ok(())
