@@ -40,7 +40,8 @@ pub const BUS_TIMEOUT: Duration = Duration::from_secs(2);
 /// After a connection could not be made, how long requests go straight to
 /// `systemctl show` before the bus is tried again.
 pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
-/// Most idle connections kept (one per request served at once).
+/// Most idle connections kept (one per request served at once; the load
+/// test of tests/system counts them among serve's open files).
 const MAX_IDLE: usize = 4;
 
 const SYSTEMD: &str = "org.freedesktop.systemd1";
