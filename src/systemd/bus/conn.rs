@@ -10,7 +10,7 @@ use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::Instant;
 
-use super::wire::{message_len, Kind, Message, MethodCall, WireError, FIXED_HEADER};
+use super::wire::{message_len, Kind, Message, MethodCall, WireError, FIXED_HEADER, HELLO};
 
 /// Most bytes of the server's answer to AUTH (`OK <32 hex digits>\r\n`).
 const MAX_AUTH_LINE: usize = 512;
@@ -67,14 +67,7 @@ impl Connection {
             .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", socket.display())))?;
         let mut connection = Connection { stream, serial: 0 };
         connection.authenticate(uid, deadline)?;
-        let hello = MethodCall {
-            destination: "org.freedesktop.DBus",
-            path: "/org/freedesktop/DBus",
-            interface: "org.freedesktop.DBus",
-            member: "Hello",
-            args: &[],
-        };
-        connection.call(&hello, deadline, |_| Ok(()))?;
+        connection.call(&HELLO, deadline, |_| Ok(()))?;
         Ok(connection)
     }
 

@@ -517,6 +517,16 @@ pub struct MethodCall<'a> {
     pub args: &'a [&'a str],
 }
 
+/// The first call on a connection: the bus answers with the connection's
+/// unique name.
+pub const HELLO: MethodCall<'static> = MethodCall {
+    destination: "org.freedesktop.DBus",
+    path: "/org/freedesktop/DBus",
+    interface: "org.freedesktop.DBus",
+    member: "Hello",
+    args: &[],
+};
+
 impl MethodCall<'_> {
     /// The call's bytes, with `serial` (not 0).
     pub fn encode(&self, serial: u32) -> Result<Vec<u8>> {
@@ -733,14 +743,7 @@ mod tests {
 
     #[test]
     fn a_call_without_arguments_has_no_body() {
-        let hello = MethodCall {
-            destination: "org.freedesktop.DBus",
-            path: "/org/freedesktop/DBus",
-            interface: "org.freedesktop.DBus",
-            member: "Hello",
-            args: &[],
-        };
-        let bytes = hello.encode(1).expect("encoded");
+        let bytes = HELLO.encode(1).expect("encoded");
         // Little-endian, a method call, no flags, version 1, no body, serial 1.
         assert_eq!(bytes[..12], [b'l', 1, 0, 1, 0, 0, 0, 0, 1, 0, 0, 0]);
         let message = Message::parse(&bytes).expect("parsed");
