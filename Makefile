@@ -106,7 +106,7 @@ install-sudoers:
 # targets check properties, not only the absence of panics; see fuzz/.
 # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's -Z flags.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = job_name token_file query request http_request journal_export trust_token
+FUZZ_TARGETS = job_name token_file query request http_request journal_export trust_token dbus_message
 fuzz:
 	mkdir -p fuzz/artifacts
 	cd fuzz && for t in $(FUZZ_TARGETS); do \

@@ -52,11 +52,14 @@ fn run(args: Args) -> Result<(), Error> {
         Some(path) if !raw => redact::Redactions::load(path).map_err(Error::Failed)?,
         _ => redact::Redactions::default(),
     };
-    let jobs = Arc::new(
-        ops::Jobs::new(config.prefix.clone(), config.tools.clone(), runner)
-            .with_redactions(redactions)
-            .with_start_locks(config.state_dir.join("start")),
-    );
+    let mut jobs = ops::Jobs::new(config.prefix.clone(), config.tools.clone(), runner)
+        .with_redactions(redactions)
+        .with_start_locks(config.state_dir.join("start"));
+    match systemd::bus::SystemBus::from_env() {
+        Ok(bus) => jobs = jobs.with_bus(bus),
+        Err(e) => log::warn!("{e}: unit state is read through systemctl show"),
+    }
+    let jobs = Arc::new(jobs);
     let api = |jobs, trust_proxy| -> Result<api::Api, Error> {
         let tokens = api::TokenStore::load(config.tokens.clone()).map_err(Error::Failed)?;
         let tails = tail_state::TailState::new(config.state_dir.clone());

@@ -12,11 +12,12 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::names::{JobName, Prefix, RunId, RunSelector};
+use crate::names::{JobName, Prefix, RunId, RunSelector, UnitName};
 use crate::redact::Redactions;
 use crate::runs::source::{Entries, Journalctl};
 use crate::runs::{Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
+use crate::systemd::bus::SystemBus;
 use crate::systemd::parse::{self, UnitState};
 use crate::systemd::run::{program_name, Output, Runner};
 
@@ -64,6 +65,8 @@ pub struct Jobs {
     unloaded: Unloaded,
     /// Where `start` takes a lock per job (see [`Jobs::with_start_locks`]).
     start_locks: Option<std::path::PathBuf>,
+    /// Where unit state is read first (see [`Jobs::with_bus`]).
+    bus: Option<SystemBus>,
 }
 
 /// Which jobs' units held no run (finished, unloaded) when last asked: a
@@ -97,7 +100,7 @@ impl Jobs {
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
         let source = Journalctl { runner: Arc::clone(&runner), tools: tools.clone() };
         let runs = Runs::new(Arc::new(source), Redactions::default());
-        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None }
+        Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None, bus: None }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
@@ -113,23 +116,42 @@ impl Jobs {
         Jobs { start_locks: Some(dir), ..self }
     }
 
+    /// The same jobs, with unit state read over `bus`, and through
+    /// `systemctl show` only when the bus cannot say.
+    pub fn with_bus(self, bus: SystemBus) -> Jobs {
+        Jobs { bus: Some(bus), ..self }
+    }
+
+    /// The bus state is read over, if any.
+    pub fn bus(&self) -> Option<&SystemBus> {
+        self.bus.as_ref()
+    }
+
     fn call(&self, call: Call) -> Result<Output, OpError> {
         let argv = call.argv(&self.tools);
         self.runner.call(&argv).map_err(|e| OpError::Failed(format!("{}: {e}", program_name(&argv))))
     }
 
-    /// The unit's state; [`OpError::UnknownJob`] if systemd has no such unit.
+    /// The unit's state, over the bus if it answers, else from `systemctl
+    /// show`; [`OpError::UnknownJob`] if systemd has no such unit.
     pub fn state(&self, job: &JobName) -> Result<UnitState, OpError> {
         let unit = job.unit();
-        let out = self.call(Call::Show(&unit))?;
-        if !out.success {
-            return Err(failure("systemctl show", &out));
-        }
-        let state = parse::unit_state(&out.stdout);
+        let state = match self.bus.as_ref().and_then(|bus| bus.unit_state(&unit)) {
+            Some(state) => state,
+            None => self.show(&unit)?,
+        };
         if !state.loaded {
             return Err(OpError::UnknownJob);
         }
         Ok(state)
+    }
+
+    fn show(&self, unit: &UnitName) -> Result<UnitState, OpError> {
+        let out = self.call(Call::Show(unit))?;
+        if !out.success {
+            return Err(failure("systemctl show", &out));
+        }
+        Ok(parse::unit_state(&out.stdout))
     }
 
     /// The state as a person means it: when systemd holds no run for the
@@ -395,6 +417,19 @@ mod tests {
             sudo,
             [["/usr/bin/sudo", "-n", "/usr/bin/systemctl", "start", "--no-block", "--", "ci-test-a.service"]]
         );
+    }
+
+    #[test]
+    fn state_falls_back_to_systemctl_show_when_the_bus_does_not_answer() {
+        let show = format!("LoadState=loaded\nActiveState=active\nInvocationID={RUN_B}\n");
+        let (jobs, runner) = jobs(RecordingRunner::default().answer(&["show"], true, &show));
+        let nowhere = std::env::temp_dir().join(format!("jobgate-no-bus-{}", std::process::id()));
+        let jobs = jobs.with_bus(SystemBus::at(nowhere));
+        for _ in 0..2 {
+            let state = jobs.state(&job("ci-test-a")).expect("state through systemctl show");
+            assert_eq!(state.run.map(|r| r.to_string()), Some(RUN_B.to_string()));
+        }
+        assert_eq!(runner.recorded().len(), 2, "one systemctl show per request");
     }
 
     #[test]

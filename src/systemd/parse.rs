@@ -26,11 +26,18 @@ impl UnitState {
     }
 }
 
+/// The state `systemctl show --timestamp=unix` prints (`KEY=VALUE` lines).
 pub fn unit_state(show: &[u8]) -> UnitState {
     let text = String::from_utf8_lossy(show);
+    unit_state_from(text.lines().filter_map(|line| line.split_once('=')))
+}
+
+/// The state from its properties, each value as `systemctl show
+/// --timestamp=unix` prints it: the one rule for its output and for the
+/// values read over the bus (`systemd::bus`).
+pub fn unit_state_from<'a>(properties: impl IntoIterator<Item = (&'a str, &'a str)>) -> UnitState {
     let mut state = UnitState::default();
-    for line in text.lines() {
-        let Some((key, value)) = line.split_once('=') else { continue };
+    for (key, value) in properties {
         match key {
             "LoadState" => state.loaded = value == "loaded",
             "ActiveState" => state.active_state = value.to_string(),

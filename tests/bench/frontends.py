@@ -2,9 +2,10 @@
 """make bench (front ends): GET state through serve, through inetd (one
 process per connection) and through nginx + fcgiwrap + cgi, beside the bare
 `systemctl show` each request runs; and jobgate's own start-to-exit time in
-inetd mode for a GET /; and GET /healthz polled through serve. Run inside the sandbox by frontends.sh. Prints
-median and p99 per way, and ratios to the bare command."""
-import http.client, socket, ssl, statistics, subprocess, sys, time
+inetd mode for a GET /; GET state requests/s through serve with 1 and 4
+clients; and GET /healthz polled through serve. Run inside the sandbox by
+frontends.sh. Prints median and p99 per way, and ratios to the bare command."""
+import http.client, multiprocessing, socket, ssl, statistics, subprocess, sys, time
 
 N = int(sys.argv[1]) if len(sys.argv) > 1 else 200
 serve, inetd, cgi, token, binary = sys.argv[2:7]
@@ -58,6 +59,16 @@ print(f"  bare systemctl show          {base[0]:7.2f} {base[1]:7.2f}")
 for name, xs in [("serve", over_http(serve)), ("inetd (socket unit)", over_http(inetd, keep_alive=False)), ("nginx + fcgiwrap + cgi", over_http(cgi, tls=True))]:
     m, p = stats(xs)
     print(f"  {name:28} {m:7.2f} {p:7.2f}   ratio {m / base[0]:.2f}, +{m - base[0]:.2f} ms")
+def requests_per_second(clients):
+    """GET state through serve from `clients` processes at once, each on
+    its own kept connection, N requests each: answers per second."""
+    with multiprocessing.Pool(clients) as pool:
+        t = time.perf_counter()
+        pool.map(over_http, [serve] * clients)
+        return clients * N / (time.perf_counter() - t)
+
+for clients in (1, 4):
+    print(f"GET state through serve, {clients} client(s) at once: {requests_per_second(clients):7.0f} requests/s")
 m, p = stats(inetd_process())
 print(f"jobgate inetd, GET /, process start to exit: median {m:.2f} ms, p99 {p:.2f} ms")
 # /healthz runs two calls (systemctl show, journalctl --lines=0) at most

@@ -92,6 +92,8 @@ fn main() -> ExitCode {
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
         .chain(tests_ci::TESTS)
+        // Last: it stops and starts the sandbox's bus.
+        .chain(tests_bus::TESTS)
     {
         if filter.as_deref().is_some_and(|f| !name.contains(f)) {
             continue;
@@ -268,6 +270,7 @@ fn now_us() -> u64 {
 }
 
 mod tests_api;
+mod tests_bus;
 mod tests_ci;
 mod tests_follow;
 mod tests_hold;

@@ -141,7 +141,9 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     wait_until("serve's threads are back to idle", Duration::from_secs(5), || threads(w) <= idle_threads);
     assert_eq!(journal_reads(w), 0, "no journal read is left behind");
     let (files, rss) = files_and_memory(w);
-    assert_eq!(files, idle_files, "open files are back to idle");
+    // Besides the connections to the system bus it keeps for state (at
+    // most 4, systemd::bus's MAX_IDLE; none before its first request).
+    assert!(files <= idle_files + 4, "open files are back to idle: {files}, {idle_files} before");
     assert!(rss <= idle_rss + 8 * 1024, "memory is back near idle: {rss} KiB, {idle_rss} KiB before");
 
     // A burst of starts of a chatty job: one starts it.

@@ -1,0 +1,542 @@
+//! A unit's state over the system bus, without a child process: one
+//! `Properties.GetAll` on the unit's object path, on connections kept for
+//! the life of the process. `systemctl show` does the same call after
+//! starting a process and connecting; this client, std only and without
+//! unsafe code, does it in about a millisecond.
+//!
+//! The caller falls back to `systemctl show` whenever this says nothing
+//! ([`SystemBus::unit_state`] returns `None`): the bus is not there, does
+//! not answer within [`BUS_TIMEOUT`], or refuses. A connection that fails
+//! is dropped with every other kept one (the bus has gone or restarted);
+//! the next call connects anew, once, and after a failed connection the
+//! bus is left alone for [`RETRY_PAUSE`]. A failure is logged once per
+//! streak, not per request.
+//!
+//! Unit names come only from [`UnitName`]; nothing here is privileged:
+//! systemd's bus policy lets any user read units' properties.
+#![forbid(unsafe_code)]
+
+mod conn;
+pub mod wire;
+
+use std::ffi::OsString;
+use std::os::unix::ffi::OsStringExt;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use conn::{CallError, Connection};
+use wire::{Message, MethodCall, Prop, WireError};
+
+use crate::names::UnitName;
+use crate::systemd::argv::SHOW_PROPERTIES;
+use crate::systemd::parse::{self, UnitState};
+
+/// The system bus's socket when `DBUS_SYSTEM_BUS_ADDRESS` is not set.
+pub const DEFAULT_SOCKET: &str = "/run/dbus/system_bus_socket";
+/// The longest a request waits for the bus (connecting included) before
+/// it asks `systemctl show` instead.
+pub const BUS_TIMEOUT: Duration = Duration::from_secs(2);
+/// After a connection could not be made, how long requests go straight to
+/// `systemctl show` before the bus is tried again.
+pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
+/// Most idle connections kept (one per request served at once; the load
+/// test of tests/system counts them among serve's open files).
+const MAX_IDLE: usize = 4;
+
+const SYSTEMD: &str = "org.freedesktop.systemd1";
+const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+
+/// The system bus, connected on first use.
+pub struct SystemBus {
+    socket: PathBuf,
+    /// [`BUS_TIMEOUT`] and [`RETRY_PAUSE`], shorter in tests.
+    timeout: Duration,
+    retry_pause: Duration,
+    pool: Mutex<Pool>,
+}
+
+#[derive(Default)]
+struct Pool {
+    idle: Vec<Connection>,
+    /// After a failed connection: no new one is tried before this.
+    retry_at: Option<Instant>,
+    /// In a streak of failures (logged once, when it began).
+    failing: bool,
+}
+
+/// Why the bus gave no answer.
+enum Failure {
+    /// Not tried: a connection failed a moment ago.
+    Paused,
+    Call(CallError),
+}
+
+impl SystemBus {
+    /// The bus at `socket`.
+    pub fn at(socket: PathBuf) -> SystemBus {
+        SystemBus { socket, timeout: BUS_TIMEOUT, retry_pause: RETRY_PAUSE, pool: Mutex::new(Pool::default()) }
+    }
+
+    /// The bus `DBUS_SYSTEM_BUS_ADDRESS` names, else the usual one.
+    pub fn from_env() -> Result<SystemBus, String> {
+        let address = std::env::var_os("DBUS_SYSTEM_BUS_ADDRESS");
+        let address = address.as_ref().map(|a| a.to_str().ok_or("DBUS_SYSTEM_BUS_ADDRESS is not UTF-8")).transpose()?;
+        Ok(SystemBus::at(socket_path(address)?))
+    }
+
+    pub fn socket(&self) -> &std::path::Path {
+        &self.socket
+    }
+
+    /// The unit's state as `systemctl show` would give it, or `None` when
+    /// the bus cannot say (the failure is logged): then ask systemctl.
+    pub fn unit_state(&self, unit: &UnitName) -> Option<UnitState> {
+        let path = object_path(unit.as_str());
+        let get_all =
+            MethodCall { destination: SYSTEMD, path: &path, interface: PROPERTIES, member: "GetAll", args: &[""] };
+        match self.call(&get_all, read_state) {
+            Ok(state) => {
+                self.note_success();
+                Some(state)
+            }
+            Err(Failure::Paused) => None,
+            Err(Failure::Call(e)) => {
+                self.note_failure(&format!("reading the state of {unit} over the system bus: {e}"));
+                None
+            }
+        }
+    }
+
+    /// Whether the service manager answers on the bus (for `check`).
+    pub fn probe(&self) -> Result<(), String> {
+        let ping = MethodCall {
+            destination: SYSTEMD,
+            path: "/org/freedesktop/systemd1",
+            interface: "org.freedesktop.DBus.Peer",
+            member: "Ping",
+            args: &[],
+        };
+        match self.call(&ping, |_| Ok(())) {
+            Ok(()) => Ok(()),
+            Err(Failure::Paused) => Err("a connection failed a moment ago".into()),
+            Err(Failure::Call(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// `call` on a kept connection, else on a new one; see the module's
+    /// documentation for when which is tried.
+    fn call<T>(&self, call: &MethodCall, read: impl Fn(&Message) -> Result<T, WireError>) -> Result<T, Failure> {
+        let deadline = Instant::now() + self.timeout;
+        let kept = self.lock().idle.pop();
+        match kept {
+            Some(kept) => match self.call_on(kept, call, deadline, &read) {
+                // Closed or garbled: the bus has gone, or restarted.
+                Err(CallError::Io(e)) if !conn::timed_out(&e) => {}
+                // A hung bus: a new connection would hang as well.
+                answer => return answer.map_err(Failure::Call),
+            },
+            None if self.lock().retry_at.is_some_and(|at| Instant::now() < at) => return Err(Failure::Paused),
+            None => {}
+        }
+        let fresh = crate::secure_file::current_uid()
+            .ok_or_else(|| CallError::Io(std::io::Error::other("cannot tell this process's uid from /proc/self")))
+            .and_then(|uid| Connection::open(&self.socket, uid, deadline))
+            .inspect_err(|_| self.pause())
+            .map_err(Failure::Call)?;
+        self.call_on(fresh, call, deadline, &read).map_err(Failure::Call)
+    }
+
+    /// `call` on `connection`, which is kept for later calls unless it
+    /// failed; a failed one takes every kept one with it, and new ones
+    /// wait for the pause.
+    fn call_on<T>(
+        &self,
+        mut connection: Connection,
+        call: &MethodCall,
+        deadline: Instant,
+        read: impl FnOnce(&Message) -> Result<T, WireError>,
+    ) -> Result<T, CallError> {
+        let answer = connection.call(call, deadline, read);
+        match answer {
+            Ok(_) | Err(CallError::Reply { .. }) => self.keep(connection),
+            Err(CallError::Io(_)) => {
+                self.lock().idle.clear();
+                self.pause();
+            }
+        }
+        answer
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Pool> {
+        // A pool is sound after any panic: at worst a connection is lost.
+        self.pool.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn keep(&self, connection: Connection) {
+        let mut pool = self.lock();
+        pool.retry_at = None;
+        if pool.idle.len() < MAX_IDLE {
+            pool.idle.push(connection);
+        }
+    }
+
+    fn pause(&self) {
+        self.lock().retry_at = Some(Instant::now() + self.retry_pause);
+    }
+
+    fn note_failure(&self, what: &str) {
+        if !std::mem::replace(&mut self.lock().failing, true) {
+            log::warn!("{what}; asking systemctl show instead until the bus answers again");
+        }
+    }
+
+    fn note_success(&self) {
+        if std::mem::replace(&mut self.lock().failing, false) {
+            log::info!("the system bus answers again: unit state is read over it");
+        }
+    }
+}
+
+/// The reply to `GetAll`: the properties `systemctl show` is asked for,
+/// read by the same rule as its output.
+fn read_state(reply: &Message) -> Result<UnitState, WireError> {
+    let wanted: Vec<&str> = SHOW_PROPERTIES.split(',').collect();
+    let found = reply.properties(&wanted)?;
+    let shown: Vec<(&str, String)> = found.iter().map(|(name, value)| (*name, as_shown(name, value))).collect();
+    Ok(parse::unit_state_from(shown.iter().map(|(name, value)| (*name, value.as_str()))))
+}
+
+/// A value as `systemctl show --timestamp=unix` prints it: a timestamp
+/// (µs) as `@SECONDS`, or nothing when unset (0 or infinity); an id
+/// (InvocationID's 16 bytes) as 32 hex digits, nothing when empty.
+fn as_shown(name: &str, value: &Prop) -> String {
+    match *value {
+        Prop::Str(s) => s.to_string(),
+        Prop::Int(n) => n.to_string(),
+        Prop::Uint(0 | u64::MAX) if name.ends_with("Timestamp") => String::new(),
+        Prop::Uint(us) if name.ends_with("Timestamp") => format!("@{}", us / 1_000_000),
+        Prop::Uint(n) => n.to_string(),
+        Prop::Bool(b) => if b { "yes" } else { "no" }.to_string(),
+        Prop::Bytes(id) if id.len() == 16 => id.iter().map(|b| format!("{b:02x}")).collect(),
+        Prop::Bytes(_) | Prop::Other => String::new(),
+    }
+}
+
+/// The unit's object path, escaped as systemd does it (`bus_label_escape`):
+/// every byte but a letter, or a digit past the first, as `_` and two hex
+/// digits. Asking for a unit by its path loads it, as `systemctl show` does.
+pub fn object_path(unit: &str) -> String {
+    let mut path = String::from("/org/freedesktop/systemd1/unit/");
+    if unit.is_empty() {
+        path.push('_');
+    }
+    for (i, b) in unit.bytes().enumerate() {
+        if b.is_ascii_alphabetic() || (i > 0 && b.is_ascii_digit()) {
+            path.push(char::from(b));
+        } else {
+            path.push_str(&format!("_{b:02x}"));
+        }
+    }
+    path
+}
+
+/// The socket of a D-Bus address (`DBUS_SYSTEM_BUS_ADDRESS`): its first
+/// `unix:path=` (`;` separates addresses, `,` their keys, `%XX` escapes
+/// bytes); without an address, [`DEFAULT_SOCKET`].
+pub fn socket_path(address: Option<&str>) -> Result<PathBuf, String> {
+    let Some(address) = address else { return Ok(PathBuf::from(DEFAULT_SOCKET)) };
+    let path = address
+        .split(';')
+        .filter_map(|one| one.strip_prefix("unix:"))
+        .flat_map(|keys| keys.split(','))
+        .find_map(|key| key.strip_prefix("path="));
+    let unusable = || {
+        format!(
+            "DBUS_SYSTEM_BUS_ADDRESS '{}' names no unix:path= socket (the only kind jobgate connects to)",
+            address.escape_debug()
+        )
+    };
+    let path = unescape(path.ok_or_else(unusable)?).map(|p| PathBuf::from(OsString::from_vec(p)));
+    path.filter(|p| p.is_absolute()).ok_or_else(unusable)
+}
+
+/// A D-Bus address value with its `%XX` escapes decoded.
+fn unescape(value: &str) -> Option<Vec<u8>> {
+    let mut bytes = Vec::with_capacity(value.len());
+    let mut rest = value.as_bytes();
+    while let Some((&b, tail)) = rest.split_first() {
+        if b == b'%' {
+            let hex = tail.get(..2).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            bytes.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            rest = tail.get(2..)?;
+        } else {
+            bytes.push(b);
+            rest = tail;
+        }
+    }
+    Some(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::os::unix::net::{UnixListener, UnixStream};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    use std::thread;
+
+    use super::wire::build;
+    use super::wire::{message_len, Kind, FIXED_HEADER};
+    use super::*;
+    use crate::names::{JobName, Prefix};
+
+    fn unit(name: &str) -> UnitName {
+        JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), name).expect("job").unit()
+    }
+
+    /// Real replies to GetAll("") from systemd 252 in the sandbox (serial
+    /// 2), beside what `systemctl show -p SHOW_PROPERTIES` said of the same
+    /// unit at the same time: running, failed, a oneshot that remains after
+    /// its run, and a unit that does not exist.
+    const FIXTURES: [(&str, &[u8], &str); 4] = [
+        (
+            "sleep",
+            include_bytes!("../../../tests/data/dbus/getall-sleep.bin"),
+            include_str!("../../../tests/data/dbus/getall-sleep.show"),
+        ),
+        (
+            "fail",
+            include_bytes!("../../../tests/data/dbus/getall-fail.bin"),
+            include_str!("../../../tests/data/dbus/getall-fail.show"),
+        ),
+        (
+            "remain",
+            include_bytes!("../../../tests/data/dbus/getall-remain.bin"),
+            include_str!("../../../tests/data/dbus/getall-remain.show"),
+        ),
+        (
+            "missing",
+            include_bytes!("../../../tests/data/dbus/getall-missing.bin"),
+            include_str!("../../../tests/data/dbus/getall-missing.show"),
+        ),
+    ];
+
+    #[test]
+    fn a_real_reply_reads_as_systemctl_shows_it() {
+        for (name, reply, show) in FIXTURES {
+            let message = Message::parse(reply).expect("a real reply");
+            assert_eq!((message.kind, message.reply_serial), (Kind::Return, Some(2)));
+            let state = read_state(&message).expect("properties");
+            assert_eq!(state, parse::unit_state(show.as_bytes()), "{name}");
+        }
+        let failed = read_state(&Message::parse(FIXTURES[1].1).expect("parsed")).expect("state");
+        assert_eq!((failed.result.as_str(), failed.exit_status), ("exit-code", Some(3)));
+        assert!(failed.run.is_some() && failed.finished.is_some());
+    }
+
+    #[test]
+    fn values_as_systemctl_prints_them() {
+        assert_eq!(as_shown("ExecMainStartTimestamp", &Prop::Uint(1_795_660_424_999_999)), "@1795660424");
+        assert_eq!(as_shown("ExecMainExitTimestamp", &Prop::Uint(0)), "");
+        assert_eq!(as_shown("ExecMainExitTimestamp", &Prop::Uint(u64::MAX)), "");
+        assert_eq!(as_shown("ExecMainStatus", &Prop::Int(-2)), "-2");
+        assert_eq!(as_shown("InvocationID", &Prop::Bytes(&[0xab; 16])), "ab".repeat(16));
+        assert_eq!(as_shown("InvocationID", &Prop::Bytes(&[])), "");
+    }
+
+    #[test]
+    fn object_paths_are_escaped_as_systemd_escapes_them() {
+        assert_eq!(
+            object_path("ci-test-deploy@main.service"),
+            "/org/freedesktop/systemd1/unit/ci_2dtest_2ddeploy_40main_2eservice"
+        );
+        assert_eq!(object_path("1a_b"), "/org/freedesktop/systemd1/unit/_31a_5fb");
+        assert_eq!(object_path(""), "/org/freedesktop/systemd1/unit/_");
+    }
+
+    #[test]
+    fn addresses() {
+        assert_eq!(socket_path(None), Ok(PathBuf::from(DEFAULT_SOCKET)));
+        let address = "tcp:host=x,port=1;unix:guid=0123,path=/run/my%20bus/socket";
+        assert_eq!(socket_path(Some(address)), Ok(PathBuf::from("/run/my bus/socket")));
+        for bad in ["unix:abstract=/tmp/dbus-x", "unix:path=relative", "unix:path=/x%2", "unix:path=/x%+1", ""] {
+            let e = socket_path(Some(bad)).expect_err(bad);
+            assert!(e.contains("names no unix:path= socket"), "{e}");
+        }
+    }
+
+    /// A bus at a socket of its own that answers each call with `answer`'s
+    /// messages (none: it hangs), for up to `connections` connections.
+    struct FakeBus {
+        socket: PathBuf,
+        connections: Arc<AtomicUsize>,
+    }
+
+    impl FakeBus {
+        fn start(connections: usize, answer: fn(&Message) -> Vec<Vec<u8>>) -> FakeBus {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            let socket = std::env::temp_dir().join(format!("jobgate-bus-test-{}-{n}.sock", std::process::id()));
+            let _ = std::fs::remove_file(&socket);
+            let listener = UnixListener::bind(&socket).expect("bind");
+            let count = Arc::new(AtomicUsize::new(0));
+            let counted = Arc::clone(&count);
+            thread::spawn(move || {
+                for stream in listener.incoming().take(connections) {
+                    counted.fetch_add(1, Ordering::SeqCst);
+                    let Ok(stream) = stream else { return };
+                    thread::spawn(move || serve(stream, answer));
+                }
+            });
+            FakeBus { socket, connections: count }
+        }
+
+        fn bus(&self) -> SystemBus {
+            SystemBus {
+                timeout: Duration::from_millis(300),
+                retry_pause: Duration::from_millis(300),
+                ..SystemBus::at(self.socket.clone())
+            }
+        }
+    }
+
+    impl Drop for FakeBus {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.socket);
+        }
+    }
+
+    /// One connection: AUTH, then messages until the client goes.
+    fn serve(stream: UnixStream, answer: fn(&Message) -> Vec<Vec<u8>>) {
+        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+        let mut writer = stream;
+        let mut line = Vec::new();
+        reader.read_until(b'\n', &mut line).expect("AUTH");
+        assert!(line.starts_with(b"\0AUTH EXTERNAL "), "{line:?}");
+        writer.write_all(b"OK 0123456789abcdef0123456789abcdef\r\n").expect("OK");
+        let mut begin = [0u8; 7];
+        reader.read_exact(&mut begin).expect("BEGIN");
+        assert_eq!(&begin, b"BEGIN\r\n");
+        loop {
+            let mut fixed = [0u8; FIXED_HEADER];
+            if reader.read_exact(&mut fixed).is_err() {
+                return;
+            }
+            let mut bytes = vec![0u8; message_len(&fixed).expect("length")];
+            bytes[..FIXED_HEADER].copy_from_slice(&fixed);
+            reader.read_exact(&mut bytes[FIXED_HEADER..]).expect("message");
+            let call = Message::parse(&bytes).expect("a call");
+            let replies = if call.member == Some("Hello") {
+                vec![build::reply(call.serial, "s", |w| w.string(":1.42")), build::name_acquired()]
+            } else {
+                answer(&call)
+            };
+            for reply in replies {
+                if writer.write_all(&reply).is_err() {
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A running unit's state: the properties among others.
+    fn running(call: &Message) -> Vec<Vec<u8>> {
+        assert_eq!(call.path, Some("/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice"));
+        assert_eq!((call.member, call.first_string()), (Some("GetAll"), Some("")));
+        vec![build::reply(call.serial, "a{sv}", |w| {
+            w.array(8, |w| {
+                w.property("Names", "as", |w| w.array(4, |w| w.string("ci-test-a.service")));
+                w.property("LoadState", "s", |w| w.string("loaded"));
+                w.property("ActiveState", "s", |w| w.string("active"));
+                w.property("SubState", "s", |w| w.string("running"));
+                w.property("InvocationID", "ay", |w| w.array(1, |w| w.buf.extend([0xab; 16])));
+                w.property("ExecMainStartTimestamp", "t", |w| w.u64(1_795_660_424_000_001));
+            })
+        })]
+    }
+
+    #[test]
+    fn state_over_a_kept_connection() {
+        let fake = FakeBus::start(1, running);
+        let bus = fake.bus();
+        for _ in 0..3 {
+            let state = bus.unit_state(&unit("ci-test-a")).expect("state");
+            assert_eq!((state.active_state.as_str(), state.started), ("active", Some(1_795_660_424)));
+            assert_eq!(state.run.as_ref().map(|r| r.as_str()), Some("ab".repeat(16).as_str()));
+        }
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_restarted_bus_is_connected_to_again_at_once() {
+        // Each connection answers one call, then the bus "restarts".
+        fn once(call: &Message) -> Vec<Vec<u8>> {
+            if call.serial > 2 {
+                return vec![b"junk that ends the connection.".to_vec()];
+            }
+            running(call)
+        }
+        let fake = FakeBus::start(3, once);
+        let bus = fake.bus();
+        for _ in 0..3 {
+            assert!(bus.unit_state(&unit("ci-test-a")).is_some());
+        }
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 3);
+    }
+
+    #[test]
+    fn an_error_reply_is_no_answer_but_keeps_the_connection() {
+        fn refuse(call: &Message) -> Vec<Vec<u8>> {
+            vec![build::error(call.serial, "org.freedesktop.DBus.Error.AccessDenied", "not you")]
+        }
+        let fake = FakeBus::start(1, refuse);
+        let bus = fake.bus();
+        assert!(bus.unit_state(&unit("ci-test-a")).is_none());
+        let Err(Failure::Call(e)) = bus.call(&MethodCall { member: "X", ..ping() }, |_| Ok(())) else {
+            panic!("an error reply")
+        };
+        assert_eq!(e.to_string(), "org.freedesktop.DBus.Error.AccessDenied: not you");
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    }
+
+    fn ping() -> MethodCall<'static> {
+        MethodCall {
+            destination: SYSTEMD,
+            path: "/",
+            interface: "org.freedesktop.DBus.Peer",
+            member: "Ping",
+            args: &[],
+        }
+    }
+
+    #[test]
+    fn a_hung_bus_costs_one_timeout_then_a_pause() {
+        let fake = FakeBus::start(2, |_| Vec::new());
+        let bus = fake.bus();
+        let started = Instant::now();
+        assert!(bus.unit_state(&unit("ci-test-a")).is_none());
+        let took = started.elapsed();
+        assert!(took >= Duration::from_millis(300) && took < Duration::from_secs(2), "{took:?}");
+        // Within the pause: not tried at all.
+        let started = Instant::now();
+        assert!(matches!(bus.call(&ping(), |_| Ok(())), Err(Failure::Paused)));
+        assert!(started.elapsed() < Duration::from_millis(100));
+        thread::sleep(Duration::from_millis(300));
+        assert!(bus.unit_state(&unit("ci-test-a")).is_none());
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 2);
+    }
+
+    #[test]
+    fn no_bus_then_a_bus() {
+        let fake = FakeBus::start(1, running);
+        let missing = SystemBus { socket: fake.socket.with_extension("missing"), ..fake.bus() };
+        assert!(missing.unit_state(&unit("ci-test-a")).is_none());
+        assert!(missing.lock().failing && missing.lock().retry_at.is_some());
+        let bus = SystemBus { socket: fake.socket.clone(), ..missing };
+        assert!(bus.unit_state(&unit("ci-test-a")).is_none(), "in the pause");
+        thread::sleep(Duration::from_millis(300));
+        assert!(bus.unit_state(&unit("ci-test-a")).is_some(), "after it");
+        assert!(!bus.lock().failing);
+    }
+}
