@@ -68,32 +68,21 @@ pub fn first_miss(line: &TrustLine, claims: &Claims) -> Option<Miss> {
     })
 }
 
-/// What each trust line makes of a token of `issuer` with `claims` for a
-/// request that `needs` a scope on `job` (`None`: no job, e.g. a listing).
-pub fn verdicts<'a>(
-    file: &'a TrustFile,
-    issuer: &str,
-    claims: &Claims,
-    needs: Scope,
-    job: Option<&JobName>,
-) -> Vec<(&'a TrustLine, Option<Miss>)> {
-    file.lines
-        .iter()
-        .map(|line| {
-            let miss = if line.issuer != issuer {
-                Some(Miss::Issuer)
-            } else if let Some(miss) = first_miss(line, claims) {
-                Some(miss)
-            } else if job.is_some_and(|job| !grant(line).may_see(job)) {
-                Some(Miss::Job)
-            } else if !line.scope.covers(needs) {
-                Some(Miss::Scope)
-            } else {
-                None
-            };
-            (line, miss)
-        })
-        .collect()
+/// What a trust line makes of a token of `issuer` with `claims` for a
+/// request that `needs` a scope on `job` (`None`: no job, e.g. a listing):
+/// `None` if it takes it, else why not.
+pub fn verdict(line: &TrustLine, issuer: &str, claims: &Claims, needs: Scope, job: Option<&JobName>) -> Option<Miss> {
+    if line.issuer != issuer {
+        Some(Miss::Issuer)
+    } else if let Some(miss) = first_miss(line, claims) {
+        Some(miss)
+    } else if job.is_some_and(|job| !grant(line).may_see(job)) {
+        Some(Miss::Job)
+    } else if !line.scope.covers(needs) {
+        Some(Miss::Scope)
+    } else {
+        None
+    }
 }
 
 /// The grants of a token: every line of its issuer whose claims all hold.
@@ -121,8 +110,10 @@ pub fn nearest(file: &TrustFile, issuer: &str, claims: &Claims, needs: Scope, jo
     // the fewest claims that fail.
     let distance =
         |line: &TrustLine| (job.is_some_and(|job| !grant(line).may_see(job)), !line.scope.covers(needs), failing(line));
-    let best = verdicts(file, issuer, claims, needs, job)
-        .into_iter()
+    let best = file
+        .lines
+        .iter()
+        .map(|line| (line, verdict(line, issuer, claims, needs, job)))
         .filter(|(_, miss)| *miss != Some(Miss::Issuer))
         .min_by_key(|(line, _)| distance(line));
     match best {

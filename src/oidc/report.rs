@@ -9,7 +9,7 @@ use std::time::SystemTime;
 
 use jsonwebtoken::jwk::JwkSet;
 
-use super::claims::{self, Claims, Miss};
+use super::claims::{self, Claims};
 use super::trust_file::{Issuer, TrustFile};
 use super::{jwks_problems, read_jwks, verify, Refusal};
 use crate::auth::Scope;
@@ -120,16 +120,17 @@ pub fn explain(
             (issuer, claims)
         }
     };
-    for needs in [Scope::Rw, Scope::Ro] {
-        for (line, miss) in claims::verdicts(file, &issuer, &claims, needs, job) {
-            if line.scope != needs || miss == Some(Miss::Issuer) {
-                continue;
-            }
-            let what = format!("{} on {}", line.scope.as_str(), line.patterns.join(" "));
-            match miss {
-                None => out.push(format!("{} ({}): matches: {what}", line.name, line.at)),
-                Some(miss) => out.push(format!("{} ({}): no: {miss}", line.name, line.at)),
-            }
+    // Each line of the token's issuer, at its own scope.
+    for line in file.lines.iter().filter(|line| line.issuer == issuer) {
+        match claims::verdict(line, &issuer, &claims, line.scope, job) {
+            None => out.push(format!(
+                "{} ({}): matches: {} on {}",
+                line.name,
+                line.at,
+                line.scope.as_str(),
+                line.patterns.join(" ")
+            )),
+            Some(miss) => out.push(format!("{} ({}): no: {miss}", line.name, line.at)),
         }
     }
     if !file.lines.iter().any(|l| l.issuer == issuer) {
