@@ -269,8 +269,9 @@ impl Jobs {
         Ok(jobs)
     }
 
-    /// Whether jobgate can do its reads: the service manager answers and
-    /// the journal can be opened. The reason, if not, is short and fixed
+    /// Whether jobgate can do its reads: the service manager answers (over
+    /// the bus, as state is read, else through `systemctl show`) and the
+    /// journal can be opened. The reason, if not, is short and fixed
     /// (for an unauthenticated client); the detail goes to the log.
     pub fn health(&self) -> Result<(), &'static str> {
         let works = |call: Call, what: &str| match self.call(call) {
@@ -284,7 +285,8 @@ impl Jobs {
                 false
             }
         };
-        if !works(Call::ManagerVersion, "systemctl show") {
+        let over_bus = self.bus.as_ref().is_some_and(|bus| bus.probe().is_ok());
+        if !over_bus && !works(Call::ManagerVersion, "systemctl show") {
             return Err("The service manager does not answer");
         }
         if !works(Call::JournalProbe, "journalctl") {

@@ -16,7 +16,7 @@ use crate::auth::{self, Grant, Scope, TokenFile};
 use crate::follow;
 use crate::metrics::{self, Counters, Series};
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
-use crate::oidc::{self, CiToken, Trust};
+use crate::oidc::{self, Trust, Verified};
 use crate::ops::{journal_failure, Jobs, OpError, MAX_RUNS};
 use crate::runs::{Last, Replay, Run};
 use crate::secure_file::Watched;
@@ -215,8 +215,8 @@ impl Api {
                 let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
                 let grant = self.permit(&caller, needs, Some(&job), ctx)?;
                 if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
-                    self.use_once(ci)?;
-                    ctx.origin = oidc::claims::provenance(&grant.name, &ci.claims);
+                    self.use_once(&ci.token)?;
+                    ctx.origin = oidc::claims::provenance(&grant.name, &ci.token.claims);
                 }
                 let query = Query::parse(req)?;
                 match route {
@@ -253,12 +253,12 @@ impl Api {
             }
         };
         if let (Some(trust), true) = (&self.trust, oidc::looks_like_jwt(&presented)) {
-            let token = trust.verify(&presented, now_secs()).map_err(|refusal| {
+            let verified = trust.verify(&presented, now_secs()).map_err(|refusal| {
                 log::warn!("CI token refused: {refusal}");
                 unauthorized()
             })?;
-            ctx.token = Some(format!("issuer:{}", token.issuer));
-            return Ok(Caller { grants: trust.grants(&token), ci: Some(token) });
+            ctx.token = Some(format!("issuer:{}", verified.token.issuer));
+            return Ok(Caller { grants: verified.grants(), ci: Some(verified) });
         }
         let tokens = self.tokens.current();
         let entry = tokens.lookup(&presented).ok_or_else(unauthorized)?;
@@ -274,15 +274,15 @@ impl Api {
             ctx.token = Some(grant.name.clone());
             return Ok(grant.clone());
         }
-        if let (Some(token), Some(trust)) = (&caller.ci, &self.trust) {
-            log::warn!("CI token of issuer {} not permitted: {}", token.issuer, trust.nearest(token, needs, job));
+        if let Some(ci) = &caller.ci {
+            log::warn!("CI token of issuer {} not permitted: {}", ci.token.issuer, ci.nearest(needs, job));
         }
         Err(Reject::new(403, "Not permitted"))
     }
 
     /// A CI token that starts or stops does so once: its `jti` is marked
     /// used for every jobgate process until it expires.
-    fn use_once(&self, token: &CiToken) -> Result<(), Reject> {
+    fn use_once(&self, token: &oidc::CiToken) -> Result<(), Reject> {
         let Some(trust) = &self.trust else { return Ok(()) };
         match trust.first_use(token, now_secs()) {
             Ok(true) => Ok(()),
@@ -606,7 +606,7 @@ struct Context {
 /// the token itself.
 struct Caller {
     grants: Vec<Grant>,
-    ci: Option<CiToken>,
+    ci: Option<Verified>,
 }
 
 fn now_secs() -> u64 {

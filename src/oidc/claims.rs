@@ -59,13 +59,17 @@ fn shown(value: &str) -> String {
     format!("{text:?}")
 }
 
+/// Whether the token's `claim` is one of the `wanted` values, exactly.
+fn holds(claims: &Claims, claim: &str, wanted: &[String]) -> bool {
+    claim_text(claims, claim).is_some_and(|got| wanted.contains(&got))
+}
+
 /// The first claim of `line` that the token's claims do not satisfy.
 pub fn first_miss(line: &TrustLine, claims: &Claims) -> Option<Miss> {
-    line.claims.iter().find_map(|(claim, wanted)| {
-        let got = claim_text(claims, claim);
-        let holds = got.as_ref().is_some_and(|got| wanted.iter().any(|w| w == got));
-        (!holds).then(|| Miss::Claim { claim: claim.clone(), got })
-    })
+    line.claims
+        .iter()
+        .find(|(claim, wanted)| !holds(claims, claim, wanted))
+        .map(|(claim, _)| Miss::Claim { claim: claim.clone(), got: claim_text(claims, claim) })
 }
 
 /// What a trust line makes of a token of `issuer` with `claims` for a
@@ -100,12 +104,7 @@ pub fn grant(line: &TrustLine) -> Grant {
 /// For the log when no line takes a token: the nearest line of its issuer
 /// (one for this job if any, then the fewest claims that fail) and why.
 pub fn nearest(file: &TrustFile, issuer: &str, claims: &Claims, needs: Scope, job: Option<&JobName>) -> String {
-    let failing = |line: &TrustLine| {
-        line.claims
-            .iter()
-            .filter(|(claim, wanted)| !claim_text(claims, claim).is_some_and(|got| wanted.contains(&got)))
-            .count()
-    };
+    let failing = |line: &TrustLine| line.claims.iter().filter(|(claim, wanted)| !holds(claims, claim, wanted)).count();
     // Lines for this job first, then those of the scope asked for, then
     // the fewest claims that fail.
     let distance =

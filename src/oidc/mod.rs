@@ -237,47 +237,48 @@ pub struct Trust {
     pub origins: RunOrigins,
 }
 
+/// A token that holds, with the trust file it was checked against: its
+/// grants and the log's "nearest line" come from that same version.
+pub struct Verified {
+    pub token: CiToken,
+    file: Arc<TrustFile>,
+}
+
+impl Verified {
+    /// The trust lines the token's claims satisfy.
+    pub fn grants(&self) -> Vec<Grant> {
+        claims::grants(&self.file, &self.token.issuer, &self.token.claims)
+    }
+
+    /// For the log of a refused request: the nearest line and why.
+    pub fn nearest(&self, needs: Scope, job: Option<&JobName>) -> String {
+        claims::nearest(&self.file, &self.token.issuer, &self.token.claims, needs, job)
+    }
+}
+
 impl Trust {
     pub fn load(path: PathBuf, state_dir: &Path) -> Result<Trust, String> {
-        Ok(Trust {
-            file: Watched::new(path, read_trust_file)?,
-            keys: Keys::default(),
-            used: state_dir.join("jti"),
-            origins: RunOrigins::in_state_dir(state_dir),
-        })
+        Ok(Trust::watching(Watched::new(path, read_trust_file)?, state_dir))
     }
 
     /// A trust file that is never read from disk: for tests and fuzzing.
     pub fn fixed(file: TrustFile, state_dir: &Path) -> Trust {
-        Trust {
-            file: Watched::fixed(file),
-            keys: Keys::default(),
-            used: state_dir.join("jti"),
-            origins: RunOrigins::in_state_dir(state_dir),
-        }
+        Trust::watching(Watched::fixed(file), state_dir)
     }
 
-    pub fn current(&self) -> Arc<TrustFile> {
-        self.file.current()
+    fn watching(file: Watched<TrustFile>, state_dir: &Path) -> Trust {
+        Trust { file, keys: Keys::default(), used: state_dir.join("jti"), origins: RunOrigins::in_state_dir(state_dir) }
     }
 
-    pub fn verify(&self, jwt: &str, now: u64) -> Result<CiToken, Refusal> {
-        verify(&self.current(), &|issuer| self.keys.of(issuer), jwt, now)
-    }
-
-    /// The trust lines the token's claims satisfy.
-    pub fn grants(&self, token: &CiToken) -> Vec<Grant> {
-        claims::grants(&self.current(), &token.issuer, &token.claims)
-    }
-
-    /// For the log of a refused request: the nearest line and why.
-    pub fn nearest(&self, token: &CiToken, needs: Scope, job: Option<&JobName>) -> String {
-        claims::nearest(&self.current(), &token.issuer, &token.claims, needs, job)
+    pub fn verify(&self, jwt: &str, now: u64) -> Result<Verified, Refusal> {
+        let file = self.file.current();
+        let token = verify(&file, &|issuer| self.keys.of(issuer), jwt, now)?;
+        Ok(Verified { token, file })
     }
 
     /// `jobgate trust explain`, with the keys of the JWKS files.
     pub fn explain(&self, jwt: &str, job: Option<&JobName>, now: u64) -> Vec<String> {
-        report::explain(&self.current(), &|issuer| self.keys.of(issuer), jwt, job, now)
+        report::explain(&self.file.current(), &|issuer| self.keys.of(issuer), jwt, job, now)
     }
 
     /// Marks the token's `jti` used; `false` if it was already, in any
@@ -365,14 +366,17 @@ impl RunOrigins {
     }
 
     fn forget_oldest(&self) {
+        // Counting is a directory read; the times are asked for only when
+        // there are too many.
+        let count = fs::read_dir(&self.dir).map(|entries| entries.count()).unwrap_or(0);
+        if count <= MAX_ORIGINS {
+            return;
+        }
         let Ok(entries) = fs::read_dir(&self.dir) else { return };
         let mut runs: Vec<(std::time::SystemTime, PathBuf)> =
             entries.flatten().filter_map(|e| Some((e.metadata().ok()?.modified().ok()?, e.path()))).collect();
-        if runs.len() <= MAX_ORIGINS {
-            return;
-        }
         runs.sort();
-        for (_, path) in &runs[..runs.len() - MAX_ORIGINS] {
+        for (_, path) in runs.iter().take(runs.len().saturating_sub(MAX_ORIGINS)) {
             let _ = fs::remove_file(path);
         }
     }

@@ -1,11 +1,10 @@
 //! Tokens signed the way the CI services sign them, with keys made here
 //! by openssl, checked by [`verify`].
 
-use std::process::Command;
 use std::sync::OnceLock;
 
 use base64::Engine;
-use jsonwebtoken::jwk::{Jwk, JwkSet};
+use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -14,68 +13,20 @@ use super::*;
 const AUD: &str = "https://ci.example.org/jobgate";
 const GITHUB: &str = "https://token.actions.githubusercontent.com";
 
-/// A key pair made by openssl: its private PEM, and its public JWK.
-struct TestKey {
-    pem: Vec<u8>,
-    public_pem: Vec<u8>,
-    alg: Algorithm,
-}
-
-fn openssl(args: &[&str], input: Option<&[u8]>) -> Vec<u8> {
-    use std::io::Write;
-    let mut child = Command::new("openssl")
-        .args(args)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("openssl");
-    if let (Some(mut stdin), Some(input)) = (child.stdin.take(), input) {
-        stdin.write_all(input).expect("stdin");
-    }
-    let out = child.wait_with_output().expect("openssl");
-    assert!(out.status.success(), "openssl {args:?}");
-    out.stdout
-}
-
-fn make_key(alg: Algorithm) -> TestKey {
-    let pem = match alg {
-        Algorithm::ES256 => openssl(&["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"], None),
-        _ => openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"], None),
-    };
-    let public_pem = openssl(&["pkey", "-pubout"], Some(&pem));
-    TestKey { pem, public_pem, alg }
-}
+// Shared with the other test crate, which uses other parts of it.
+#[path = "../../tests/common/test_key.rs"]
+#[allow(dead_code)]
+mod test_key;
+use test_key::TestKey;
 
 fn rsa() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| make_key(Algorithm::RS256))
+    KEY.get_or_init(|| TestKey::new(Algorithm::RS256))
 }
 
 fn ec() -> &'static TestKey {
     static KEY: OnceLock<TestKey> = OnceLock::new();
-    KEY.get_or_init(|| make_key(Algorithm::ES256))
-}
-
-impl TestKey {
-    fn encoding(&self) -> EncodingKey {
-        match self.alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&self.pem).expect("ec pem"),
-            _ => EncodingKey::from_rsa_pem(&self.pem).expect("rsa pem"),
-        }
-    }
-
-    fn jwk(&self, kid: &str) -> Jwk {
-        let mut jwk = Jwk::from_encoding_key(&self.encoding(), self.alg).expect("jwk");
-        jwk.common.key_id = Some(kid.into());
-        jwk
-    }
-
-    fn sign(&self, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, claims, &self.encoding()).expect("sign")
-    }
+    KEY.get_or_init(|| TestKey::new(Algorithm::ES256))
 }
 
 fn now() -> u64 {
@@ -158,7 +109,7 @@ fn every_way_a_token_can_be_wrong_is_refused() {
     invalid_because(&rsa().sign("gh-1", &Value::Object(no_iat.unwrap_or_default())), "iat is missing");
     invalid_because(&rsa().sign("gh-1", &with(good.clone(), "jti", json!(7))), "jti");
     // Signed by another key under the right kid.
-    let other = make_key(Algorithm::RS256);
+    let other = TestKey::new(Algorithm::RS256);
     invalid_because(&other.sign("gh-1", &good), "InvalidSignature");
     // ES256 where the issuer line allows RS256 only.
     invalid_because(&ec().sign("gh-1", &good), "the issuer line allows");
@@ -176,7 +127,7 @@ fn the_algorithm_is_never_the_tokens_choice() {
     // HS256 with the public key as the HMAC secret (the classic confusion).
     let mut header = Header::new(Algorithm::HS256);
     header.kid = Some("gh-1".into());
-    let forged = jsonwebtoken::encode(&header, &github_claims(), &EncodingKey::from_secret(&rsa().public_pem));
+    let forged = jsonwebtoken::encode(&header, &github_claims(), &EncodingKey::from_secret(&rsa().public_pem()));
     invalid_because(&forged.expect("sign"), "HS256");
     let no_kid = jsonwebtoken::encode(&Header::new(Algorithm::RS256), &github_claims(), &rsa().encoding());
     assert!(matches!(check(&no_kid.expect("sign")), Err(Refusal::Malformed(_))));
@@ -205,11 +156,8 @@ fn a_jti_is_used_once_across_processes() {
 fn jwks_problems_are_named() {
     assert!(jwks_problems(&JwkSet { keys: vec![rsa().jwk("a"), ec().jwk("b")] }).is_empty());
     assert_eq!(jwks_problems(&JwkSet { keys: vec![] }), ["it holds no key"]);
-    let small = String::from_utf8(openssl(&["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:1024"], None));
-    let small = EncodingKey::from_rsa_pem(small.expect("pem").as_bytes()).expect("key");
-    let mut jwk = Jwk::from_encoding_key(&small, Algorithm::RS256).expect("jwk");
-    jwk.common.key_id = Some("weak".into());
-    assert_eq!(jwks_problems(&JwkSet { keys: vec![jwk] }), ["key weak is RSA of 1024 bits (under 2048)"]);
+    let weak = TestKey::rsa(1024).jwk("weak");
+    assert_eq!(jwks_problems(&JwkSet { keys: vec![weak] }), ["key weak is RSA of 1024 bits (under 2048)"]);
     let mut nameless = rsa().jwk("x");
     nameless.common.key_id = None;
     assert_eq!(jwks_problems(&JwkSet { keys: vec![nameless] }), ["key #0 has no kid"]);

@@ -5,7 +5,6 @@
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use jsonwebtoken::jwk::{Jwk, JwkSet};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::json;
 
@@ -32,41 +31,11 @@ const JWKS: &str = "/run/jobgate-test/jwks";
 const OIDC_STATE: &str = "/run/jobgate-test/oidc-state";
 const SHA: &str = "0123456789abcdef0123456789abcdef01234567";
 
-struct Key {
-    pem: Vec<u8>,
-    alg: Algorithm,
-}
-
-impl Key {
-    fn new(alg: Algorithm) -> Key {
-        let args: &[&str] = match alg {
-            Algorithm::ES256 => &["genpkey", "-algorithm", "EC", "-pkeyopt", "ec_paramgen_curve:P-256"],
-            _ => &["genpkey", "-algorithm", "RSA", "-pkeyopt", "rsa_keygen_bits:2048"],
-        };
-        let out = Command::new("openssl").args(args).stderr(Stdio::null()).output().expect("openssl");
-        assert!(out.status.success(), "openssl genpkey");
-        Key { pem: out.stdout, alg }
-    }
-
-    fn encoding(&self) -> EncodingKey {
-        match self.alg {
-            Algorithm::ES256 => EncodingKey::from_ec_pem(&self.pem).expect("ec key"),
-            _ => EncodingKey::from_rsa_pem(&self.pem).expect("rsa key"),
-        }
-    }
-
-    fn jwks(&self, kid: &str) -> String {
-        let mut jwk = Jwk::from_encoding_key(&self.encoding(), self.alg).expect("jwk");
-        jwk.common.key_id = Some(kid.into());
-        serde_json::to_string(&JwkSet { keys: vec![jwk] }).expect("jwks")
-    }
-
-    fn sign(&self, kid: &str, claims: &Value) -> String {
-        let mut header = Header::new(self.alg);
-        header.kid = Some(kid.into());
-        jsonwebtoken::encode(&header, claims, &self.encoding()).expect("sign")
-    }
-}
+// Shared with the other test crate, which uses other parts of it.
+#[path = "../common/test_key.rs"]
+#[allow(dead_code)]
+mod test_key;
+use test_key::TestKey as Key;
 
 /// The jobgate that trusts the three issuers, and their keys.
 struct Oidc {
