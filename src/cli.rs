@@ -10,7 +10,7 @@ use argh::FromArgs;
 
 use crate::auth::{self, Scope};
 use crate::names::{JobName, Lines, Prefix, RunSelector};
-use crate::systemd::argv::{JournalAccess, Privilege, Tools};
+use crate::systemd::argv::{JournalAccess, JournalReader, Privilege, Tools};
 
 #[derive(FromArgs)]
 /// jobgate: let CI start systemd jobs, watch their state and read their logs
@@ -42,6 +42,9 @@ pub struct Args {
     /// how to read the journal: group (as a member of systemd-journal, the default) or sudo
     #[argh(option, default = "String::from(\"group\")")]
     journal: String,
+    /// how the journal's entries are read: native (its files in-process, the default; journalctl for what that reader cannot) or journalctl
+    #[argh(option, default = "String::from(\"native\")")]
+    journal_reader: String,
     /// how start and stop are allowed: sudo (the default, with contrib/sudoers.d/jobgate) or polkit (contrib/polkit/50-jobgate.rules)
     #[argh(option, default = "String::from(\"sudo\")")]
     privilege: String,
@@ -319,6 +322,16 @@ impl Args {
             "sudo" => JournalAccess::Sudo,
             other => return Err(format!("unknown --journal '{}' (expected 'group' or 'sudo')", other.escape_debug())),
         };
+        let journal_reader = match self.journal_reader.as_str() {
+            "native" => JournalReader::Native,
+            "journalctl" => JournalReader::Journalctl,
+            other => {
+                return Err(format!(
+                    "unknown --journal-reader '{}' (expected 'native' or 'journalctl')",
+                    other.escape_debug()
+                ))
+            }
+        };
         let privilege = match self.privilege.as_str() {
             "sudo" => Privilege::Sudo,
             "polkit" => Privilege::Polkit,
@@ -425,6 +438,7 @@ impl Args {
             journalctl: self.journalctl,
             sudo: self.sudo,
             journal_access,
+            journal_reader,
             privilege,
         };
         Ok((

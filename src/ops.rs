@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::names::{JobName, Prefix, RunId, RunSelector, UnitName};
 use crate::redact::Redactions;
-use crate::runs::source::{Entries, Journalctl};
+use crate::runs::source::{Entries, JournalSource, Journalctl, NativeFirst};
 use crate::runs::{Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::bus::SystemBus;
@@ -95,18 +95,28 @@ impl Unloaded {
     }
 }
 
+/// Where runs are read: the journal's files in-process (journalctl behind
+/// them), or journalctl alone, as `tools` say.
+fn journal_source(tools: &Tools, runner: &Arc<dyn Runner>) -> Arc<dyn JournalSource> {
+    let journalctl = Journalctl { runner: Arc::clone(runner), tools: tools.clone() };
+    if tools.reads_journal_files() {
+        Arc::new(NativeFirst { native: crate::journal::Native::system(), journalctl })
+    } else {
+        Arc::new(journalctl)
+    }
+}
+
 impl Jobs {
-    /// Jobs whose runs are read from the journal through journalctl.
+    /// Jobs whose runs are read from the journal as `tools` say.
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
-        let source = Journalctl { runner: Arc::clone(&runner), tools: tools.clone() };
-        let runs = Runs::new(Arc::new(source), Redactions::default());
+        let runs = Runs::new(journal_source(&tools, &runner), Redactions::default());
         Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None, bus: None }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
     pub fn with_redactions(self, redactions: Redactions) -> Jobs {
-        let source = Journalctl { runner: Arc::clone(&self.runner), tools: self.tools.clone() };
-        Jobs { runs: Runs::new(Arc::new(source), redactions), ..self }
+        let source = journal_source(&self.tools, &self.runner);
+        Jobs { runs: Runs::new(source, redactions), ..self }
     }
 
     /// The same jobs, with `start` holding a lock file per job under `dir`
@@ -370,6 +380,13 @@ pub fn journal_failure(job: &JobName, e: io::Error) -> OpError {
     OpError::Failed(format!("reading the journal of {}: {e}", job.unit()))
 }
 
+/// Tools that read the journal through journalctl only: for tests whose
+/// fake runner plays journalctl.
+#[cfg(test)]
+pub fn journalctl_tools() -> Tools {
+    Tools { journal_reader: crate::systemd::argv::JournalReader::Journalctl, ..Tools::default() }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -380,7 +397,7 @@ mod tests {
     fn jobs(runner: RecordingRunner) -> (Jobs, Arc<RecordingRunner>) {
         let runner = Arc::new(runner);
         let prefix = Prefix::parse("ci-test-").expect("prefix");
-        (Jobs::new(prefix, Tools::default(), runner.clone()), runner)
+        (Jobs::new(prefix, journalctl_tools(), runner.clone()), runner)
     }
 
     fn job(name: &str) -> JobName {

@@ -7,7 +7,6 @@ use super::http::{Request, Response};
 use super::*;
 use crate::auth::{hex, sha256};
 use crate::names::Prefix;
-use crate::systemd::argv::Tools;
 use crate::systemd::export::from_json_lines;
 use crate::systemd::run::RecordingRunner;
 
@@ -55,7 +54,7 @@ fn api_with(runner: RecordingRunner) -> (TestApi, Arc<RecordingRunner>) {
         slot_dir: state_dir.join("follow"),
     };
     let api = Api {
-        jobs: Arc::new(Jobs::new(prefix, Tools::default(), runner.clone())),
+        jobs: Arc::new(Jobs::new(prefix, crate::ops::journalctl_tools(), runner.clone())),
         tokens,
         tails: TailState::new(state_dir.clone()),
         trust_proxy: None,

@@ -17,6 +17,14 @@ pub enum JournalAccess {
     Sudo,
 }
 
+/// Where the journal's entries are read: from its files in-process (the
+/// default; journalctl where that reader cannot), or through journalctl.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JournalReader {
+    Native,
+    Journalctl,
+}
+
 /// How start and stop get their privilege: `sudo -n systemctl …` (the
 /// default), or `systemctl …` directly, allowed by a polkit rule.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -32,7 +40,16 @@ pub struct Tools {
     pub journalctl: PathBuf,
     pub sudo: PathBuf,
     pub journal_access: JournalAccess,
+    pub journal_reader: JournalReader,
     pub privilege: Privilege,
+}
+
+impl Tools {
+    /// Whether entries are read from the journal's files in-process: not
+    /// where only `sudo journalctl` may read them.
+    pub fn reads_journal_files(&self) -> bool {
+        self.journal_reader == JournalReader::Native && self.journal_access == JournalAccess::Group
+    }
 }
 
 impl Default for Tools {
@@ -42,6 +59,7 @@ impl Default for Tools {
             journalctl: PathBuf::from("/usr/bin/journalctl"),
             sudo: PathBuf::from("/usr/bin/sudo"),
             journal_access: JournalAccess::Group,
+            journal_reader: JournalReader::Native,
             privilege: Privilege::Sudo,
         }
     }
@@ -53,13 +71,27 @@ InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
 /// The journal fields a read of a unit's entries asks for; the rest is not
 /// even printed. Its own lines need the text, the writer and the run; the
-/// manager's messages about it, the unit, the run and what happened.
-const ENTRY_FIELDS: &str =
-    "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
+/// manager's messages about it, the unit, the run and what happened. The
+/// in-process reader (`journal`) keeps the same fields.
+pub const ENTRY_FIELDS: &[&str] = &[
+    "MESSAGE",
+    "_PID",
+    "_SYSTEMD_UNIT",
+    "_SYSTEMD_INVOCATION_ID",
+    "UNIT",
+    "INVOCATION_ID",
+    "MESSAGE_ID",
+    "UNIT_RESULT",
+    "EXIT_STATUS",
+];
 /// The fields of the unit's own lines only (fewer fields: a faster read).
-const LINE_FIELDS: &str = "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID";
+pub const LINE_FIELDS: &[&str] = &["MESSAGE", "_PID", "_SYSTEMD_UNIT", "_SYSTEMD_INVOCATION_ID"];
 /// The fields of the manager's messages only: no text is needed.
-const MANAGER_FIELDS: &str = "--output-fields=_PID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS";
+pub const MANAGER_FIELDS: &[&str] = &["_PID", "UNIT", "INVOCATION_ID", "MESSAGE_ID", "UNIT_RESULT", "EXIT_STATUS"];
+
+fn output_fields(fields: &[&str]) -> String {
+    format!("--output-fields={}", fields.join(","))
+}
 
 /// Where a journal read begins.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -189,8 +221,8 @@ impl Call<'_> {
             }
             Call::UnitEntries(read) => {
                 journal_program(&mut argv, tools);
-                let fields = if read.manager { ENTRY_FIELDS } else { LINE_FIELDS };
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", fields]);
+                let fields = output_fields(if read.manager { ENTRY_FIELDS } else { LINE_FIELDS });
+                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", &fields]);
                 if read.backward {
                     argv.push("-r".into());
                 }
@@ -219,7 +251,7 @@ impl Call<'_> {
                 journal_program(&mut argv, tools);
                 push_all(
                     &mut argv,
-                    &["--no-pager", "-o", "export", MANAGER_FIELDS, "-r", "-u", unit.as_str(), "_PID=1"],
+                    &["--no-pager", "-o", "export", &output_fields(MANAGER_FIELDS), "-r", "-u", unit.as_str(), "_PID=1"],
                 );
             }
             Call::ManagerVersion => {
@@ -322,7 +354,7 @@ mod tests {
                 "--all",
                 "-o",
                 "export",
-                ENTRY_FIELDS,
+                "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS",
                 "--cursor=s=1;i=2",
                 "-u",
                 "ci-test-hello.service",
@@ -331,7 +363,7 @@ mod tests {
         let backward = EntryRead { backward: true, manager: false, ..read };
         assert_eq!(
             words(Call::UnitEntries(backward), &tools)[5..],
-            [LINE_FIELDS, "-r", "--cursor=s=1;i=2", "_SYSTEMD_UNIT=ci-test-hello.service"]
+            ["--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID", "-r", "--cursor=s=1;i=2", "_SYSTEMD_UNIT=ci-test-hello.service"]
         );
         let follow = EntryRead { seek: Seek::Since(1_795_394_165_000_042), follow: true, ..read };
         assert_eq!(
@@ -359,7 +391,7 @@ mod tests {
                 "--no-pager",
                 "-o",
                 "export",
-                MANAGER_FIELDS,
+                "--output-fields=_PID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS",
                 "-r",
                 "-u",
                 "ci-test-hello.service",

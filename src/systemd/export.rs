@@ -27,9 +27,27 @@ impl RawEntry {
             .map(|&(_, _, vs, ve)| &self.data[vs..ve])
     }
 
-    fn clear(&mut self) {
+    pub fn clear(&mut self) {
         self.data.clear();
         self.fields.clear();
+    }
+
+    /// Adds a field (as the in-process journal reader builds entries).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
+        let name_start = self.data.len();
+        self.data.extend_from_slice(name);
+        let value_start = self.data.len();
+        self.data.extend_from_slice(value);
+        self.fields.push((name_start, value_start, value_start, self.data.len()));
+    }
+
+    /// The bytes the entry's names and values take.
+    pub fn len(&self) -> usize {
+        self.data.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.fields.is_empty()
     }
 }
 

@@ -1,0 +1,417 @@
+//! One journal file, read with `pread` into a few small windows: no mmap
+//! (a file cut short under a mapping kills the reader with SIGBUS), no
+//! unsafe. Every offset, size, type and alignment is checked before use;
+//! anything unexpected is an error, never a guess. Layout after systemd's
+//! docs/JOURNAL_FILE_FORMAT.md.
+#![forbid(unsafe_code)]
+
+use std::fs::File;
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+
+use super::decompress::{self, Compression};
+use super::hash;
+
+const SIGNATURE: &[u8; 8] = b"LPKSHHRH";
+/// The header fields read here end with `tail_entry_monotonic` (208 bytes,
+/// present in every file since systemd 187).
+const MIN_HEADER: u64 = 208;
+
+const INCOMPAT_COMPRESSED_XZ: u32 = 1;
+const INCOMPAT_COMPRESSED_LZ4: u32 = 2;
+const INCOMPAT_KEYED_HASH: u32 = 4;
+const INCOMPAT_COMPRESSED_ZSTD: u32 = 8;
+const INCOMPAT_COMPACT: u32 = 16;
+/// A file with any other incompatible flag is not read (the format's rule).
+const INCOMPAT_KNOWN: u32 = INCOMPAT_COMPRESSED_XZ
+    | INCOMPAT_COMPRESSED_LZ4
+    | INCOMPAT_KEYED_HASH
+    | INCOMPAT_COMPRESSED_ZSTD
+    | INCOMPAT_COMPACT;
+
+const STATE_ONLINE: u8 = 1;
+
+const OBJECT_DATA: u8 = 1;
+const OBJECT_ENTRY: u8 = 3;
+const OBJECT_ENTRY_ARRAY: u8 = 6;
+const OBJECT_HEADER: u64 = 16;
+const ENTRY_HEADER: u64 = 64;
+const ENTRY_ARRAY_HEADER: u64 = 24;
+
+/// Largest object read: a DATA object holds one field of one entry, and
+/// jobgate keeps no entry over 1 MiB (`export::MAX_ENTRY_BYTES`).
+pub const MAX_OBJECT: u64 = 8 << 20;
+/// Most items an entry may have (journald's own limit is lower).
+const MAX_ITEMS: u64 = 1 << 16;
+/// Most links followed in one hash chain or entry-array chain before the
+/// file is taken for damaged (a loop).
+const MAX_CHAIN: u64 = 1 << 20;
+
+const WINDOW: u64 = 128 << 10;
+const WINDOWS: usize = 12;
+
+fn damaged(what: impl std::fmt::Display) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, format!("journal file damaged: {what}"))
+}
+
+fn le64(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 8];
+    word.copy_from_slice(&bytes[at..at + 8]);
+    u64::from_le_bytes(word)
+}
+
+fn le32(bytes: &[u8], at: usize) -> u64 {
+    let mut word = [0u8; 4];
+    word.copy_from_slice(&bytes[at..at + 4]);
+    u64::from(u32::from_le_bytes(word))
+}
+
+fn id128(bytes: &[u8], at: usize) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&bytes[at..at + 16]);
+    id
+}
+
+/// Reads of one file through a few reused windows.
+struct Windows {
+    file: File,
+    /// Bytes of the file that may be read (header and arena).
+    limit: u64,
+    windows: Vec<(u64, Vec<u8>)>,
+    next: usize,
+}
+
+impl Windows {
+    /// `len` bytes at `offset`, from a window (read in if needed).
+    fn bytes(&mut self, offset: u64, len: u64) -> io::Result<&[u8]> {
+        let end = self.check_range(offset, len, WINDOW)?;
+        let hit = self.windows.iter().position(|(start, buf)| *start <= offset && end <= start + buf.len() as u64);
+        let index = match hit {
+            Some(index) => index,
+            None => self.fill(offset)?,
+        };
+        let (start, buf) = &self.windows[index];
+        Ok(&buf[(offset - start) as usize..(end - start) as usize])
+    }
+
+    /// The end of `len` bytes at `offset`, if they are in the file. The
+    /// file may have grown since its length was taken (journald writes to
+    /// it): its length is taken again before anything is refused.
+    fn check_range(&mut self, offset: u64, len: u64, max: u64) -> io::Result<u64> {
+        let end = offset.checked_add(len).filter(|_| len <= max);
+        let Some(end) = end else { return Err(damaged(format_args!("{len} bytes at {offset}"))) };
+        if end > self.limit {
+            self.limit = self.file.metadata()?.len();
+        }
+        if end > self.limit {
+            return Err(damaged(format_args!("{len} bytes at {offset} past the end")));
+        }
+        Ok(end)
+    }
+
+    fn fill(&mut self, offset: u64) -> io::Result<usize> {
+        let start = offset & !4095;
+        let len = (self.limit - start).min(WINDOW * 2) as usize;
+        let index = if self.windows.len() < WINDOWS {
+            self.windows.push((start, Vec::new()));
+            self.windows.len() - 1
+        } else {
+            let index = self.next;
+            self.next = (index + 1) % WINDOWS;
+            index
+        };
+        let (at, buf) = &mut self.windows[index];
+        buf.resize(len, 0);
+        *at = u64::MAX; // not valid until read in whole
+        self.file.read_exact_at(buf, start)?;
+        *at = start;
+        Ok(index)
+    }
+
+    /// Reads `len` bytes at `offset` into `out` (for payloads of any size).
+    fn read_into(&mut self, offset: u64, len: u64, out: &mut Vec<u8>) -> io::Result<()> {
+        if len <= WINDOW {
+            let bytes = self.bytes(offset, len)?;
+            out.clear();
+            out.extend_from_slice(bytes);
+            return Ok(());
+        }
+        self.check_range(offset, len, MAX_OBJECT)?;
+        out.resize(len as usize, 0);
+        self.file.read_exact_at(out, offset)
+    }
+
+    fn u64(&mut self, offset: u64) -> io::Result<u64> {
+        Ok(le64(self.bytes(offset, 8)?, 0))
+    }
+
+    fn forget(&mut self) {
+        self.windows.clear();
+        self.next = 0;
+    }
+}
+
+/// What an entry object says of itself: where it stands in the journal.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Location {
+    pub seqnum_id: [u8; 16],
+    pub seqnum: u64,
+    pub boot_id: [u8; 16],
+    pub monotonic: u64,
+    pub realtime: u64,
+    pub xor_hash: u64,
+}
+
+/// The header fields that change as journald writes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Live {
+    online: bool,
+    n_entries: u64,
+    tail_seqnum: u64,
+}
+
+fn read_live(header: &[u8]) -> Live {
+    Live { online: header[16] == STATE_ONLINE, n_entries: le64(header, 152), tail_seqnum: le64(header, 160) }
+}
+
+/// One open journal file.
+pub struct JournalFile {
+    pub file_id: [u8; 16],
+    pub seqnum_id: [u8; 16],
+    compact: bool,
+    keyed: bool,
+    data_hash_table: (u64, u64),
+    header_size: u64,
+    live: Live,
+    windows: Windows,
+}
+
+impl JournalFile {
+    /// Opens a journal file and checks its header. A file with an unknown
+    /// incompatible flag is an error of kind `Unsupported`.
+    pub fn open(path: &Path) -> io::Result<JournalFile> {
+        let file = File::open(path)?;
+        let len = file.metadata()?.len();
+        let mut windows = Windows { file, limit: len, windows: Vec::new(), next: 0 };
+        let header = windows.bytes(0, MIN_HEADER.min(len))?.to_vec();
+        if header.len() < MIN_HEADER as usize || &header[..8] != SIGNATURE {
+            return Err(damaged(format_args!("{} is not a journal file", path.display())));
+        }
+        let incompatible = le32(&header, 12) as u32;
+        if incompatible & !INCOMPAT_KNOWN != 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::Unsupported,
+                format!("{}: unknown incompatible flags {incompatible:#x}", path.display()),
+            ));
+        }
+        let header_size = le64(&header, 88);
+        let data_hash_table = (le64(&header, 104), le64(&header, 112));
+        if header_size < MIN_HEADER || data_hash_table.1 % 16 != 0 || data_hash_table.1 == 0 {
+            return Err(damaged(format_args!("{}: header sizes", path.display())));
+        }
+        let mut journal = JournalFile {
+            file_id: id128(&header, 24),
+            seqnum_id: id128(&header, 72),
+            compact: incompatible & INCOMPAT_COMPACT != 0,
+            keyed: incompatible & INCOMPAT_KEYED_HASH != 0,
+            data_hash_table,
+            header_size,
+            live: Live::default(),
+            windows,
+        };
+        journal.live = read_live(&header);
+        Ok(journal)
+    }
+
+    /// Reads the header again; true if entries were added (or the file was
+    /// closed) since it was last read. Windows read before are dropped then,
+    /// since the links in them may have changed.
+    pub fn refresh(&mut self) -> io::Result<bool> {
+        let mut header = [0u8; MIN_HEADER as usize];
+        self.windows.file.read_exact_at(&mut header, 0)?;
+        let live = read_live(&header);
+        if live == self.live {
+            return Ok(false);
+        }
+        self.live = live;
+        self.forget();
+        Ok(true)
+    }
+
+    /// Drops what was read, so that the next reads see the file as it is.
+    pub fn forget(&mut self) {
+        self.windows.forget();
+    }
+
+    /// Gives back the memory of the windows (the file stays open).
+    pub fn release(&mut self) {
+        self.windows.forget();
+        self.windows.windows.shrink_to_fit();
+    }
+
+    /// Reads an object's header: its flags and size, checked against the
+    /// type expected and the file's bounds.
+    fn object(&mut self, offset: u64, kind: u8, min_size: u64) -> io::Result<(u8, u64)> {
+        if offset % 8 != 0 || offset < self.header_size {
+            return Err(damaged(format_args!("object offset {offset}")));
+        }
+        let head = self.windows.bytes(offset, OBJECT_HEADER)?;
+        let (found, flags, size) = (head[0], head[1], le64(head, 8));
+        if found != kind || size < min_size || size > MAX_OBJECT || offset.saturating_add(size) > self.windows.limit {
+            return Err(damaged(format_args!("object at {offset}: type {found} size {size}, wanted type {kind}")));
+        }
+        Ok((flags, size))
+    }
+
+    fn data_header_size(&self) -> u64 {
+        if self.compact {
+            72
+        } else {
+            64
+        }
+    }
+
+    /// The DATA object holding exactly `payload` (`FIELD=value`), if any.
+    pub fn find_data(&mut self, payload: &[u8]) -> io::Result<Option<u64>> {
+        let hash = if self.keyed { hash::siphash24(&self.file_id, payload) } else { hash::jenkins_hash64(payload) };
+        let (table, size) = self.data_hash_table;
+        let buckets = size / 16;
+        let mut offset = self.windows.u64(table + (hash % buckets) * 16)?;
+        let mut scratch = Vec::new();
+        for _ in 0..MAX_CHAIN {
+            if offset == 0 {
+                return Ok(None);
+            }
+            let (stored_hash, next) = {
+                self.object(offset, OBJECT_DATA, self.data_header_size())?;
+                let head = self.windows.bytes(offset, 32)?;
+                (le64(head, 16), le64(head, 24))
+            };
+            if stored_hash == hash && self.data_payload(offset, payload.len() + 1, &mut scratch)? && scratch == payload
+            {
+                return Ok(Some(offset));
+            }
+            offset = next;
+        }
+        Err(damaged("hash chain too long"))
+    }
+
+    /// Reads the payload (`FIELD=value`) of the DATA object at `offset` into
+    /// `out`, decompressed. False if it is longer than `max` bytes (then
+    /// `out` holds nothing useful).
+    pub fn data_payload(&mut self, offset: u64, max: usize, out: &mut Vec<u8>) -> io::Result<bool> {
+        let header = self.data_header_size();
+        let (flags, size) = self.object(offset, OBJECT_DATA, header)?;
+        let stored = size - header;
+        match Compression::from_flags(flags).map_err(|e| damaged(format_args!("object at {offset}: {e}")))? {
+            None => {
+                if stored > max as u64 {
+                    return Ok(false);
+                }
+                self.windows.read_into(offset + header, stored, out)?;
+            }
+            Some(kind) => {
+                let mut packed = Vec::new();
+                self.windows.read_into(offset + header, stored, &mut packed)?;
+                match decompress::decompress_into(kind, &packed, max, out) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::FileTooLarge => return Ok(false),
+                    Err(e) => return Err(damaged(format_args!("object at {offset}: {e}"))),
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Appends to `postings` the entries linked from the DATA object at
+    /// `data` that are not in it yet, oldest first.
+    pub fn entries_of(&mut self, data: u64, postings: &mut Postings) -> io::Result<()> {
+        self.object(data, OBJECT_DATA, self.data_header_size())?;
+        let head = self.windows.bytes(data, 64)?;
+        let (first, mut array, n_entries) = (le64(head, 40), le64(head, 48), le64(head, 56));
+        postings.waiting = false;
+        if n_entries == 0 || first == 0 {
+            return Ok(());
+        }
+        if postings.offsets.is_empty() {
+            postings.offsets.push(first);
+        }
+        // The entry array chain holds entries 2.. in order; skip those
+        // already taken.
+        let mut skip = postings.offsets.len() as u64 - 1;
+        let item = if self.compact { 4 } else { 8 };
+        let mut links = 0;
+        while array != 0 && (postings.offsets.len() as u64) < n_entries {
+            links += 1;
+            if links > MAX_CHAIN {
+                return Err(damaged("entry array chain too long"));
+            }
+            let (_, size) = self.object(array, OBJECT_ENTRY_ARRAY, ENTRY_ARRAY_HEADER)?;
+            let count = (size - ENTRY_ARRAY_HEADER) / item;
+            let next = self.windows.u64(array + 16)?;
+            if skip >= count {
+                skip -= count;
+                array = next;
+                continue;
+            }
+            for index in skip..count {
+                if postings.offsets.len() as u64 >= n_entries {
+                    break;
+                }
+                let at = array + ENTRY_ARRAY_HEADER + index * item;
+                let entry = if self.compact { le32(self.windows.bytes(at, 4)?, 0) } else { self.windows.u64(at)? };
+                if entry == 0 {
+                    // Not linked yet (a live file): taken on a later look.
+                    postings.waiting = true;
+                    return Ok(());
+                }
+                let last = postings.offsets.last().copied().unwrap_or(0);
+                if entry <= last {
+                    return Err(damaged(format_args!("entry array at {array} out of order")));
+                }
+                postings.offsets.push(entry);
+            }
+            skip = 0;
+            array = next;
+        }
+        Ok(())
+    }
+
+    /// Reads the entry at `offset`: where it stands, and the offsets of the
+    /// DATA objects of its fields (into `items`).
+    pub fn entry(&mut self, offset: u64, items: &mut Vec<u64>) -> io::Result<Location> {
+        let (_, size) = self.object(offset, OBJECT_ENTRY, ENTRY_HEADER)?;
+        let item = if self.compact { 4 } else { 16 };
+        let count = (size - ENTRY_HEADER) / item;
+        if count > MAX_ITEMS {
+            return Err(damaged(format_args!("entry at {offset} with {count} items")));
+        }
+        let compact = self.compact;
+        let bytes = self.windows.bytes(offset, ENTRY_HEADER + count * item)?;
+        let location = Location {
+            seqnum_id: [0; 16],
+            seqnum: le64(bytes, 16),
+            realtime: le64(bytes, 24),
+            monotonic: le64(bytes, 32),
+            boot_id: id128(bytes, 40),
+            xor_hash: le64(bytes, 56),
+        };
+        items.clear();
+        for index in 0..count as usize {
+            let at = ENTRY_HEADER as usize + index * item as usize;
+            items.push(if compact { le32(bytes, at) } else { le64(bytes, at) });
+        }
+        Ok(Location { seqnum_id: self.seqnum_id, ..location })
+    }
+}
+
+/// The entries of one DATA object in one file, oldest first, as far as
+/// they have been read.
+#[derive(Debug, Default)]
+pub struct Postings {
+    pub offsets: Vec<u64>,
+    /// An entry counted but not linked yet was met: there is more to read
+    /// even if the header does not change again.
+    pub waiting: bool,
+}

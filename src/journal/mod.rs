@@ -1,0 +1,578 @@
+//! The journal read in-process, from journald's files: a second source of
+//! a unit's entries beside `journalctl` (`runs::source`), for jobgate's
+//! reads only (a unit's own lines and the manager's messages about it).
+//! std only, `pread`, no mmap, no unsafe. What it does not understand is an
+//! error, and the caller reads through journalctl instead; it never guesses.
+#![forbid(unsafe_code)]
+
+pub mod decompress;
+mod file;
+pub mod hash;
+mod read;
+
+use std::collections::HashSet;
+use std::io::{self, BufRead, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering as Atomic};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::names::{Cursor, UnitName};
+use crate::runs::source::{Entries, EntryStream, JournalSource, Messages};
+use crate::systemd::argv::{self, EntryRead, Seek};
+use crate::systemd::export::{RawEntry, MAX_ENTRY_BYTES};
+use crate::systemd::parse::{self, Entry};
+use crate::systemd::run::{StopOnDrop, STREAM_TIMEOUT};
+
+use file::JournalFile;
+pub use file::Location;
+use read::{order, Field, FieldCache, FileRead, Start, Term};
+
+/// How often a live read looks for new entries: journald makes them
+/// visible at once, while its own wake-ups come every 250 ms at best.
+const POLL: Duration = Duration::from_millis(10);
+/// How often a live read looks for new files (journald rotated).
+const RESCAN: Duration = Duration::from_millis(250);
+/// Where journald keeps its files: volatile, then persistent.
+const JOURNAL_ROOTS: [&str; 2] = ["/run/log/journal", "/var/log/journal"];
+
+/// The journal files read in-process.
+#[derive(Clone, Debug)]
+pub struct Native {
+    dirs: Option<Vec<PathBuf>>,
+}
+
+impl Native {
+    /// This machine's journal, as journalctl reads it by default: the
+    /// files of its machine id under /run/log/journal and /var/log/journal.
+    pub fn system() -> Native {
+        Native { dirs: None }
+    }
+
+    /// The journal files (`*.journal`, `*.journal~`) in these directories,
+    /// whatever machine wrote them, as `journalctl --directory` reads them.
+    pub fn from_dirs(dirs: Vec<PathBuf>) -> Native {
+        Native { dirs: Some(dirs) }
+    }
+
+    fn dirs(&self) -> io::Result<Vec<PathBuf>> {
+        if let Some(dirs) = &self.dirs {
+            return Ok(dirs.clone());
+        }
+        let machine = std::fs::read_to_string("/etc/machine-id")?;
+        let machine = machine.trim();
+        if machine.len() != 32 || !machine.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "/etc/machine-id is not a machine id"));
+        }
+        Ok(JOURNAL_ROOTS.iter().map(|root| Path::new(root).join(machine)).collect())
+    }
+
+    fn reading(&self, terms: Vec<Term>, start: Start, backward: bool, follow: bool, timeout: Duration) -> io::Result<Reading> {
+        let mut reading = Reading {
+            files: Vec::new(),
+            caches: Vec::new(),
+            seen_paths: HashSet::new(),
+            seen_ids: HashSet::new(),
+            dirs: self.dirs()?,
+            terms,
+            start,
+            backward,
+            follow,
+            last: None,
+            stop: Arc::new(AtomicBool::new(false)),
+            deadline: Instant::now() + timeout,
+            scanned: Instant::now(),
+            taken: 0,
+        };
+        reading.scan()?;
+        Ok(reading)
+    }
+
+    /// Whether this machine's journal can be read in-process: its files
+    /// open and their formats are known (for `check`).
+    pub fn probe(&self) -> io::Result<usize> {
+        let reading = self.reading(Vec::new(), Start::Edge, false, false, STREAM_TIMEOUT)?;
+        match reading.files.len() {
+            0 => Err(io::Error::new(io::ErrorKind::NotFound, "no journal file could be opened")),
+            n => Ok(n),
+        }
+    }
+}
+
+fn own_lines(unit: &UnitName) -> Term {
+    Term { payload: format!("_SYSTEMD_UNIT={}", unit.as_str()).into_bytes(), from_manager: false }
+}
+
+fn manager_messages(unit: &UnitName) -> Term {
+    Term { payload: format!("UNIT={}", unit.as_str()).into_bytes(), from_manager: true }
+}
+
+impl JournalSource for Native {
+    fn manager_events(&self, unit: &UnitName) -> io::Result<Entries> {
+        Ok(Box::new(self.events(unit)?))
+    }
+
+    fn unit_entries(&self, read: EntryRead<'_>, timeout: Duration) -> io::Result<Entries> {
+        Ok(Box::new(self.entries(read, timeout)?))
+    }
+
+    fn unit_messages(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Messages> {
+        Ok(Box::new(self.text(unit, since, until)?))
+    }
+}
+
+impl Native {
+    /// As [`JournalSource::manager_events`].
+    pub fn events(&self, unit: &UnitName) -> io::Result<NativeEntries> {
+        let reading = self.reading(vec![manager_messages(unit)], Start::Edge, true, false, STREAM_TIMEOUT)?;
+        Ok(NativeEntries::new(reading, unit, argv::MANAGER_FIELDS))
+    }
+
+    /// As [`JournalSource::unit_entries`].
+    pub fn entries(&self, read: EntryRead<'_>, timeout: Duration) -> io::Result<NativeEntries> {
+        let mut terms = vec![own_lines(read.unit)];
+        if read.manager {
+            terms.push(manager_messages(read.unit));
+        }
+        let start = match read.seek {
+            Seek::Edge => Start::Edge,
+            Seek::Since(us) => Start::Since(us),
+            Seek::After(cursor) => Start::After(parse_cursor(cursor)?),
+        };
+        let fields = if read.manager { argv::ENTRY_FIELDS } else { argv::LINE_FIELDS };
+        let reading = self.reading(terms, start, read.backward, read.follow, timeout)?;
+        Ok(NativeEntries::new(reading, read.unit, fields))
+    }
+
+    /// The text of the unit's own lines from `since` to `until`, as
+    /// [`JournalSource::unit_messages`], with the place it has come to.
+    pub fn text(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Text> {
+        let reading = self.reading(vec![own_lines(unit)], Start::Since(since), false, false, STREAM_TIMEOUT)?;
+        Ok(Text { reading, until, buf: Vec::new(), pos: 0, done: false, payload: Vec::new(), given: None, broken: None })
+    }
+}
+
+/// A cursor in journalctl's form, as jobgate hands them out.
+pub fn format_cursor(at: &Location) -> String {
+    format!(
+        "s={};i={:x};b={};m={:x};t={:x};x={:x}",
+        hex(&at.seqnum_id),
+        at.seqnum,
+        hex(&at.boot_id),
+        at.monotonic,
+        at.realtime,
+        at.xor_hash
+    )
+}
+
+fn hex(id: &[u8; 16]) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A cursor of journalctl's full form; any other (journalctl takes some
+/// with fields left out) is `Unsupported`, for journalctl to read.
+pub fn parse_cursor(cursor: &Cursor) -> io::Result<Location> {
+    let unsupported = || io::Error::new(io::ErrorKind::Unsupported, "a cursor not of journalctl's full form");
+    let mut at = Location::default();
+    let mut seen = 0u8;
+    for part in cursor.as_str().split(';') {
+        let (key, value) = part.split_once('=').ok_or_else(unsupported)?;
+        let number = || u64::from_str_radix(value, 16).ok().filter(|_| value.len() <= 16).ok_or_else(unsupported);
+        let (bit, ()) = match key {
+            "s" => (1, at.seqnum_id = parse_id(value).ok_or_else(unsupported)?),
+            "i" => (2, at.seqnum = number()?),
+            "b" => (4, at.boot_id = parse_id(value).ok_or_else(unsupported)?),
+            "m" => (8, at.monotonic = number()?),
+            "t" => (16, at.realtime = number()?),
+            "x" => (32, at.xor_hash = number()?),
+            _ => return Err(unsupported()),
+        };
+        if seen & bit != 0 {
+            return Err(unsupported());
+        }
+        seen |= bit;
+    }
+    if seen != 63 {
+        return Err(unsupported());
+    }
+    Ok(at)
+}
+
+fn parse_id(hex: &str) -> Option<[u8; 16]> {
+    if hex.len() != 32 {
+        return None;
+    }
+    let mut id = [0u8; 16];
+    for (i, byte) in id.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(id)
+}
+
+/// A read across the journal's files, entry by entry in journalctl's order.
+struct Reading {
+    files: Vec<FileRead>,
+    /// Per file, what its DATA objects hold.
+    caches: Vec<FieldCache>,
+    seen_paths: HashSet<PathBuf>,
+    seen_ids: HashSet<[u8; 16]>,
+    dirs: Vec<PathBuf>,
+    terms: Vec<Term>,
+    start: Start,
+    backward: bool,
+    follow: bool,
+    /// The last entry handed out: the next must come after it.
+    last: Option<Location>,
+    stop: Arc<AtomicBool>,
+    deadline: Instant,
+    scanned: Instant,
+    taken: u64,
+}
+
+impl Reading {
+    /// Opens the files not yet read (journald may have made new ones).
+    fn scan(&mut self) -> io::Result<()> {
+        self.scanned = Instant::now();
+        for path in journal_paths(&self.dirs)? {
+            if !self.seen_paths.insert(path.clone()) {
+                continue;
+            }
+            let file = match JournalFile::open(&path) {
+                Ok(file) => file,
+                // Gone since listed, or not ours to read (journalctl skips
+                // those too); a file just created has no header yet.
+                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => continue,
+                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
+                    self.seen_paths.remove(&path);
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            // A file renamed by rotation is the same file.
+            if !self.seen_ids.insert(file.file_id) {
+                continue;
+            }
+            let file = FileRead::new(file, &self.terms, self.start, self.backward)?;
+            self.files.push(file);
+            self.caches.push(FieldCache::default());
+        }
+        Ok(())
+    }
+
+    fn ended(&mut self) -> bool {
+        self.taken += 1;
+        self.stop.load(Atomic::Relaxed) || (self.taken % 256 == 0 && Instant::now() >= self.deadline)
+    }
+
+    /// The next entry: which file and where in it, and where it stands.
+    fn next(&mut self) -> io::Result<Option<(usize, u64, Location)>> {
+        loop {
+            if self.ended() {
+                return Ok(None);
+            }
+            let Some(index) = self.nearest() else {
+                if !self.follow || !self.wait()? {
+                    return Ok(None);
+                }
+                continue;
+            };
+            let read = &mut self.files[index];
+            let Some((offset, location)) = read.head else { continue };
+            read.advance(&self.terms, self.backward)?;
+            if read.head.is_none() && !self.follow {
+                read.file.release();
+            }
+            // An entry in two files (copied) is handed out once.
+            let wanted = if self.backward { std::cmp::Ordering::Less } else { std::cmp::Ordering::Greater };
+            if self.last.is_some_and(|last| order(&location, &last) != wanted) {
+                continue;
+            }
+            if let (true, Start::Since(us)) = (self.backward, self.start) {
+                if location.realtime < us {
+                    return Ok(None);
+                }
+            }
+            self.last = Some(location);
+            return Ok(Some((index, offset, location)));
+        }
+    }
+
+    /// The file whose next entry comes first in the read's direction.
+    fn nearest(&self) -> Option<usize> {
+        let heads = self.files.iter().enumerate().filter_map(|(i, f)| f.head.map(|(_, at)| (i, at)));
+        let nearest = if self.backward {
+            heads.max_by(|a, b| order(&a.1, &b.1))
+        } else {
+            heads.min_by(|a, b| order(&a.1, &b.1))
+        };
+        nearest.map(|(i, _)| i)
+    }
+
+    /// Waits for new entries of a live read: false when the read is to end.
+    fn wait(&mut self) -> io::Result<bool> {
+        loop {
+            if self.stop.load(Atomic::Relaxed) || Instant::now() >= self.deadline {
+                return Ok(false);
+            }
+            std::thread::sleep(POLL);
+            let mut found = false;
+            for read in &mut self.files {
+                found |= read.refresh(&self.terms)?;
+            }
+            if self.scanned.elapsed() >= RESCAN {
+                let known = self.files.len();
+                self.scan()?;
+                found |= self.files[known..].iter().any(|f| f.head.is_some());
+            }
+            if found {
+                return Ok(true);
+            }
+        }
+    }
+
+    /// What the DATA object at `offset` of file `index` is, from the cache
+    /// or read (a value kept if it is short and of a field in `wanted`),
+    /// and whether `payload` now holds its payload. None for a field too
+    /// long to keep ([`MAX_ENTRY_BYTES`]).
+    fn field(
+        &mut self,
+        index: usize,
+        offset: u64,
+        wanted: &[&str],
+        payload: &mut Vec<u8>,
+    ) -> io::Result<Option<(Arc<Field>, bool)>> {
+        if let Some(field) = self.caches[index].get(offset) {
+            return Ok(Some((Arc::clone(field), false)));
+        }
+        if !self.files[index].file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
+            return Ok(None);
+        }
+        // A payload without `=` is no field: journalctl skips it too.
+        let eq = payload.iter().position(|&b| b == b'=').unwrap_or(payload.len());
+        let name = &payload[..eq];
+        let keep = name != b"MESSAGE"
+            && payload.len() - eq <= FieldCache::MAX_VALUE
+            && wanted.iter().any(|w| w.as_bytes() == name);
+        let value = keep.then(|| payload[eq + 1..].into());
+        let field = Arc::new(Field { name: name.into(), value });
+        self.caches[index].put(offset, Arc::clone(&field));
+        Ok(Some((field, true)))
+    }
+
+    /// The value of the DATA object at `offset`, a field called `name`,
+    /// into `payload` unless it is there (`fresh`) already; false if it is
+    /// too long to keep.
+    fn value<'p>(
+        &mut self,
+        index: usize,
+        offset: u64,
+        name: &[u8],
+        fresh: bool,
+        payload: &'p mut Vec<u8>,
+    ) -> io::Result<Option<&'p [u8]>> {
+        if !fresh && !self.files[index].file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
+            return Ok(None);
+        }
+        Ok(payload.get(name.len() + 1..))
+    }
+}
+
+/// The files journalctl would read in these directories, in name order.
+fn journal_paths(dirs: &[PathBuf]) -> io::Result<Vec<PathBuf>> {
+    let mut paths = Vec::new();
+    for dir in dirs {
+        let listing = match std::fs::read_dir(dir) {
+            Ok(listing) => listing,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(e),
+        };
+        for entry in listing {
+            let path = entry?.path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+            if name.ends_with(".journal") || name.ends_with(".journal~") {
+                paths.push(path);
+            }
+        }
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+/// Ends a read when dropped.
+struct StopFlag(Arc<AtomicBool>);
+
+impl Drop for StopFlag {
+    fn drop(&mut self) {
+        self.0.store(true, Atomic::Relaxed);
+    }
+}
+
+/// A unit's entries read from the files, each as journalctl's export of
+/// the same fields would give it, read by the same function.
+pub struct NativeEntries {
+    reading: Reading,
+    unit: String,
+    wanted: &'static [&'static str],
+    raw: RawEntry,
+    payload: Vec<u8>,
+    items: Vec<u64>,
+    /// The last entry given (or passed over): a read that breaks goes on
+    /// after it.
+    given: Option<Location>,
+}
+
+impl NativeEntries {
+    fn new(reading: Reading, unit: &UnitName, wanted: &'static [&'static str]) -> NativeEntries {
+        let unit = unit.as_str().to_string();
+        let raw = RawEntry::default();
+        NativeEntries { reading, unit, wanted, raw, payload: Vec::new(), items: Vec::new(), given: None }
+    }
+
+    /// The cursor of the last entry given, where a read through journalctl
+    /// would go on from.
+    pub fn last_cursor(&self) -> Option<String> {
+        self.given.as_ref().map(format_cursor)
+    }
+
+    /// The entry's fields that the read wants into `raw`, as journalctl
+    /// exports them; false for an entry too large to keep.
+    fn fill(&mut self, index: usize, offset: u64, at: &Location) -> io::Result<bool> {
+        self.raw.clear();
+        self.raw.push(b"__CURSOR", format_cursor(at).as_bytes());
+        self.raw.push(b"__REALTIME_TIMESTAMP", at.realtime.to_string().as_bytes());
+        self.reading.files[index].file.entry(offset, &mut self.items)?;
+        for &data in &self.items {
+            let Some((field, fresh)) = self.reading.field(index, data, self.wanted, &mut self.payload)? else {
+                return Ok(false);
+            };
+            if !self.wanted.iter().any(|w| w.as_bytes() == &*field.name) {
+                continue;
+            }
+            match &field.value {
+                Some(value) => self.raw.push(&field.name, value),
+                None => match self.reading.value(index, data, &field.name, fresh, &mut self.payload)? {
+                    Some(value) => self.raw.push(&field.name, value),
+                    None => return Ok(false),
+                },
+            }
+            if self.raw.len() > MAX_ENTRY_BYTES {
+                return Ok(false);
+            }
+        }
+        Ok(true)
+    }
+}
+
+impl EntryStream for NativeEntries {
+    fn next_entry(&mut self) -> io::Result<Option<Entry>> {
+        while let Some((index, offset, at)) = self.reading.next()? {
+            let kept = self.fill(index, offset, &at)?;
+            self.given = Some(at);
+            if !kept {
+                continue;
+            }
+            if let Some(entry) = parse::journal_entry(&self.unit, &self.raw) {
+                return Ok(Some(entry));
+            }
+        }
+        Ok(None)
+    }
+
+    fn take_stop(&mut self) -> StopOnDrop {
+        Box::new(StopFlag(Arc::clone(&self.reading.stop)))
+    }
+}
+
+/// The text of a unit's own lines, each message and a newline, as
+/// `journalctl -o cat` prints them.
+pub struct Text {
+    reading: Reading,
+    until: u64,
+    buf: Vec<u8>,
+    pos: usize,
+    done: bool,
+    payload: Vec<u8>,
+    given: Option<Location>,
+    broken: Option<io::Error>,
+}
+
+impl Text {
+    const FILL: usize = 64 << 10;
+
+    /// The cursor of the last entry whose text was given.
+    pub fn last_cursor(&self) -> Option<String> {
+        self.given.as_ref().map(format_cursor)
+    }
+
+    /// Reads the next lines into the buffer. An error after some lines
+    /// waits until they are taken, so that a read that goes on elsewhere
+    /// from the last cursor loses none.
+    fn refill(&mut self) -> io::Result<()> {
+        if let Some(e) = self.broken.take() {
+            return Err(e);
+        }
+        self.buf.clear();
+        self.pos = 0;
+        match self.read_lines() {
+            Err(e) if !self.buf.is_empty() => {
+                self.broken = Some(e);
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    fn read_lines(&mut self) -> io::Result<()> {
+        let mut items = Vec::new();
+        while self.buf.len() < Self::FILL {
+            let Some((index, offset, at)) = self.reading.next()? else {
+                self.done = true;
+                return Ok(());
+            };
+            if at.realtime > self.until {
+                self.done = true;
+                return Ok(());
+            }
+            self.reading.files[index].file.entry(offset, &mut items)?;
+            for &data in &items {
+                let Some((field, fresh)) = self.reading.field(index, data, &[], &mut self.payload)? else { continue };
+                if &*field.name != b"MESSAGE" {
+                    continue;
+                }
+                if let Some(message) = self.reading.value(index, data, b"MESSAGE", fresh, &mut self.payload)? {
+                    self.buf.extend_from_slice(message);
+                    self.buf.push(b'\n');
+                }
+                break;
+            }
+            self.given = Some(at);
+        }
+        Ok(())
+    }
+}
+
+impl Read for Text {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        let available = self.fill_buf()?;
+        let n = available.len().min(out.len());
+        out[..n].copy_from_slice(&available[..n]);
+        self.consume(n);
+        Ok(n)
+    }
+}
+
+impl BufRead for Text {
+    fn fill_buf(&mut self) -> io::Result<&[u8]> {
+        if self.pos >= self.buf.len() && (!self.done || self.broken.is_some()) {
+            self.refill()?;
+        }
+        Ok(&self.buf[self.pos..])
+    }
+
+    fn consume(&mut self, n: usize) {
+        self.pos = (self.pos + n).min(self.buf.len());
+    }
+}
+
+#[cfg(test)]
+mod tests;

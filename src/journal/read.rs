@@ -1,0 +1,237 @@
+//! One read of a unit's entries across the journal's files: in each file
+//! the entries linked from the unit's DATA objects, merged across files in
+//! journalctl's order, from a seek point, forward or backward, and live.
+#![forbid(unsafe_code)]
+
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::io;
+use std::sync::Arc;
+
+use super::file::{JournalFile, Location, Postings};
+
+/// Which of a file's entries a read takes: those linked from any of the
+/// terms' DATA objects (`FIELD=value`), a term marked `from_manager` only
+/// where the entry also has `_PID=1`.
+#[derive(Clone, Debug)]
+pub struct Term {
+    pub payload: Vec<u8>,
+    pub from_manager: bool,
+}
+
+/// Where a read begins.
+#[derive(Clone, Copy, Debug)]
+pub enum Start {
+    Edge,
+    /// Strictly after (before, backwards) this entry.
+    After(Location),
+    /// At the first entry from this time on (microseconds).
+    Since(u64),
+}
+
+/// journalctl's order of two entries (sd-journal's
+/// `journal_file_compare_locations`): by sequence number within one
+/// sequence, else by monotonic time within one boot, else by wall-clock
+/// time, last by content hash.
+pub fn order(a: &Location, b: &Location) -> Ordering {
+    if a.seqnum_id == b.seqnum_id {
+        let by_seqnum = a.seqnum.cmp(&b.seqnum);
+        if by_seqnum != Ordering::Equal {
+            return by_seqnum;
+        }
+    }
+    if a.boot_id == b.boot_id {
+        let by_monotonic = a.monotonic.cmp(&b.monotonic);
+        if by_monotonic != Ordering::Equal {
+            return by_monotonic;
+        }
+    }
+    a.realtime.cmp(&b.realtime).then(a.xor_hash.cmp(&b.xor_hash))
+}
+
+/// One term in one file: its DATA object once found, the entries linked
+/// from it, and how far the read has gone through them.
+struct Match {
+    term: usize,
+    data: Option<u64>,
+    postings: Postings,
+    /// Forward: index of the next entry. Backward: index past it.
+    next: usize,
+}
+
+/// What one file contributes to a read.
+pub struct FileRead {
+    pub file: JournalFile,
+    matches: Vec<Match>,
+    pid1: Option<u64>,
+    /// The file's next entry in the read's direction, read ahead.
+    pub head: Option<(u64, Location)>,
+    items: Vec<u64>,
+}
+
+impl FileRead {
+    /// The file's part of a read of `terms`, positioned at `start`.
+    pub fn new(mut file: JournalFile, terms: &[Term], start: Start, backward: bool) -> io::Result<FileRead> {
+        let matches = (0..terms.len()).map(|term| Match { term, data: None, postings: Postings::default(), next: 0 });
+        let matches = matches.collect();
+        let pid1 = None;
+        file.refresh()?;
+        let mut read = FileRead { file, matches, pid1, head: None, items: Vec::new() };
+        read.take_new(terms)?;
+        for index in 0..read.matches.len() {
+            let next = read.position(index, start, backward)?;
+            read.matches[index].next = next;
+        }
+        read.advance(terms, backward)?;
+        Ok(read)
+    }
+
+    /// Reads what was added to the file's DATA objects since the last look.
+    fn take_new(&mut self, terms: &[Term]) -> io::Result<()> {
+        if self.pid1.is_none() && terms.iter().any(|t| t.from_manager) {
+            self.pid1 = self.file.find_data(b"_PID=1")?;
+        }
+        for m in &mut self.matches {
+            if m.data.is_none() {
+                m.data = self.file.find_data(&terms[m.term].payload)?;
+            }
+            if let Some(data) = m.data {
+                self.file.entries_of(data, &mut m.postings)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The index in match `index`'s entries where a read from `start` begins
+    /// (forward: the first entry taken; backward: one past it). Entries of
+    /// one file are in order, so this is a bisection.
+    fn position(&mut self, index: usize, start: Start, backward: bool) -> io::Result<usize> {
+        let len = self.matches[index].postings.offsets.len();
+        let (low, high) = (0, len);
+        // The first index whose entry is past `start` (or at it, for Since).
+        let past = |file: &mut JournalFile, items: &mut Vec<u64>, offset: u64| -> io::Result<bool> {
+            Ok(match start {
+                Start::Edge => true,
+                Start::Since(us) => file.entry(offset, items)?.realtime >= us,
+                Start::After(at) => order(&file.entry(offset, items)?, &at) == Ordering::Greater,
+            })
+        };
+        let (mut low, mut high) = (low, high);
+        while low < high {
+            let mid = low + (high - low) / 2;
+            let offset = self.matches[index].postings.offsets[mid];
+            if past(&mut self.file, &mut self.items, offset)? {
+                high = mid;
+            } else {
+                low = mid + 1;
+            }
+        }
+        if !backward {
+            return Ok(low);
+        }
+        match start {
+            Start::Edge => Ok(len),
+            Start::Since(_) => Ok(len),
+            // Backward from a cursor: the entries before it, which end at
+            // the first not after it (or at it).
+            Start::After(at) => {
+                let mut end = low;
+                while end > 0 {
+                    let offset = self.matches[index].postings.offsets[end - 1];
+                    if order(&self.file.entry(offset, &mut self.items)?, &at) == Ordering::Less {
+                        break;
+                    }
+                    end -= 1;
+                }
+                Ok(end)
+            }
+        }
+    }
+
+    /// Reads ahead the file's next entry in the read's direction into
+    /// `head`: the nearest of the matches' next entries that the read takes.
+    pub fn advance(&mut self, terms: &[Term], backward: bool) -> io::Result<()> {
+        self.head = None;
+        loop {
+            let candidates = self.matches.iter().filter_map(|m| {
+                let offsets = &m.postings.offsets;
+                if backward {
+                    m.next.checked_sub(1).map(|i| offsets[i])
+                } else {
+                    offsets.get(m.next).copied()
+                }
+            });
+            let next = if backward { candidates.max() } else { candidates.min() };
+            let Some(offset) = next else { return Ok(()) };
+            // Every match at this entry moves past it; the entry is taken
+            // if one of them takes it.
+            let mut taken = false;
+            let location = self.file.entry(offset, &mut self.items)?;
+            for m in &mut self.matches {
+                let at = if backward { m.next.checked_sub(1) } else { Some(m.next) };
+                if at.and_then(|i| m.postings.offsets.get(i)) != Some(&offset) {
+                    continue;
+                }
+                m.next = if backward { m.next - 1 } else { m.next + 1 };
+                // The entry must link the DATA object it was found through.
+                let data = m.data.unwrap_or(0);
+                if !self.items.contains(&data) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("journal file damaged: entry at {offset} does not link its field"),
+                    ));
+                }
+                let pid1 = self.pid1.is_some_and(|p| self.items.contains(&p));
+                taken |= !terms[m.term].from_manager || pid1;
+            }
+            if taken {
+                self.head = Some((offset, location));
+                return Ok(());
+            }
+        }
+    }
+
+    /// Looks at the file again (a live read at its end): true if it has
+    /// new entries for the read.
+    pub fn refresh(&mut self, terms: &[Term]) -> io::Result<bool> {
+        let changed = self.file.refresh()?;
+        if !changed {
+            if !self.matches.iter().any(|m| m.postings.waiting) {
+                return Ok(false);
+            }
+            self.file.forget();
+        }
+        self.take_new(terms)?;
+        self.advance(terms, false)?;
+        Ok(self.head.is_some())
+    }
+}
+
+/// What is known of a DATA object met in entries: its field's name, and
+/// for a short value of a field the read wants, the value itself.
+#[derive(Clone, Debug)]
+pub struct Field {
+    pub name: Box<[u8]>,
+    pub value: Option<Box<[u8]>>,
+}
+
+/// Fields by DATA object offset, for one file; bounded.
+#[derive(Default)]
+pub struct FieldCache(HashMap<u64, Arc<Field>>);
+
+impl FieldCache {
+    const MAX: usize = 1 << 16;
+    /// Values up to this length are kept; longer ones are read each time.
+    pub const MAX_VALUE: usize = 256;
+
+    pub fn get(&self, offset: u64) -> Option<&Arc<Field>> {
+        self.0.get(&offset)
+    }
+
+    pub fn put(&mut self, offset: u64, field: Arc<Field>) {
+        if self.0.len() >= Self::MAX {
+            self.0.clear();
+        }
+        self.0.insert(offset, field);
+    }
+}
