@@ -48,8 +48,12 @@ const MAX_ITEMS: u64 = 1 << 16;
 /// file is taken for damaged (a loop).
 const MAX_CHAIN: u64 = 1 << 20;
 
-const WINDOW: u64 = 128 << 10;
-const WINDOWS: usize = 12;
+/// Most bytes one read from a window takes; a window holds twice that, so
+/// that any such read fits in one. Objects are small and near each other,
+/// and larger payloads are read on their own.
+const WINDOW: u64 = 32 << 10;
+/// Windows kept per file: at most 2 MiB.
+const WINDOWS: usize = 32;
 
 fn damaged(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("journal file damaged: {what}"))

@@ -154,19 +154,37 @@ impl Native {
 
 /// A cursor in journalctl's form, as jobgate hands them out.
 pub fn format_cursor(at: &Location) -> String {
-    format!(
-        "s={};i={:x};b={};m={:x};t={:x};x={:x}",
-        hex(&at.seqnum_id),
-        at.seqnum,
-        hex(&at.boot_id),
-        at.monotonic,
-        at.realtime,
-        at.xor_hash
-    )
+    let mut cursor = String::with_capacity(128);
+    cursor.push_str("s=");
+    push_id(&mut cursor, &at.seqnum_id);
+    cursor.push_str(";i=");
+    push_hex(&mut cursor, at.seqnum);
+    cursor.push_str(";b=");
+    push_id(&mut cursor, &at.boot_id);
+    cursor.push_str(";m=");
+    push_hex(&mut cursor, at.monotonic);
+    cursor.push_str(";t=");
+    push_hex(&mut cursor, at.realtime);
+    cursor.push_str(";x=");
+    push_hex(&mut cursor, at.xor_hash);
+    cursor
 }
 
-fn hex(id: &[u8; 16]) -> String {
-    id.iter().map(|b| format!("{b:02x}")).collect()
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn push_id(out: &mut String, id: &[u8; 16]) {
+    for byte in id {
+        out.push(HEX[usize::from(byte >> 4)] as char);
+        out.push(HEX[usize::from(byte & 15)] as char);
+    }
+}
+
+/// `n` in lowercase hex without leading zeros, as `%llx` prints it.
+fn push_hex(out: &mut String, n: u64) {
+    let digits = (64 - n.leading_zeros()).div_ceil(4).max(1);
+    for shift in (0..digits).rev() {
+        out.push(HEX[((n >> (shift * 4)) & 15) as usize] as char);
+    }
 }
 
 /// A cursor of journalctl's full form; any other (journalctl takes some

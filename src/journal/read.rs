@@ -107,6 +107,9 @@ impl FileRead {
     /// one file are in order, so this is a bisection.
     fn position(&mut self, index: usize, start: Start, backward: bool) -> io::Result<usize> {
         let len = self.matches[index].postings.offsets.len();
+        if let Start::Edge = start {
+            return Ok(if backward { len } else { 0 });
+        }
         let (low, high) = (0, len);
         // The first index whose entry is past `start` (or at it, for Since).
         let past = |file: &mut JournalFile, items: &mut Vec<u64>, offset: u64| -> io::Result<bool> {
