@@ -13,6 +13,7 @@ pub mod error;
 pub mod follow;
 pub mod front;
 pub mod hooks;
+pub mod journal;
 pub mod limits;
 pub mod metrics;
 pub mod names;

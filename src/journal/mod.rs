@@ -1,0 +1,2 @@
+pub mod decompress;
+pub mod hash;
