@@ -299,10 +299,21 @@ impl Jobs {
         if !over_bus && !works(Call::ManagerVersion, "systemctl show") {
             return Err("The service manager does not answer");
         }
-        if !works(Call::JournalProbe, "journalctl") {
+        let in_process = self.tools.reads_journal_files() && self.journal_files().is_ok();
+        if !in_process && !works(Call::JournalProbe, "journalctl") {
             return Err("The journal cannot be read");
         }
         Ok(())
+    }
+
+    /// How many of the journal's files the in-process reader opens (for
+    /// `check` and `/healthz`); an error where it cannot read them.
+    pub fn journal_files(&self) -> std::io::Result<usize> {
+        let probe = crate::journal::Native::system().probe();
+        if let Err(e) = &probe {
+            log::warn!("the journal's files cannot be read in-process: {e}");
+        }
+        probe
     }
 
     /// Whether sudo would run `probe` (`sudo -n -l …`: nothing is run).
