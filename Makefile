@@ -34,7 +34,7 @@ lint:
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 
 unit:
-	$(CARGO) test --lib --test cli_docs
+	$(CARGO) test --lib --test cli_docs --test journal_files
 
 # make install into a scratch DESTDIR, then uninstall: nothing may be left.
 install-test: release
