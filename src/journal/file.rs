@@ -278,7 +278,7 @@ impl JournalFile {
 
     /// The DATA object holding exactly `payload` (`FIELD=value`), if any.
     pub fn find_data(&mut self, payload: &[u8]) -> io::Result<Option<u64>> {
-        let hash = if self.keyed { hash::siphash24(&self.file_id, payload) } else { hash::jenkins_hash64(payload) };
+        let hash = self.hash(payload);
         let (table, size) = self.data_hash_table;
         let buckets = size / 16;
         let mut offset = self.windows.u64(table + (hash % buckets) * 16)?;
@@ -292,7 +292,9 @@ impl JournalFile {
                 let head = self.windows.bytes(offset, 32)?;
                 (le64(head, 16), le64(head, 24))
             };
-            if stored_hash == hash && self.data_payload(offset, MAX_OBJECT as usize, &mut scratch)? && scratch == payload
+            if stored_hash == hash
+                && self.data_payload(offset, MAX_OBJECT as usize, &mut scratch)?
+                && scratch == payload
             {
                 return Ok(Some(offset));
             }
@@ -301,12 +303,22 @@ impl JournalFile {
         Err(damaged("hash chain too long"))
     }
 
+    fn hash(&self, payload: &[u8]) -> u64 {
+        if self.keyed {
+            hash::siphash24(&self.file_id, payload)
+        } else {
+            hash::jenkins_hash64(payload)
+        }
+    }
+
     /// Reads the payload (`FIELD=value`) of the DATA object at `offset` into
-    /// `out`, decompressed. False if it is longer than `max` bytes (then
-    /// `out` holds nothing useful).
+    /// `out`, decompressed, and checks it against the hash the object
+    /// keeps (a changed byte is damage, not a line). False if it is longer
+    /// than `max` bytes (then `out` holds nothing useful).
     pub fn data_payload(&mut self, offset: u64, max: usize, out: &mut Vec<u8>) -> io::Result<bool> {
         let header = self.data_header_size();
         let (flags, size) = self.object(offset, OBJECT_DATA, header)?;
+        let stored_hash = le64(self.windows.bytes(offset, 24)?, 16);
         let stored = size - header;
         match Compression::from_flags(flags).map_err(|e| damaged(format_args!("object at {offset}: {e}")))? {
             None => {
@@ -322,6 +334,9 @@ impl JournalFile {
                 decompress::decompress_into(kind, &packed, max, out)
                     .map_err(|e| damaged(format_args!("object at {offset}: {e}")))?;
             }
+        }
+        if self.hash(out) != stored_hash {
+            return Err(damaged(format_args!("object at {offset}: its payload does not match its hash")));
         }
         Ok(true)
     }

@@ -67,7 +67,14 @@ impl Native {
         Ok(JOURNAL_ROOTS.iter().map(|root| Path::new(root).join(machine)).collect())
     }
 
-    fn reading(&self, terms: Vec<Term>, start: Start, backward: bool, follow: bool, timeout: Duration) -> io::Result<Reading> {
+    fn reading(
+        &self,
+        terms: Vec<Term>,
+        start: Start,
+        backward: bool,
+        follow: bool,
+        timeout: Duration,
+    ) -> io::Result<Reading> {
         let mut reading = Reading {
             files: Vec::new(),
             caches: Vec::new(),
@@ -148,7 +155,16 @@ impl Native {
     /// [`JournalSource::unit_messages`], with the place it has come to.
     pub fn text(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Text> {
         let reading = self.reading(vec![own_lines(unit)], Start::Since(since), false, false, STREAM_TIMEOUT)?;
-        Ok(Text { reading, until, buf: Vec::new(), pos: 0, done: false, payload: Vec::new(), given: None, broken: None })
+        Ok(Text {
+            reading,
+            until,
+            buf: Vec::new(),
+            pos: 0,
+            done: false,
+            payload: Vec::new(),
+            given: None,
+            broken: None,
+        })
     }
 }
 
@@ -318,11 +334,8 @@ impl Reading {
     /// The file whose next entry comes first in the read's direction.
     fn nearest(&self) -> Option<usize> {
         let heads = self.files.iter().enumerate().filter_map(|(i, f)| f.head.map(|(_, at)| (i, at)));
-        let nearest = if self.backward {
-            heads.max_by(|a, b| order(&a.1, &b.1))
-        } else {
-            heads.min_by(|a, b| order(&a.1, &b.1))
-        };
+        let nearest =
+            if self.backward { heads.max_by(|a, b| order(&a.1, &b.1)) } else { heads.min_by(|a, b| order(&a.1, &b.1)) };
         nearest.map(|(i, _)| i)
     }
 

@@ -66,6 +66,8 @@ pub struct FileRead {
     pid1: Option<u64>,
     /// The file's next entry in the read's direction, read ahead.
     pub head: Option<(u64, Location)>,
+    /// The sequence number of the last head.
+    head_seqnum: Option<u64>,
     items: Vec<u64>,
 }
 
@@ -76,11 +78,19 @@ impl FileRead {
         let matches = matches.collect();
         let pid1 = None;
         file.refresh()?;
-        let mut read = FileRead { file, matches, pid1, head: None, items: Vec::new() };
+        let mut read = FileRead { file, matches, pid1, head: None, head_seqnum: None, items: Vec::new() };
         read.take_new(terms)?;
         for index in 0..read.matches.len() {
             let next = read.position(index, start, backward)?;
             read.matches[index].next = next;
+            // The entry just before the start: the first one taken must
+            // come after it (a damaged number shows there too).
+            let before = if backward { Some(next) } else { next.checked_sub(1) };
+            if let Some(&offset) = before.and_then(|i| read.matches[index].postings.offsets.get(i)) {
+                let seqnum = read.file.entry(offset, &mut read.items)?.seqnum;
+                let bound = read.head_seqnum.get_or_insert(seqnum);
+                *bound = if backward { (*bound).min(seqnum) } else { (*bound).max(seqnum) };
+            }
         }
         read.advance(terms, backward)?;
         Ok(read)
@@ -188,6 +198,15 @@ impl FileRead {
                 taken |= !terms[m.term].from_manager || pid1;
             }
             if taken {
+                // Entries of one file come in the order of their numbers;
+                // one that does not is damage, where journalctl would skip.
+                let last = self.head_seqnum.replace(location.seqnum);
+                if last.is_some_and(|last| (location.seqnum > last) == backward || location.seqnum == last) {
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("journal file damaged: entry at {offset} out of sequence"),
+                    ));
+                }
                 self.head = Some((offset, location));
                 return Ok(());
             }

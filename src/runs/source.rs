@@ -167,7 +167,8 @@ struct Resume {
 
 impl JournalSource for NativeFirst {
     fn manager_events(&self, unit: &UnitName) -> io::Result<Entries> {
-        let resume = Resume { unit: unit.clone(), read: None, deadline: Instant::now() + crate::systemd::run::STREAM_TIMEOUT };
+        let resume =
+            Resume { unit: unit.clone(), read: None, deadline: Instant::now() + crate::systemd::run::STREAM_TIMEOUT };
         match self.native.events(unit) {
             Ok(native) => Ok(Box::new(Resuming::new(native, resume, self.journalctl.clone()))),
             Err(e) => {
@@ -256,7 +257,8 @@ impl Resuming {
             Some((point, backward, follow, manager)) => {
                 let after = last_cursor.as_deref().and_then(Cursor::parse).map(SeekPoint::After);
                 let point = after.unwrap_or_else(|| point.clone());
-                let read = EntryRead { unit, seek: point.seek(), backward: *backward, follow: *follow, manager: *manager };
+                let read =
+                    EntryRead { unit, seek: point.seek(), backward: *backward, follow: *follow, manager: *manager };
                 let timeout = deadline.saturating_duration_since(Instant::now());
                 self.journalctl.unit_entries(read, timeout)?
             }

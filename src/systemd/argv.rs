@@ -251,7 +251,16 @@ impl Call<'_> {
                 journal_program(&mut argv, tools);
                 push_all(
                     &mut argv,
-                    &["--no-pager", "-o", "export", &output_fields(MANAGER_FIELDS), "-r", "-u", unit.as_str(), "_PID=1"],
+                    &[
+                        "--no-pager",
+                        "-o",
+                        "export",
+                        &output_fields(MANAGER_FIELDS),
+                        "-r",
+                        "-u",
+                        unit.as_str(),
+                        "_PID=1",
+                    ],
                 );
             }
             Call::ManagerVersion => {
@@ -363,7 +372,12 @@ mod tests {
         let backward = EntryRead { backward: true, manager: false, ..read };
         assert_eq!(
             words(Call::UnitEntries(backward), &tools)[5..],
-            ["--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID", "-r", "--cursor=s=1;i=2", "_SYSTEMD_UNIT=ci-test-hello.service"]
+            [
+                "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID",
+                "-r",
+                "--cursor=s=1;i=2",
+                "_SYSTEMD_UNIT=ci-test-hello.service"
+            ]
         );
         let follow = EntryRead { seek: Seek::Since(1_795_394_165_000_042), follow: true, ..read };
         assert_eq!(
