@@ -197,9 +197,13 @@ impl JournalFile {
     pub fn open(path: &Path) -> io::Result<JournalFile> {
         let file = File::open(path)?;
         let len = file.metadata()?.len();
+        if len < MIN_HEADER {
+            // Just created (journald writes its header next), or cut short.
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{}: no header yet", path.display())));
+        }
         let mut windows = Windows { file, limit: len, windows: Vec::new(), next: 0 };
-        let header = windows.bytes(0, MIN_HEADER.min(len))?.to_vec();
-        if header.len() < MIN_HEADER as usize || &header[..8] != SIGNATURE {
+        let header = windows.bytes(0, MIN_HEADER)?.to_vec();
+        if &header[..8] != SIGNATURE {
             return Err(damaged(format_args!("{} is not a journal file", path.display())));
         }
         let incompatible = le32(&header, 12) as u32;

@@ -90,8 +90,14 @@ impl Native {
             deadline: Instant::now() + timeout,
             scanned: Instant::now(),
             taken: 0,
+            denied: 0,
         };
         reading.scan()?;
+        // journalctl too fails where it may open none of the files.
+        if reading.files.is_empty() && reading.denied > 0 {
+            let why = format!("none of the {} journal files may be read by this user", reading.denied);
+            return Err(io::Error::new(io::ErrorKind::PermissionDenied, why));
+        }
         Ok(reading)
     }
 
@@ -261,6 +267,8 @@ struct Reading {
     deadline: Instant,
     scanned: Instant,
     taken: u64,
+    /// Files this user may not read.
+    denied: usize,
 }
 
 impl Reading {
@@ -275,7 +283,11 @@ impl Reading {
                 Ok(file) => file,
                 // Gone since listed, or not ours to read (journalctl skips
                 // those too); a file just created has no header yet.
-                Err(e) if matches!(e.kind(), io::ErrorKind::NotFound | io::ErrorKind::PermissionDenied) => continue,
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) if e.kind() == io::ErrorKind::PermissionDenied => {
+                    self.denied += 1;
+                    continue;
+                }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
                     self.seen_paths.remove(&path);
                     continue;

@@ -253,21 +253,51 @@ fn open_raw(addr: &str, target: &str, token: &str, until: &str) -> (TcpStream, S
     (stream, got)
 }
 
+/// Threads of the served jobgate reading the journal for a follow.
+fn follow_readers(w: &World) -> usize {
+    let pid = w.sb.sh_ok("systemctl show -p MainPID --value jobgate-test.service");
+    let out = w.sb.sh(&format!("grep -lx follow-read /proc/{}/task/*/comm", pid.trim()));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// Per-connection jobgate processes (inetd) of the service user.
+fn inetd_processes(w: &World) -> usize {
+    let out = w.sb.sh(&format!("pgrep -u {USER} -f '{BIN} .*inetd'"));
+    String::from_utf8_lossy(&out.stdout).lines().count()
+}
+
+/// A client that leaves ends the read behind its stream: serve's reading
+/// thread (the journal read in-process), the inetd process, and with
+/// `--journal-reader journalctl` the journalctl child.
 fn client_that_leaves_ends_journalctl(w: &World) {
     let _stop = Stop(w, "ci-test-slow");
     start(w, "ci-test-slow");
     assert_eq!(journalctls(w), 0, "none before");
     let inetd = super::tests_api::start_inetd_socket(w);
-    for addr in [w.addr.clone(), inetd] {
+    let through_journalctl = format!("127.0.0.1:{}", super::free_port());
+    w.sb.sh_ok(&format!(
+        "systemd-run --quiet --unit=jobgate-leaving --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
+         {BIN} --tokens {TOKENS} --state-dir {STATE}/leaving --journal-reader journalctl serve --listen {through_journalctl}"
+    ));
+    wait_until("the journalctl serve answers", Duration::from_secs(10), || TcpStream::connect(&through_journalctl).is_ok());
+    type Count = fn(&World) -> usize;
+    let behind: [(&str, &str, Count); 3] = [
+        (&w.addr, "reading thread", follow_readers),
+        (&inetd, "inetd process", inetd_processes),
+        (&through_journalctl, "journalctl", journalctls),
+    ];
+    for (addr, what, count) in behind {
         // Chunked (serve): a chunk size line and the text; close-delimited (inetd): the text.
-        let (stream, head) = open_raw(&addr, "/api/job/ci-test-slow/follow", &w.ro, "slow started\n");
+        let (stream, head) = open_raw(addr, "/api/job/ci-test-slow/follow", &w.ro, "slow started\n");
         assert!(head.starts_with("HTTP/1.1 200 OK") && head.contains("slow started"), "{addr}: {head}");
-        assert_eq!(journalctls(w), 1, "{addr}: one behind the stream");
+        assert_eq!(count(w), 1, "{addr}: one {what} behind the stream");
+        assert!(what == "journalctl" || journalctls(w) == 0, "{addr}: no journalctl behind the stream");
         drop(stream);
         let left = Instant::now();
-        wait_until("journalctl is gone", Duration::from_secs(1), || journalctls(w) == 0);
-        println!("    {addr}: journalctl gone {} ms after the client left", left.elapsed().as_millis());
+        wait_until(&format!("the {what} is gone"), Duration::from_secs(1), || count(w) == 0);
+        println!("    {addr}: {what} gone {} ms after the client left", left.elapsed().as_millis());
     }
+    let _ = w.sb.sh("systemctl stop jobgate-leaving");
 }
 
 /// Stops a job when dropped, also when the test fails.
