@@ -433,11 +433,7 @@ mod tests {
             packed.extend_from_slice(block);
             assert_invalid(decompress(Compression::Lz4, &packed, 1000), &format!("claimed {claimed}"));
         }
-        assert_invalid(decompress(Compression::Lz4, &packed_prefix_only(), 1000), "prefix only");
-    }
-
-    fn packed_prefix_only() -> Vec<u8> {
-        8u64.to_le_bytes().to_vec()
+        assert_invalid(decompress(Compression::Lz4, &8u64.to_le_bytes(), 1000), "prefix only");
     }
 
     #[test]
