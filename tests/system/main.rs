@@ -92,6 +92,8 @@ fn main() -> ExitCode {
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
         .chain(tests_ci::TESTS)
+        // After the others: it reads the runs of every job they ran.
+        .chain(tests_journal::TESTS)
         // Last: it stops and starts the sandbox's bus.
         .chain(tests_bus::TESTS)
     {
@@ -274,6 +276,7 @@ mod tests_bus;
 mod tests_ci;
 mod tests_follow;
 mod tests_hold;
+mod tests_journal;
 mod tests_load;
 mod tests_observe;
 mod tests_oidc;
