@@ -35,6 +35,7 @@ _jobgate() {
             return
             ;;
         --journal) words='group sudo' ;;
+        --journal-reader) words='native journalctl' ;;
         --privilege) words='sudo polkit' ;;
         --scope) words='ro rw metrics' ;;
         --run) words='last' ;;
@@ -47,7 +48,7 @@ _jobgate() {
         case $cmd in
             '')
                 if [[ $cur == -* ]]; then
-                    words='--prefix --tokens --state-dir --systemctl --journalctl --sudo --journal --privilege --hooks --redact --trust --max-follows --max-follows-per-token --max-follow-secs --json --version --help'
+                    words='--prefix --tokens --state-dir --systemctl --journalctl --sudo --journal --journal-reader --privilege --hooks --redact --trust --max-follows --max-follows-per-token --max-follow-secs --json --version --help'
                 else
                     words='serve inetd cgi jobs start stop state runs logs follow check token trust help'
                 fi
