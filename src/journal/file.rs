@@ -90,12 +90,17 @@ impl Windows {
     /// `len` bytes at `offset`, from a window (read in if needed).
     fn bytes(&mut self, offset: u64, len: u64) -> io::Result<&[u8]> {
         let end = self.check_range(offset, len, WINDOW)?;
-        let hit = self.windows.iter().position(|(start, buf)| *start <= offset && end <= start + buf.len() as u64);
-        let index = match hit {
+        let fits = |start: u64, buf: &Vec<u8>| start <= offset && end <= start + buf.len() as u64;
+        let index = match self.windows.iter().position(|(start, buf)| fits(*start, buf)) {
             Some(index) => index,
             None => self.fill(offset)?,
         };
         let (start, buf) = &self.windows[index];
+        if !fits(*start, buf) {
+            // The file is shorter than it was (journald cut it as it
+            // archived it), and these bytes are gone.
+            return Err(damaged(format_args!("{len} bytes at {offset} past the end")));
+        }
         Ok(&buf[(offset - start) as usize..(end - start) as usize])
     }
 
@@ -128,7 +133,15 @@ impl Windows {
         let (at, buf) = &mut self.windows[index];
         buf.resize(len, 0);
         *at = u64::MAX; // not valid until read in whole
-        self.file.read_exact_at(buf, start)?;
+        if let Err(e) = self.file.read_exact_at(buf, start) {
+            if e.kind() != io::ErrorKind::UnexpectedEof {
+                return Err(e);
+            }
+            // journald cuts a file to its used size as it archives it.
+            self.limit = self.file.metadata()?.len();
+            buf.truncate(self.limit.saturating_sub(start).min(WINDOW * 2) as usize);
+            self.file.read_exact_at(buf, start)?;
+        }
         *at = start;
         Ok(index)
     }
@@ -143,7 +156,10 @@ impl Windows {
         }
         self.check_range(offset, len, MAX_OBJECT)?;
         out.resize(len as usize, 0);
-        self.file.read_exact_at(out, offset)
+        self.file.read_exact_at(out, offset).map_err(|e| match e.kind() {
+            io::ErrorKind::UnexpectedEof => damaged(format_args!("{len} bytes at {offset} past the end")),
+            _ => e,
+        })
     }
 
     fn u64(&mut self, offset: u64) -> io::Result<u64> {
@@ -215,7 +231,7 @@ impl JournalFile {
         }
         let header_size = le64(&header, 88);
         let data_hash_table = (le64(&header, 104), le64(&header, 112));
-        if header_size < MIN_HEADER || data_hash_table.1 % 16 != 0 || data_hash_table.1 == 0 {
+        if header_size < MIN_HEADER || !data_hash_table.1.is_multiple_of(16) || data_hash_table.1 == 0 {
             return Err(damaged(format_args!("{}: header sizes", path.display())));
         }
         let mut journal = JournalFile {
@@ -243,6 +259,7 @@ impl JournalFile {
             return Ok(false);
         }
         self.live = live;
+        self.windows.limit = self.windows.file.metadata()?.len();
         self.forget();
         Ok(true)
     }
@@ -261,7 +278,7 @@ impl JournalFile {
     /// Reads an object's header: its flags and size, checked against the
     /// type expected and the file's bounds.
     fn object(&mut self, offset: u64, kind: u8, min_size: u64) -> io::Result<(u8, u64)> {
-        if offset % 8 != 0 || offset < self.header_size {
+        if !offset.is_multiple_of(8) || offset < self.header_size {
             return Err(damaged(format_args!("object offset {offset}")));
         }
         let head = self.windows.bytes(offset, OBJECT_HEADER)?;

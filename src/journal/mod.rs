@@ -26,7 +26,7 @@ use crate::systemd::run::{StopOnDrop, STREAM_TIMEOUT};
 
 use file::JournalFile;
 pub use file::Location;
-use read::{order, Field, FieldCache, FileRead, Start, Term};
+use read::{order, FileRead, Start, Term};
 
 /// How often a live read looks for new entries: journald makes them
 /// visible at once, while its own wake-ups come every 250 ms at best.
@@ -77,7 +77,6 @@ impl Native {
     ) -> io::Result<Reading> {
         let mut reading = Reading {
             files: Vec::new(),
-            caches: Vec::new(),
             seen_paths: HashSet::new(),
             seen_ids: HashSet::new(),
             dirs: self.dirs()?,
@@ -252,9 +251,8 @@ fn parse_id(hex: &str) -> Option<[u8; 16]> {
 /// A read across the journal's files, entry by entry in journalctl's order.
 struct Reading {
     files: Vec<FileRead>,
-    /// Per file, what its DATA objects hold.
-    caches: Vec<FieldCache>,
-    seen_paths: HashSet<PathBuf>,
+    /// Files looked at, by name and inode.
+    seen_paths: HashSet<(PathBuf, u64)>,
     seen_ids: HashSet<[u8; 16]>,
     dirs: Vec<PathBuf>,
     terms: Vec<Term>,
@@ -276,7 +274,14 @@ impl Reading {
     fn scan(&mut self) -> io::Result<()> {
         self.scanned = Instant::now();
         for path in journal_paths(&self.dirs)? {
-            if !self.seen_paths.insert(path.clone()) {
+            // A path seen before may hold a new file: journald renames the
+            // file it rotates and makes a new one by the old name.
+            let inode = match std::fs::metadata(&path) {
+                Ok(meta) => std::os::unix::fs::MetadataExt::ino(&meta),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e),
+            };
+            if !self.seen_paths.insert((path.clone(), inode)) {
                 continue;
             }
             let file = match JournalFile::open(&path) {
@@ -289,7 +294,7 @@ impl Reading {
                     continue;
                 }
                 Err(e) if e.kind() == io::ErrorKind::UnexpectedEof => {
-                    self.seen_paths.remove(&path);
+                    self.seen_paths.remove(&(path, inode));
                     continue;
                 }
                 Err(e) => return Err(e),
@@ -300,18 +305,18 @@ impl Reading {
             }
             let file = FileRead::new(file, &self.terms, self.start, self.backward)?;
             self.files.push(file);
-            self.caches.push(FieldCache::default());
         }
         Ok(())
     }
 
     fn ended(&mut self) -> bool {
         self.taken += 1;
-        self.stop.load(Atomic::Relaxed) || (self.taken % 256 == 0 && Instant::now() >= self.deadline)
+        self.stop.load(Atomic::Relaxed) || (self.taken.is_multiple_of(256) && Instant::now() >= self.deadline)
     }
 
-    /// The next entry: which file and where in it, and where it stands.
-    fn next(&mut self) -> io::Result<Option<(usize, u64, Location)>> {
+    /// The next entry: which file (its items are that file's
+    /// `taken_items`), and where it stands.
+    fn next(&mut self) -> io::Result<Option<(usize, Location)>> {
         loop {
             if self.ended() {
                 return Ok(None);
@@ -323,8 +328,8 @@ impl Reading {
                 continue;
             };
             let read = &mut self.files[index];
-            let Some((offset, location)) = read.head else { continue };
-            read.advance(&self.terms, self.backward)?;
+            let Some((_, location)) = read.head else { continue };
+            read.take_head(&self.terms, self.backward)?;
             if read.head.is_none() && !self.follow {
                 read.file.release();
             }
@@ -339,7 +344,7 @@ impl Reading {
                 }
             }
             self.last = Some(location);
-            return Ok(Some((index, offset, location)));
+            return Ok(Some((index, location)));
         }
     }
 
@@ -371,52 +376,6 @@ impl Reading {
                 return Ok(true);
             }
         }
-    }
-
-    /// What the DATA object at `offset` of file `index` is, from the cache
-    /// or read (a value kept if it is short and of a field in `wanted`),
-    /// and whether `payload` now holds its payload. None for a field too
-    /// long to keep ([`MAX_ENTRY_BYTES`]).
-    fn field(
-        &mut self,
-        index: usize,
-        offset: u64,
-        wanted: &[&str],
-        payload: &mut Vec<u8>,
-    ) -> io::Result<Option<(Arc<Field>, bool)>> {
-        if let Some(field) = self.caches[index].get(offset) {
-            return Ok(Some((Arc::clone(field), false)));
-        }
-        if !self.files[index].file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
-            return Ok(None);
-        }
-        // A payload without `=` is no field: journalctl skips it too.
-        let eq = payload.iter().position(|&b| b == b'=').unwrap_or(payload.len());
-        let name = &payload[..eq];
-        let keep = name != b"MESSAGE"
-            && payload.len() - eq <= FieldCache::MAX_VALUE
-            && wanted.iter().any(|w| w.as_bytes() == name);
-        let value = keep.then(|| payload[eq + 1..].into());
-        let field = Arc::new(Field { name: name.into(), value });
-        self.caches[index].put(offset, Arc::clone(&field));
-        Ok(Some((field, true)))
-    }
-
-    /// The value of the DATA object at `offset`, a field called `name`,
-    /// into `payload` unless it is there (`fresh`) already; false if it is
-    /// too long to keep.
-    fn value<'p>(
-        &mut self,
-        index: usize,
-        offset: u64,
-        name: &[u8],
-        fresh: bool,
-        payload: &'p mut Vec<u8>,
-    ) -> io::Result<Option<&'p [u8]>> {
-        if !fresh && !self.files[index].file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
-            return Ok(None);
-        }
-        Ok(payload.get(name.len() + 1..))
     }
 }
 
@@ -458,7 +417,6 @@ pub struct NativeEntries {
     wanted: &'static [&'static str],
     raw: RawEntry,
     payload: Vec<u8>,
-    items: Vec<u64>,
     /// The last entry given (or passed over): a read that breaks goes on
     /// after it.
     given: Option<Location>,
@@ -468,7 +426,7 @@ impl NativeEntries {
     fn new(reading: Reading, unit: &UnitName, wanted: &'static [&'static str]) -> NativeEntries {
         let unit = unit.as_str().to_string();
         let raw = RawEntry::default();
-        NativeEntries { reading, unit, wanted, raw, payload: Vec::new(), items: Vec::new(), given: None }
+        NativeEntries { reading, unit, wanted, raw, payload: Vec::new(), given: None }
     }
 
     /// The cursor of the last entry given, where a read through journalctl
@@ -479,13 +437,13 @@ impl NativeEntries {
 
     /// The entry's fields that the read wants into `raw`, as journalctl
     /// exports them; false for an entry too large to keep.
-    fn fill(&mut self, index: usize, offset: u64, at: &Location) -> io::Result<bool> {
+    fn fill(&mut self, index: usize, at: &Location) -> io::Result<bool> {
         self.raw.clear();
         self.raw.push(b"__CURSOR", format_cursor(at).as_bytes());
         self.raw.push(b"__REALTIME_TIMESTAMP", at.realtime.to_string().as_bytes());
-        self.reading.files[index].file.entry(offset, &mut self.items)?;
-        for &data in &self.items {
-            let Some((field, fresh)) = self.reading.field(index, data, self.wanted, &mut self.payload)? else {
+        let FileRead { file, cache, taken_items, .. } = &mut self.reading.files[index];
+        for &data in taken_items.iter() {
+            let Some((field, fresh)) = read::field(file, cache, data, self.wanted, &mut self.payload)? else {
                 return Ok(false);
             };
             if !self.wanted.iter().any(|w| w.as_bytes() == &*field.name) {
@@ -493,7 +451,7 @@ impl NativeEntries {
             }
             match &field.value {
                 Some(value) => self.raw.push(&field.name, value),
-                None => match self.reading.value(index, data, &field.name, fresh, &mut self.payload)? {
+                None => match read::value(file, data, &field.name, fresh, &mut self.payload)? {
                     Some(value) => self.raw.push(&field.name, value),
                     None => return Ok(false),
                 },
@@ -508,8 +466,8 @@ impl NativeEntries {
 
 impl EntryStream for NativeEntries {
     fn next_entry(&mut self) -> io::Result<Option<Entry>> {
-        while let Some((index, offset, at)) = self.reading.next()? {
-            let kept = self.fill(index, offset, &at)?;
+        while let Some((index, at)) = self.reading.next()? {
+            let kept = self.fill(index, &at)?;
             self.given = Some(at);
             if !kept {
                 continue;
@@ -566,9 +524,8 @@ impl Text {
     }
 
     fn read_lines(&mut self) -> io::Result<()> {
-        let mut items = Vec::new();
         while self.buf.len() < Self::FILL {
-            let Some((index, offset, at)) = self.reading.next()? else {
+            let Some((index, at)) = self.reading.next()? else {
                 self.done = true;
                 return Ok(());
             };
@@ -576,13 +533,13 @@ impl Text {
                 self.done = true;
                 return Ok(());
             }
-            self.reading.files[index].file.entry(offset, &mut items)?;
-            for &data in &items {
-                let Some((field, fresh)) = self.reading.field(index, data, &[], &mut self.payload)? else { continue };
+            let FileRead { file, cache, taken_items, .. } = &mut self.reading.files[index];
+            for &data in taken_items.iter() {
+                let Some((field, fresh)) = read::field(file, cache, data, &[], &mut self.payload)? else { continue };
                 if &*field.name != b"MESSAGE" {
                     continue;
                 }
-                if let Some(message) = self.reading.value(index, data, b"MESSAGE", fresh, &mut self.payload)? {
+                if let Some(message) = read::value(file, data, b"MESSAGE", fresh, &mut self.payload)? {
                     self.buf.extend_from_slice(message);
                     self.buf.push(b'\n');
                 }

@@ -5,8 +5,10 @@
 
 use std::cmp::Ordering;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
-use std::sync::Arc;
+
+use crate::systemd::export::MAX_ENTRY_BYTES;
 
 use super::file::{JournalFile, Location, Postings};
 
@@ -69,6 +71,10 @@ pub struct FileRead {
     /// The sequence number of the last head.
     head_seqnum: Option<u64>,
     items: Vec<u64>,
+    /// The DATA objects of the entry last taken from `head`.
+    pub taken_items: Vec<u64>,
+    /// What this file's DATA objects hold, as far as met.
+    pub cache: FieldCache,
 }
 
 impl FileRead {
@@ -78,7 +84,16 @@ impl FileRead {
         let matches = matches.collect();
         let pid1 = None;
         file.refresh()?;
-        let mut read = FileRead { file, matches, pid1, head: None, head_seqnum: None, items: Vec::new() };
+        let mut read = FileRead {
+            file,
+            matches,
+            pid1,
+            head: None,
+            head_seqnum: None,
+            items: Vec::new(),
+            taken_items: Vec::new(),
+            cache: FieldCache::default(),
+        };
         read.take_new(terms)?;
         for index in 0..read.matches.len() {
             let next = read.position(index, start, backward)?;
@@ -161,6 +176,13 @@ impl FileRead {
         }
     }
 
+    /// Takes the head entry: its items go to `taken_items`, and the next
+    /// entry is read ahead.
+    pub fn take_head(&mut self, terms: &[Term], backward: bool) -> io::Result<()> {
+        std::mem::swap(&mut self.items, &mut self.taken_items);
+        self.advance(terms, backward)
+    }
+
     /// Reads ahead the file's next entry in the read's direction into
     /// `head`: the nearest of the matches' next entries that the read takes.
     pub fn advance(&mut self, terms: &[Term], backward: bool) -> io::Result<()> {
@@ -239,21 +261,93 @@ pub struct Field {
 
 /// Fields by DATA object offset, for one file; bounded.
 #[derive(Default)]
-pub struct FieldCache(HashMap<u64, Arc<Field>>);
+pub struct FieldCache(HashMap<u64, Field, BuildHasherDefault<OffsetHasher>>);
 
 impl FieldCache {
     const MAX: usize = 1 << 16;
     /// Values up to this length are kept; longer ones are read each time.
     pub const MAX_VALUE: usize = 256;
 
-    pub fn get(&self, offset: u64) -> Option<&Arc<Field>> {
+    fn has(&self, offset: u64) -> bool {
+        self.0.contains_key(&offset)
+    }
+
+    fn get(&self, offset: u64) -> Option<&Field> {
         self.0.get(&offset)
     }
 
-    pub fn put(&mut self, offset: u64, field: Arc<Field>) {
+    fn put(&mut self, offset: u64, field: Field) {
         if self.0.len() >= Self::MAX {
             self.0.clear();
         }
         self.0.insert(offset, field);
     }
+}
+
+/// Hashes an object offset for the cache: offsets are positions in a file
+/// that journald lays out, not chosen by whoever writes lines, so a
+/// multiplication spreads them well enough, at a fraction of SipHash's cost
+/// (a long read looks up every item of every entry).
+#[derive(Default)]
+pub struct OffsetHasher(u64);
+
+impl Hasher for OffsetHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 = (self.0 ^ u64::from(byte)).wrapping_mul(0x100_0000_01b3);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        // Offsets are multiples of 8: the high bits of the product are
+        // the well-mixed ones.
+        self.0 = (n ^ self.0).wrapping_mul(0x9e37_79b9_7f4a_7c15).rotate_left(29);
+    }
+}
+
+/// What the DATA object at `offset` is, from `cache` or read from `file`
+/// (its value kept if it is short and of a field in `wanted`), and whether
+/// `payload` now holds its payload. None for a field too long to keep.
+pub fn field<'c>(
+    file: &mut JournalFile,
+    cache: &'c mut FieldCache,
+    offset: u64,
+    wanted: &[&str],
+    payload: &mut Vec<u8>,
+) -> io::Result<Option<(&'c Field, bool)>> {
+    if cache.has(offset) {
+        return Ok(cache.get(offset).map(|field| (field, false)));
+    }
+    if !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
+        return Ok(None);
+    }
+    // A payload without `=` is no field: journalctl skips it too.
+    let eq = payload.iter().position(|&b| b == b'=').unwrap_or(payload.len());
+    let name = &payload[..eq];
+    let keep = name != b"MESSAGE"
+        && payload.len() - eq <= FieldCache::MAX_VALUE
+        && wanted.iter().any(|w| w.as_bytes() == name);
+    let value = keep.then(|| payload[eq + 1..].into());
+    cache.put(offset, Field { name: name.into(), value });
+    Ok(cache.get(offset).map(|field| (field, true)))
+}
+
+/// The value of the DATA object at `offset`, a field called `name`, read
+/// into `payload` unless it is there (`fresh`) already; None if it is too
+/// long to keep.
+pub fn value<'p>(
+    file: &mut JournalFile,
+    offset: u64,
+    name: &[u8],
+    fresh: bool,
+    payload: &'p mut Vec<u8>,
+) -> io::Result<Option<&'p [u8]>> {
+    if !fresh && !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
+        return Ok(None);
+    }
+    Ok(payload.get(name.len() + 1..))
 }

@@ -29,8 +29,11 @@ def follow_stream(job, on_line):
             break
         n += 1
         last = line
+        last_at[0] = time.time_ns()
         on_line(line)
     return n, last.decode().strip()
+
+last_at = [0]  # when the newest stream's last line arrived (ns since the epoch)
 
 def vm_hwm_kib(pid):
     try:
@@ -66,11 +69,15 @@ def serve_pid():
     return int(out.stdout.strip())
 
 # 1. Latency, beside `journalctl -f` reading the same run.
-def noter(delays):
+clock_lines = []
+
+def noter(delays, keep=None):
     def note(line):
         parts = line.split()
         if len(parts) == 2 and parts[0] == b"written":
             delays.append(time.time_ns() - int(parts[1]))
+            if keep is not None:
+                keep.append(line)
     return note
 
 def report(name, delays):
@@ -88,12 +95,16 @@ time.sleep(0.5)
 subprocess.run(["systemctl", "start", "--no-block", "ci-test-clock"], check=True)
 time.sleep(0.3)
 delays = []
-n, last = follow_stream("ci-test-clock", noter(delays))
+n, last = follow_stream("ci-test-clock", noter(delays, clock_lines))
 bare.terminate()
 print("follow latency, from a line's write to its arrival (200 lines, 50 ms apart):")
 report("GET follow through serve", delays)
 report("journalctl -f -o cat", bare_delays)
 print(f"  last line: {last}")
+last_written = max(int(l.split()[1]) for l in clock_lines) if clock_lines else 0
+if last_written:
+    print(f"  the end line reached the client {(last_at[0] - last_written) / 1e6:6.0f} ms after the run's last line was written"
+          f" (jobgate waits 1000 ms for late lines: {(last_at[0] - last_written) / 1e6 - 1000:5.0f} ms beyond that)")
 
 # 2. Throughput and memory.
 for n in (100000, 1000000):

@@ -60,10 +60,13 @@ def vm_hwm_kib(pid):
             if l.startswith("VmHWM:"):
                 return int(l.split()[1])
 
-for job, n in [("ci-test-lines5000", 5000), ("ci-test-lines100000", 100000), ("ci-test-wide", 20000), ("ci-test-huge", 500)]:
+for job, n in [("ci-test-lines5000", 5000), ("ci-test-lines100000", 100000), ("ci-test-lines1000000", 1000000),
+               ("ci-test-wide", 20000), ("ci-test-huge", 500)]:
     wait_for(job, n)
 time.sleep(1.2)  # past the settle time
 run100k = invocation("ci-test-lines100000")
+run1m = invocation("ci-test-lines1000000")
+through_journalctl = [binary, "--journal-reader", "journalctl"]
 unit = lambda job: job + ".service"
 show = ["systemctl", "show", "--timestamp=unix", "-p",
         "LoadState,ActiveState,SubState,Result,ExecMainStatus,InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp"]
@@ -76,6 +79,15 @@ pair("logs --lines 1000 of a 5,000-line run / journalctl -n 1000 -o cat",
 pair("follow of a finished 100,000-line run / journalctl _SYSTEMD_INVOCATION_ID=",
      lambda: run([binary, "follow", "ci-test-lines100000"]),
      lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run100k, "-o", "cat", "--no-pager"]), 100001)
+pair("follow of a finished 1,000,000-line run / journalctl _SYSTEMD_INVOCATION_ID=",
+     lambda: run([binary, "follow", "ci-test-lines1000000"]),
+     lambda: run(["journalctl", "_SYSTEMD_INVOCATION_ID=" + run1m, "-o", "cat", "--no-pager"]), 1000001)
+pair("logs --lines 1000: journal files read in-process / --journal-reader journalctl",
+     lambda: run([binary, "logs", "ci-test-lines5000", "--lines", "1000"]),
+     lambda: run(through_journalctl + ["logs", "ci-test-lines5000", "--lines", "1000"]), 1000)
+pair("follow, 100,000 lines: in-process / --journal-reader journalctl",
+     lambda: run([binary, "follow", "ci-test-lines100000"]),
+     lambda: run(through_journalctl + ["follow", "ci-test-lines100000"]), 100001)
 pair("state of an active job / systemctl show",
      lambda: run([binary, "state", "ci-test-active"]),
      lambda: run(show + ["--", unit("ci-test-active")]))

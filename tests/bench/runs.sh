@@ -15,7 +15,7 @@ sandbox_boot
 d=/run/bench
 inside sh -c "mkdir -p /run/systemd/journald.conf.d && printf '[Journal]\nRateLimitIntervalSec=0\n' >/run/systemd/journald.conf.d/bench.conf && systemctl restart systemd-journald"
 unit() { inside sh -c "cat > /run/systemd/system/$1.service"; }
-for n in 5000 100000; do
+for n in 5000 100000 1000000; do
     printf '[Service]\nExecStart=/bin/sh -c "seq 1 %s | sed s/^/line:/; sleep 0.2"\n' "$n" | unit "ci-test-lines$n"
 done
 wide=$(printf '%2000s' '' | tr ' ' x)
@@ -30,6 +30,6 @@ systemctl start ci-test-active
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 chown -R $user $d
 systemd-run --quiet --unit=jobgate-bench --uid=$user -p SupplementaryGroups=systemd-journal $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18621"
-for job in ci-test-lines5000 ci-test-lines100000 ci-test-wide ci-test-huge; do inside systemctl start "$job"; done
+for job in ci-test-lines5000 ci-test-lines100000 ci-test-lines1000000 ci-test-wide ci-test-huge; do inside systemctl start "$job"; done
 inside setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
     /usr/bin/python3 - "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate < "$top/tests/bench/runs.py"

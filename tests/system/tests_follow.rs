@@ -279,7 +279,9 @@ fn client_that_leaves_ends_journalctl(w: &World) {
         "systemd-run --quiet --unit=jobgate-leaving --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
          {BIN} --tokens {TOKENS} --state-dir {STATE}/leaving --journal-reader journalctl serve --listen {through_journalctl}"
     ));
-    wait_until("the journalctl serve answers", Duration::from_secs(10), || TcpStream::connect(&through_journalctl).is_ok());
+    wait_until("the journalctl serve answers", Duration::from_secs(10), || {
+        TcpStream::connect(&through_journalctl).is_ok()
+    });
     type Count = fn(&World) -> usize;
     let behind: [(&str, &str, Count); 3] = [
         (&w.addr, "reading thread", follow_readers),

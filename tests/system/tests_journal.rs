@@ -70,9 +70,7 @@ impl Served {
             "systemd-run --quiet --unit={unit} --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
              -E RUST_LOG=info {BIN} --tokens {TOKENS} --state-dir {state} {options} serve --listen {addr}"
         ));
-        wait_until(&format!("{unit} answers"), Duration::from_secs(10), || {
-            std::net::TcpStream::connect(&addr).is_ok()
-        });
+        wait_until(&format!("{unit} answers"), Duration::from_secs(10), || std::net::TcpStream::connect(&addr).is_ok());
         Served { unit, addr }
     }
 
@@ -88,7 +86,8 @@ impl Served {
 fn both_journal_readers_agree_on_every_job(w: &World) {
     let jobs = known_jobs(w);
     assert!(jobs.len() >= 10, "the other tests ran jobs of every kind first: {jobs:?}");
-    let journalctl = Served::start(w, "through-journalctl", "--journal-reader journalctl --redact /run/jobgate-test/redact");
+    let journalctl =
+        Served::start(w, "through-journalctl", "--journal-reader journalctl --redact /run/jobgate-test/redact");
     for (job, _) in jobs.iter().filter(|(_, running)| !running) {
         let job = job.as_str();
         let (native_runs, log) = cli(w, "native", &["--json", "runs", job, "--limit", "100"]);
@@ -109,7 +108,8 @@ fn both_journal_readers_agree_on_every_job(w: &World) {
             assert!(!log.contains(FELL_BACK), "{read:?} read in-process: {log}");
         }
         // Over HTTP, each run's lines with their cursors, and the last lines.
-        let mut targets: Vec<String> = runs.iter().map(|run| format!("/api/job/{job}/follow?run={run}&cursors=1")).collect();
+        let mut targets: Vec<String> =
+            runs.iter().map(|run| format!("/api/job/{job}/follow?run={run}&cursors=1")).collect();
         targets.push(format!("/api/job/{job}/logs?lines=50"));
         for target in targets {
             let native = get(&w.addr, &target, &w.ro);
@@ -120,13 +120,14 @@ fn both_journal_readers_agree_on_every_job(w: &World) {
     journalctl.stop(w);
 }
 
-/// Prints 12,000 lines in bursts, every tenth over journald's 512-byte
-/// compression threshold, with the run's id in each.
+/// Prints 30,000 lines in bursts, every tenth over journald's 512-byte
+/// compression threshold, with the run's id in each; then waits, so that
+/// journald has stored them all before the run ends.
 const CHATTY: &str = "[Unit]\nStartLimitIntervalSec=0\n[Service]\nType=simple\nExecStart=/bin/sh -c '\
     long=$(head -c 700 /dev/zero | tr \"\\\\0\" y); \
-    for b in $(seq 1 12); do for i in $(seq 1 1000); do \
+    for b in $(seq 1 30); do for i in $(seq 1 1000); do \
     if [ $((i % 10)) = 0 ]; then echo \"$b.$i $INVOCATION_ID $long\"; else echo \"$b.$i $INVOCATION_ID\"; fi; \
-    done; sleep 0.1; done'\n";
+    done; sleep 0.2; done; sleep 1'\n";
 
 fn archived_files(w: &World) -> usize {
     let listing = w.sb.sh_ok("ls /var/log/journal/*/ /run/log/journal/*/ 2>/dev/null || true");
@@ -150,7 +151,8 @@ fn both_readers_agree_on_a_rotating_run(w: &World) {
          RuntimeMaxFileSize=1M\\n' > /run/systemd/journald.conf.d/rotate.conf && systemctl restart systemd-journald",
     );
     let archived_before = archived_files(w);
-    let journalctl = Served::start(w, "rotating-journalctl", "--journal-reader journalctl --redact /run/jobgate-test/redact");
+    let journalctl =
+        Served::start(w, "rotating-journalctl", "--journal-reader journalctl --redact /run/jobgate-test/redact");
     w.sb.sh_ok(&format!("systemctl start {job}"));
     let native = follow_body(&w.addr, job, &w.ro);
     let through_journalctl = follow_body(&journalctl.addr, job, &w.ro);
@@ -159,10 +161,20 @@ fn both_readers_agree_on_a_rotating_run(w: &World) {
     w.sb.sh_ok("rm -f /run/systemd/journald.conf.d/rotate.conf && systemctl restart systemd-journald");
     journalctl.stop(w);
     assert_eq!(native.0, 200, "{}", native.1);
-    assert!(native.1.lines().count() > 12_000, "every line followed: {}", native.1.lines().count());
+    let stored = w.sb.sh_ok(&format!("journalctl -o cat _SYSTEMD_UNIT={job}.service | wc -l"));
+    let counts = (native.1.lines().count(), through_journalctl.1.lines().count(), stored.trim().to_string());
+    assert_eq!(
+        native.1.lines().count(),
+        30_001,
+        "every line followed, and the end (native, journalctl, stored): {counts:?}"
+    );
     assert!(native.1.lines().last().is_some_and(|l| l.contains("result=success")), "{:?}", native.1.lines().last());
     assert_eq!(native, through_journalctl, "the same lines and cursors, live, from both readers");
-    assert!(archived_files(w) >= archived_before + 3, "journald rotated during the run");
+    let archived_after = archived_files(w);
+    assert!(
+        archived_after >= archived_before + 3,
+        "journald rotated during the run: {archived_before} → {archived_after}"
+    );
     let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-test.service | tail -n 200");
     assert!(!log.contains(FELL_BACK), "read in-process: {log}");
 }
@@ -197,6 +209,7 @@ fn install_spies(w: &World) {
 
 fn no_child_process_during_reads(w: &World) {
     install_spies(w);
+    w.run_to_end("ci-test-count");
     let spied = Served::start(
         w,
         "spied",
@@ -227,10 +240,9 @@ fn no_child_process_during_reads(w: &World) {
     }
     let (status, body) = ticker.join().expect("follow");
     assert_eq!(status, 200, "{body}");
-    assert!(body.lines().filter(|l| l.starts_with("tick ")).count() == 6, "a whole live run: {body}");
+    assert_eq!(body.lines().filter(|l| l.contains("\ttick ")).count(), 6, "a whole live run: {body}");
     let calls = w.sb.sh_ok(&format!("cat {SPY_DIR}/calls"));
     let log = spied.log(w);
     spied.stop(w);
     assert_eq!(calls, "", "no systemctl or journalctl child during reads; log: {log}");
 }
-
