@@ -57,7 +57,7 @@ fn run(args: Args) -> Result<(), Error> {
         .with_start_locks(config.state_dir.join("start"));
     match systemd::bus::SystemBus::from_env() {
         Ok(bus) => jobs = jobs.with_bus(bus),
-        Err(e) => log::warn!("{e}: unit state is read through systemctl show"),
+        Err(e) => log::warn!("{e}: unit state and jobs are read through systemctl"),
     }
     let jobs = Arc::new(jobs);
     let api = |jobs, trust_proxy| -> Result<api::Api, Error> {

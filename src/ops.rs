@@ -18,7 +18,7 @@ use crate::runs::source::{Entries, JournalSource, Journalctl, NativeFirst};
 use crate::runs::{Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::bus::SystemBus;
-use crate::systemd::parse::{self, UnitState};
+use crate::systemd::parse::{self, Listing, UnitState};
 use crate::systemd::run::{program_name, Output, Runner};
 
 /// How long `start` waits to see the run it began.
@@ -65,7 +65,7 @@ pub struct Jobs {
     unloaded: Unloaded,
     /// Where `start` takes a lock per job (see [`Jobs::with_start_locks`]).
     start_locks: Option<std::path::PathBuf>,
-    /// Where unit state is read first (see [`Jobs::with_bus`]).
+    /// Where unit state and jobs are read first (see [`Jobs::with_bus`]).
     bus: Option<SystemBus>,
 }
 
@@ -126,13 +126,13 @@ impl Jobs {
         Jobs { start_locks: Some(dir), ..self }
     }
 
-    /// The same jobs, with unit state read over `bus`, and through
-    /// `systemctl show` only when the bus cannot say.
+    /// The same jobs, with unit state and the list of jobs read over `bus`,
+    /// and through systemctl only when the bus cannot say.
     pub fn with_bus(self, bus: SystemBus) -> Jobs {
         Jobs { bus: Some(bus), ..self }
     }
 
-    /// The bus state is read over, if any.
+    /// The bus state and jobs are read over, if any.
     pub fn bus(&self) -> Option<&SystemBus> {
         self.bus.as_ref()
     }
@@ -263,20 +263,20 @@ impl Jobs {
 
     /// Every job under the prefix: unit files (templates left out) and the
     /// loaded units, such as running instances, with their active state.
+    /// Listed over the bus if it answers, else by `systemctl list-units`
+    /// and `list-unit-files`.
     pub fn jobs(&self) -> Result<Vec<JobSummary>, OpError> {
+        let listing = match self.bus.as_ref().and_then(|bus| bus.listed_jobs(&self.prefix)) {
+            Some(listing) => listing,
+            None => self.list_by_systemctl()?,
+        };
+        Ok(summaries(listing))
+    }
+
+    fn list_by_systemctl(&self) -> Result<Listing, OpError> {
         let files = self.listing(Call::ListUnitFiles(&self.prefix), "systemctl list-unit-files")?;
         let units = self.listing(Call::ListUnits(&self.prefix), "systemctl list-units")?;
-        let mut jobs: Vec<JobSummary> = parse::listed_jobs(&self.prefix, &units)
-            .into_iter()
-            .map(|(job, state)| JobSummary { job, state: state.unwrap_or_else(|| "unknown".into()) })
-            .collect();
-        for (job, _) in parse::listed_jobs(&self.prefix, &files) {
-            if !jobs.iter().any(|j| j.job == job) {
-                jobs.push(JobSummary { job, state: "inactive".into() });
-            }
-        }
-        jobs.sort_by(|a, b| a.job.cmp(&b.job));
-        Ok(jobs)
+        Ok(parse::listing(&self.prefix, &units, &files))
     }
 
     /// Whether jobgate can do its reads: the service manager answers (over
@@ -381,6 +381,23 @@ impl Jobs {
     }
 }
 
+/// The jobs of a listing, by name: each loaded unit with its state, and
+/// each unit file not loaded as `inactive`.
+fn summaries(listing: Listing) -> Vec<JobSummary> {
+    let mut jobs: Vec<JobSummary> = listing
+        .units
+        .into_iter()
+        .map(|(job, state)| JobSummary { job, state: state.unwrap_or_else(|| "unknown".into()) })
+        .collect();
+    for job in listing.files {
+        if !jobs.iter().any(|j| j.job == job) {
+            jobs.push(JobSummary { job, state: "inactive".into() });
+        }
+    }
+    jobs.sort_by(|a, b| a.job.cmp(&b.job));
+    jobs
+}
+
 fn failure(what: &str, out: &Output) -> OpError {
     let stderr = String::from_utf8_lossy(&out.stderr);
     OpError::Failed(format!("{what} failed: {}", stderr.trim()))
@@ -460,6 +477,64 @@ mod tests {
             assert_eq!(state.run.map(|r| r.to_string()), Some(RUN_B.to_string()));
         }
         assert_eq!(runner.recorded().len(), 2, "one systemctl show per request");
+    }
+
+    #[test]
+    fn jobs_over_the_bus_run_no_systemctl() {
+        fn lists(call: &crate::systemd::bus::wire::Message) -> Vec<Vec<u8>> {
+            use crate::systemd::bus::wire::build::reply;
+            let listing = match call.member {
+                Some("ListUnitsByPatterns") => reply(call.serial, "a(ssssssouso)", |w| {
+                    w.array(8, |w| {
+                        w.pad(8);
+                        for s in ["ci-test-b@x.service", "B", "loaded", "failed", "failed", "", "/x"] {
+                            w.string(s);
+                        }
+                        w.u32(0);
+                        w.string("");
+                        w.string("/");
+                    })
+                }),
+                _ => reply(call.serial, "a(ss)", |w| {
+                    w.array(8, |w| {
+                        for path in ["/etc/systemd/system/ci-test-a.service", "/etc/systemd/system/ci-test-b@.service"]
+                        {
+                            w.pad(8);
+                            w.string(path);
+                            w.string("static");
+                        }
+                    })
+                }),
+            };
+            vec![listing]
+        }
+        let fake = crate::systemd::bus::fake::FakeBus::start(1, lists);
+        let (jobs, runner) = jobs(RecordingRunner::default());
+        let jobs = jobs.with_bus(fake.bus());
+        let listed: Vec<(String, String)> =
+            jobs.jobs().expect("jobs").into_iter().map(|j| (j.job.to_string(), j.state)).collect();
+        assert_eq!(
+            listed,
+            [("ci-test-a".to_string(), "inactive".to_string()), ("ci-test-b@x".into(), "failed".into())]
+        );
+        assert_eq!(runner.recorded(), Vec::<Vec<String>>::new());
+    }
+
+    #[test]
+    fn jobs_fall_back_to_systemctl_when_the_bus_does_not_answer() {
+        let runner = RecordingRunner::default()
+            .answer(&["list-unit-files"], true, "ci-test-a.service static -\nci-test-b@.service static -\n")
+            .answer(&["list-units"], true, "ci-test-b@x.service loaded failed failed B\n");
+        let (jobs, runner) = jobs(runner);
+        let nowhere = std::env::temp_dir().join(format!("jobgate-no-bus-{}", std::process::id()));
+        let jobs = jobs.with_bus(SystemBus::at(nowhere));
+        let listed: Vec<(String, String)> =
+            jobs.jobs().expect("jobs").into_iter().map(|j| (j.job.to_string(), j.state)).collect();
+        assert_eq!(
+            listed,
+            [("ci-test-a".to_string(), "inactive".to_string()), ("ci-test-b@x".into(), "failed".into())]
+        );
+        assert_eq!(runner.recorded().len(), 2, "list-unit-files and list-units");
     }
 
     #[test]

@@ -325,14 +325,16 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
         Ok(jobs) => report.push((true, format!("{} job(s) under the prefix", jobs.len()))),
         Err(e) => report.push((false, format!("listing units: {e}"))),
     }
-    // Not a failure: state goes through systemctl show without the bus.
+    // Not a failure: state and jobs go through systemctl without the bus.
     report.push(match jobs.bus().map(|bus| (bus.socket().display().to_string(), bus.probe())) {
-        Some((socket, Ok(()))) => (true, format!("state is read over the system bus ({socket})")),
+        Some((socket, Ok(()))) => (true, format!("state and jobs are read over the system bus ({socket})")),
         Some((socket, Err(e))) => (
             true,
-            format!("warning: the system bus ({socket}) does not answer ({e}): state is read through systemctl show"),
+            format!(
+                "warning: the system bus ({socket}) does not answer ({e}): state and jobs are read through systemctl"
+            ),
         ),
-        None => (true, "warning: no system bus: state is read through systemctl show".into()),
+        None => (true, "warning: no system bus: state and jobs are read through systemctl".into()),
     });
     if jobs.tools.privilege == Privilege::Polkit {
         // polkit has no dry run: asking it means running the call.

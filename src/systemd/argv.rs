@@ -216,7 +216,7 @@ impl Call<'_> {
                     _ => &["list-unit-files"],
                 };
                 push_all(&mut argv, verb);
-                let pattern = format!("{}*.service", prefix.as_str());
+                let pattern = service_pattern(prefix);
                 push_all(&mut argv, &["--type=service", "--no-legend", "--no-pager", "--plain", "--", &pattern]);
             }
             Call::UnitEntries(read) => {
@@ -302,6 +302,12 @@ fn journal_program(argv: &mut Vec<OsString>, tools: &Tools) {
         argv.push("-n".into());
     }
     argv.push(tools.journalctl.clone().into());
+}
+
+/// The glob of the prefix's services, for systemctl's listings and the
+/// bus's (`systemd::bus`): both ask the manager with the same pattern.
+pub fn service_pattern(prefix: &Prefix) -> String {
+    format!("{}*.service", prefix.as_str())
 }
 
 fn push_all(argv: &mut Vec<OsString>, args: &[&str]) {

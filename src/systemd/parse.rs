@@ -65,20 +65,45 @@ fn unix_timestamp(value: &str) -> Option<u64> {
     unit_timestamp_digits(value)?.parse().ok().filter(|&n| n > 0)
 }
 
+/// What the service manager lists of the jobs under a prefix, from
+/// systemctl's output or over the bus.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// The loaded units (`list-units --all`), with their active state.
+    pub units: Vec<(JobName, Option<String>)>,
+    /// The unit files (`list-unit-files`).
+    pub files: Vec<JobName>,
+}
+
+/// The job a listed unit or unit file is, if it is one: a service whose
+/// name is a valid job under the prefix (a template, `NAME@.service`, is
+/// not). The one rule for systemctl's listings and the bus's.
+pub fn listed_job(prefix: &Prefix, unit: &str) -> Option<JobName> {
+    JobName::parse(prefix, unit.strip_suffix(".service")?).ok()
+}
+
 /// Job names from `systemctl list-units`/`list-unit-files` output: the first
-/// column of each line, kept only if it is a valid job (templates are not).
+/// column of each line, kept only if it is a job ([`listed_job`]).
 pub fn listed_jobs(prefix: &Prefix, listing: &[u8]) -> Vec<(JobName, Option<String>)> {
     let text = String::from_utf8_lossy(listing);
     text.lines()
         .filter_map(|line| {
             let mut columns = line.split_whitespace();
-            let unit = columns.next()?;
-            let job = JobName::parse(prefix, unit.strip_suffix(".service")?).ok()?;
+            let job = listed_job(prefix, columns.next()?)?;
             // list-units: UNIT LOAD ACTIVE SUB …; list-unit-files: UNIT STATE PRESET
             let active = columns.nth(1).map(str::to_string);
             Some((job, active))
         })
         .collect()
+}
+
+/// The listing in the output of `systemctl list-units --all` (`units`) and
+/// `systemctl list-unit-files` (`files`).
+pub fn listing(prefix: &Prefix, units: &[u8], files: &[u8]) -> Listing {
+    Listing {
+        units: listed_jobs(prefix, units),
+        files: listed_jobs(prefix, files).into_iter().map(|(job, _)| job).collect(),
+    }
 }
 
 /// One journal entry, with the fields jobgate uses.

@@ -1,22 +1,28 @@
-//! A unit's state over the system bus, without a child process: one
-//! `Properties.GetAll` on the unit's object path, on connections kept for
-//! the life of the process. `systemctl show` does the same call after
-//! starting a process and connecting; this client, std only and without
-//! unsafe code, does it in about a millisecond.
+//! A unit's state and the list of jobs over the system bus, without a
+//! child process, on connections kept for the life of the process: one
+//! `Properties.GetAll` on the unit's object path for the state, and the
+//! manager's `ListUnitsByPatterns` and `ListUnitFilesByPatterns` for the
+//! list. `systemctl show`, `list-units` and `list-unit-files` make the
+//! same calls after starting a process and connecting; this client, std
+//! only and without unsafe code, makes them in about a millisecond.
 //!
-//! The caller falls back to `systemctl show` whenever this says nothing
-//! ([`SystemBus::unit_state`] returns `None`): the bus is not there, does
-//! not answer within [`BUS_TIMEOUT`], or refuses. A connection that fails
+//! The caller falls back to systemctl whenever this says nothing
+//! ([`SystemBus::unit_state`] or [`SystemBus::listed_jobs`] returns
+//! `None`): the bus is not there, does not answer within [`BUS_TIMEOUT`],
+//! refuses, or answers with more than it reads. A connection that fails
 //! is dropped with every other kept one (the bus has gone or restarted);
 //! the next call connects anew, once, and after a failed connection the
 //! bus is left alone for [`RETRY_PAUSE`]. A failure is logged once per
 //! streak, not per request.
 //!
-//! Unit names come only from [`UnitName`]; nothing here is privileged:
-//! systemd's bus policy lets any user read units' properties.
+//! Unit names come only from [`UnitName`], patterns only from [`Prefix`];
+//! nothing here is privileged: systemd's bus policy lets any user read
+//! units' properties and call the two listings (both since systemd 230).
 #![forbid(unsafe_code)]
 
 mod conn;
+#[cfg(test)]
+pub(crate) mod fake;
 pub mod wire;
 
 use std::ffi::OsString;
@@ -26,11 +32,11 @@ use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
 use conn::{CallError, Connection};
-use wire::{Message, MethodCall, Prop, WireError};
+use wire::{Arg, Message, MethodCall, Prop, WireError};
 
-use crate::names::UnitName;
-use crate::systemd::argv::SHOW_PROPERTIES;
-use crate::systemd::parse::{self, UnitState};
+use crate::names::{JobName, Prefix, UnitName};
+use crate::systemd::argv::{self, SHOW_PROPERTIES};
+use crate::systemd::parse::{self, Listing, UnitState};
 
 /// The system bus's socket when `DBUS_SYSTEM_BUS_ADDRESS` is not set.
 pub const DEFAULT_SOCKET: &str = "/run/dbus/system_bus_socket";
@@ -44,8 +50,16 @@ pub const RETRY_PAUSE: Duration = Duration::from_secs(1);
 /// test of tests/system counts them among serve's open files).
 const MAX_IDLE: usize = 4;
 
+/// Most units, and most unit files, one listing reads: a reply with more
+/// is no answer, and systemctl lists them instead. (A reply is at most
+/// [`wire::MAX_MESSAGE`] bytes too: some 4,000 units, with their
+/// descriptions, fit in it.)
+pub const MAX_LISTED: usize = 10_000;
+
 const SYSTEMD: &str = "org.freedesktop.systemd1";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
+const MANAGER: &str = "org.freedesktop.systemd1.Manager";
+const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 
 /// The system bus, connected on first use.
 pub struct SystemBus {
@@ -93,26 +107,39 @@ impl SystemBus {
     /// the bus cannot say (the failure is logged): then ask systemctl.
     pub fn unit_state(&self, unit: &UnitName) -> Option<UnitState> {
         let path = object_path(unit.as_str());
-        let get_all =
-            MethodCall { destination: SYSTEMD, path: &path, interface: PROPERTIES, member: "GetAll", args: &[""] };
-        match self.call(&get_all, read_state) {
-            Ok(state) => {
-                self.note_success();
-                Some(state)
-            }
-            Err(Failure::Paused) => None,
-            Err(Failure::Call(e)) => {
-                self.note_failure(&format!("reading the state of {unit} over the system bus: {e}"));
-                None
-            }
-        }
+        let get_all = MethodCall {
+            destination: SYSTEMD,
+            path: &path,
+            interface: PROPERTIES,
+            member: "GetAll",
+            args: &[Arg::Str("")],
+        };
+        let state = self.call(&get_all, read_state);
+        self.answer(state, || format!("reading the state of {unit} over the system bus"))
+    }
+
+    /// The prefix's jobs as `systemctl list-units --all` and `systemctl
+    /// list-unit-files` list them (the same calls, with the same pattern),
+    /// or `None` when the bus cannot say (the failure is logged): then ask
+    /// systemctl.
+    pub fn listed_jobs(&self, prefix: &Prefix) -> Option<Listing> {
+        let pattern = argv::service_pattern(prefix);
+        // No states: every unit, as `--all` has it, and every unit file.
+        let args = [Arg::Strs(&[]), Arg::Strs(&[pattern.as_str()])];
+        let listing = self
+            .call(&manager_call("ListUnitsByPatterns", &args), |reply| read_units(reply, prefix))
+            .and_then(|units| {
+                let files = self.call(&manager_call("ListUnitFilesByPatterns", &args), |r| read_files(r, prefix))?;
+                Ok(Listing { units, files })
+            });
+        self.answer(listing, || format!("listing {pattern} over the system bus"))
     }
 
     /// Whether the service manager answers on the bus (for `check`).
     pub fn probe(&self) -> Result<(), String> {
         let ping = MethodCall {
             destination: SYSTEMD,
-            path: "/org/freedesktop/systemd1",
+            path: MANAGER_PATH,
             interface: "org.freedesktop.DBus.Peer",
             member: "Ping",
             args: &[],
@@ -121,6 +148,22 @@ impl SystemBus {
             Ok(()) => Ok(()),
             Err(Failure::Paused) => Err("a connection failed a moment ago".into()),
             Err(Failure::Call(e)) => Err(e.to_string()),
+        }
+    }
+
+    /// The answer, if the bus gave one; a failure begins (or continues) a
+    /// streak, logged once, with what was being done (`what`).
+    fn answer<T>(&self, answer: Result<T, Failure>, what: impl FnOnce() -> String) -> Option<T> {
+        match answer {
+            Ok(answer) => {
+                self.note_success();
+                Some(answer)
+            }
+            Err(Failure::Paused) => None,
+            Err(Failure::Call(e)) => {
+                self.note_failure(&format!("{}: {e}", what()));
+                None
+            }
         }
     }
 
@@ -185,17 +228,55 @@ impl SystemBus {
         self.lock().retry_at = Some(Instant::now() + self.retry_pause);
     }
 
+    /// One line per streak, whichever read began it: state and listings
+    /// fail together, as they share the connections.
     fn note_failure(&self, what: &str) {
         if !std::mem::replace(&mut self.lock().failing, true) {
-            log::warn!("{what}; asking systemctl show instead until the bus answers again");
+            log::warn!("{what}; asking systemctl instead until the bus answers again");
         }
     }
 
     fn note_success(&self) {
         if std::mem::replace(&mut self.lock().failing, false) {
-            log::info!("the system bus answers again: unit state is read over it");
+            log::info!("the system bus answers again: unit state and jobs are read over it");
         }
     }
+}
+
+/// A call of the service manager's own object.
+fn manager_call<'a>(member: &'a str, args: &'a [Arg<'a>]) -> MethodCall<'a> {
+    MethodCall { destination: SYSTEMD, path: MANAGER_PATH, interface: MANAGER, member, args }
+}
+
+/// The reply to `ListUnitsByPatterns`: each unit's name and active state,
+/// the first and third columns `systemctl list-units` prints of it (a
+/// unit loaded without a file, `not-found`, is listed as any other), kept
+/// by the rule its output is read by.
+fn read_units(reply: &Message, prefix: &Prefix) -> Result<Vec<(JobName, Option<String>)>, WireError> {
+    let units = reply.struct_array::<10>("ssssssouso", MAX_LISTED)?;
+    let listed = units.iter().filter_map(|unit| match unit {
+        [Prop::Str(name), _, _, Prop::Str(active), ..] => {
+            Some((parse::listed_job(prefix, name)?, Some(active.to_string())))
+        }
+        _ => None,
+    });
+    Ok(listed.collect())
+}
+
+/// The reply to `ListUnitFilesByPatterns`: each file's name, which is what
+/// `systemctl list-unit-files` prints of its path, kept by the same rule.
+fn read_files(reply: &Message, prefix: &Prefix) -> Result<Vec<JobName>, WireError> {
+    let files = reply.struct_array::<2>("ss", MAX_LISTED)?;
+    let listed = files.iter().filter_map(|file| match file {
+        [Prop::Str(path), _] => parse::listed_job(prefix, file_name(path)),
+        _ => None,
+    });
+    Ok(listed.collect())
+}
+
+/// What follows a path's last `/` (all of it without one).
+fn file_name(path: &str) -> &str {
+    path.rsplit('/').next().unwrap_or(path)
 }
 
 /// The reply to `GetAll`: the properties `systemctl show` is asked for,
@@ -280,16 +361,12 @@ fn unescape(value: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::io::{BufRead, BufReader, Read, Write};
-    use std::os::unix::net::{UnixListener, UnixStream};
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
     use std::thread;
 
-    use super::wire::build;
-    use super::wire::{message_len, Kind, FIXED_HEADER};
+    use super::fake::FakeBus;
+    use super::wire::{build, Kind};
     use super::*;
-    use crate::names::{JobName, Prefix};
 
     fn unit(name: &str) -> UnitName {
         JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), name).expect("job").unit()
@@ -366,80 +443,6 @@ mod tests {
         }
     }
 
-    /// A bus at a socket of its own that answers each call with `answer`'s
-    /// messages (none: it hangs), for up to `connections` connections.
-    struct FakeBus {
-        socket: PathBuf,
-        connections: Arc<AtomicUsize>,
-    }
-
-    impl FakeBus {
-        fn start(connections: usize, answer: fn(&Message) -> Vec<Vec<u8>>) -> FakeBus {
-            static N: AtomicUsize = AtomicUsize::new(0);
-            let n = N.fetch_add(1, Ordering::Relaxed);
-            let socket = std::env::temp_dir().join(format!("jobgate-bus-test-{}-{n}.sock", std::process::id()));
-            let _ = std::fs::remove_file(&socket);
-            let listener = UnixListener::bind(&socket).expect("bind");
-            let count = Arc::new(AtomicUsize::new(0));
-            let counted = Arc::clone(&count);
-            thread::spawn(move || {
-                for stream in listener.incoming().take(connections) {
-                    counted.fetch_add(1, Ordering::SeqCst);
-                    let Ok(stream) = stream else { return };
-                    thread::spawn(move || serve(stream, answer));
-                }
-            });
-            FakeBus { socket, connections: count }
-        }
-
-        fn bus(&self) -> SystemBus {
-            SystemBus {
-                timeout: Duration::from_millis(300),
-                retry_pause: Duration::from_millis(300),
-                ..SystemBus::at(self.socket.clone())
-            }
-        }
-    }
-
-    impl Drop for FakeBus {
-        fn drop(&mut self) {
-            let _ = std::fs::remove_file(&self.socket);
-        }
-    }
-
-    /// One connection: AUTH, then messages until the client goes.
-    fn serve(stream: UnixStream, answer: fn(&Message) -> Vec<Vec<u8>>) {
-        let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-        let mut writer = stream;
-        let mut line = Vec::new();
-        reader.read_until(b'\n', &mut line).expect("AUTH");
-        assert!(line.starts_with(b"\0AUTH EXTERNAL "), "{line:?}");
-        writer.write_all(b"OK 0123456789abcdef0123456789abcdef\r\n").expect("OK");
-        let mut begin = [0u8; 7];
-        reader.read_exact(&mut begin).expect("BEGIN");
-        assert_eq!(&begin, b"BEGIN\r\n");
-        loop {
-            let mut fixed = [0u8; FIXED_HEADER];
-            if reader.read_exact(&mut fixed).is_err() {
-                return;
-            }
-            let mut bytes = vec![0u8; message_len(&fixed).expect("length")];
-            bytes[..FIXED_HEADER].copy_from_slice(&fixed);
-            reader.read_exact(&mut bytes[FIXED_HEADER..]).expect("message");
-            let call = Message::parse(&bytes).expect("a call");
-            let replies = if call.member == Some("Hello") {
-                vec![build::reply(call.serial, "s", |w| w.string(":1.42")), build::name_acquired()]
-            } else {
-                answer(&call)
-            };
-            for reply in replies {
-                if writer.write_all(&reply).is_err() {
-                    return;
-                }
-            }
-        }
-    }
-
     /// A running unit's state: the properties among others.
     fn running(call: &Message) -> Vec<Vec<u8>> {
         assert_eq!(call.path, Some("/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice"));
@@ -508,6 +511,152 @@ mod tests {
             member: "Ping",
             args: &[],
         }
+    }
+
+    fn prefix() -> Prefix {
+        Prefix::parse("ci-test-").expect("prefix")
+    }
+
+    /// What systemd 252 listed in the sandbox, unit by unit: a running
+    /// unit, an instance being started, a unit loaded without a file
+    /// (`not-found`, as when another unit wants it), and a name that is no
+    /// job.
+    const UNITS: [(&str, &str, &str, &str); 4] = [
+        ("ci-test-a.service", "loaded", "active", "running"),
+        ("ci-test-deploy@x.service", "loaded", "activating", "start"),
+        ("ci-test-ghost.service", "not-found", "inactive", "dead"),
+        ("ci-test-.service", "loaded", "failed", "failed"),
+    ];
+    /// `systemctl list-units --all --type=service --no-legend --no-pager
+    /// --plain -- 'ci-test-*.service'` of the same units.
+    const LIST_UNITS: &str = "\
+ci-test-.service         loaded    failed     failed  ci-test-.service
+ci-test-a.service        loaded    active     running A job
+ci-test-deploy@x.service loaded    activating start   Deploy x
+ci-test-ghost.service    not-found inactive   dead    ci-test-ghost.service
+";
+    /// The unit files as the bus lists them (full paths: a template, an
+    /// alias, a masked unit), and as `systemctl list-unit-files` prints
+    /// them (file names).
+    const FILES: [(&str, &str); 4] = [
+        ("/etc/systemd/system/ci-test-masked.service", "masked"),
+        ("/etc/systemd/system/ci-test-deploy@.service", "static"),
+        ("/etc/systemd/system/ci-test-alias.service", "alias"),
+        ("/usr/lib/systemd/system/ci-test-a.service", "static"),
+    ];
+    const LIST_UNIT_FILES: &str = "\
+ci-test-a.service       static   -
+ci-test-alias.service   alias    -
+ci-test-deploy@.service static   -
+ci-test-masked.service  masked   enabled
+";
+
+    /// The manager's two listings, for `ci-test-*.service` and no states.
+    fn lists(call: &Message) -> Vec<Vec<u8>> {
+        assert_eq!((call.path, call.interface), (Some(MANAGER_PATH), Some(MANAGER)));
+        assert_eq!(build::string_arrays(call), Ok(vec![vec![], vec!["ci-test-*.service"]]));
+        let reply = match call.member {
+            Some("ListUnitsByPatterns") => build::reply(call.serial, "a(ssssssouso)", |w| {
+                w.array(8, |w| {
+                    for (name, load, active, sub) in UNITS {
+                        w.pad(8);
+                        for s in [name, "A job", load, active, sub, "", &object_path(name)] {
+                            w.string(s);
+                        }
+                        w.u32(0);
+                        w.string("");
+                        w.string("/");
+                    }
+                })
+            }),
+            Some("ListUnitFilesByPatterns") => build::reply(call.serial, "a(ss)", |w| {
+                w.array(8, |w| {
+                    for (path, state) in FILES {
+                        w.pad(8);
+                        w.string(path);
+                        w.string(state);
+                    }
+                })
+            }),
+            other => panic!("an unexpected call: {other:?}"),
+        };
+        vec![reply]
+    }
+
+    #[test]
+    fn jobs_over_the_bus_are_those_systemctl_lists() {
+        let fake = FakeBus::start(1, lists);
+        let bus = fake.bus();
+        let listing = bus.listed_jobs(&prefix()).expect("a listing");
+        // systemctl sorts what it prints; the caller sorts the jobs.
+        let sorted = |mut listing: Listing| {
+            listing.units.sort();
+            listing.files.sort();
+            listing
+        };
+        let printed = parse::listing(&prefix(), LIST_UNITS.as_bytes(), LIST_UNIT_FILES.as_bytes());
+        assert_eq!(sorted(listing.clone()), sorted(printed));
+        let units: Vec<(&str, Option<&str>)> =
+            listing.units.iter().map(|(job, state)| (job.as_str(), state.as_deref())).collect();
+        assert_eq!(
+            units,
+            [
+                ("ci-test-a", Some("active")),
+                ("ci-test-deploy@x", Some("activating")),
+                ("ci-test-ghost", Some("inactive"))
+            ]
+        );
+        let files: Vec<&str> = listing.files.iter().map(JobName::as_str).collect();
+        assert_eq!(files, ["ci-test-masked", "ci-test-alias", "ci-test-a"]);
+        assert_eq!(bus.listed_jobs(&prefix()), Some(listing), "again, on the kept connection");
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn a_listing_longer_than_is_read_is_no_answer() {
+        fn long(call: &Message) -> Vec<Vec<u8>> {
+            let reply = match call.member {
+                Some("ListUnitsByPatterns") => build::reply(call.serial, "a(ssssssouso)", |w| w.array(8, |_| {})),
+                _ => build::reply(call.serial, "a(ss)", |w| {
+                    w.array(8, |w| {
+                        for _ in 0..=MAX_LISTED {
+                            w.pad(8);
+                            w.string("/etc/systemd/system/ci-test-a.service");
+                            w.string("static");
+                        }
+                    })
+                }),
+            };
+            vec![reply]
+        }
+        let fake = FakeBus::start(2, long);
+        let bus = fake.bus();
+        assert_eq!(bus.listed_jobs(&prefix()), None);
+        assert!(bus.lock().failing);
+    }
+
+    #[test]
+    fn a_refused_listing_is_no_answer() {
+        fn refuse_files(call: &Message) -> Vec<Vec<u8>> {
+            match call.member {
+                Some("ListUnitFilesByPatterns") => {
+                    vec![build::error(call.serial, "org.freedesktop.DBus.Error.AccessDenied", "not you")]
+                }
+                _ => lists(call),
+            }
+        }
+        let fake = FakeBus::start(1, refuse_files);
+        let bus = fake.bus();
+        assert_eq!(bus.listed_jobs(&prefix()), None);
+        assert!(bus.lock().failing);
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 1, "an error reply keeps the connection");
+    }
+
+    #[test]
+    fn file_names() {
+        assert_eq!(file_name("/etc/systemd/system/ci-test-a.service"), "ci-test-a.service");
+        assert_eq!(file_name("ci-test-a.service"), "ci-test-a.service");
+        assert_eq!(file_name("/etc/"), "");
     }
 
     #[test]

@@ -1,7 +1,9 @@
 //! The D-Bus wire format, as far as jobgate speaks it: method calls with
-//! string arguments out; messages in, read as far as jobgate needs them
-//! (the fixed header, the header fields, a string body, and the `a{sv}` of
-//! `Properties.GetAll`, every other value skipped by its signature).
+//! string and string-array arguments out; messages in, read as far as
+//! jobgate needs them (the fixed header, the header fields, a string body,
+//! the `a{sv}` of `Properties.GetAll`, and the arrays of structs of strings
+//! and numbers the manager's listings answer with; every other value
+//! skipped by its signature).
 //!
 //! Pure over bytes, no I/O: a message is at most [`MAX_MESSAGE`] bytes,
 //! every length and offset is checked against it, nesting is bounded by
@@ -261,6 +263,36 @@ impl<'a> Message<'a> {
         })?;
         Ok(found)
     }
+
+    /// A reply whose body is one array of structs of `N` strings, object
+    /// paths and `u32`s, given as `fields` (the `ssssssouso` of
+    /// `ListUnitsByPatterns`, the `ss` of `ListUnitFilesByPatterns`): each
+    /// struct's values in order, `s` and `o` as [`Prop::Str`], `u` as
+    /// [`Prop::Uint`]. More than `max` structs is an error, not a shorter
+    /// list (a listing cut short would be a wrong one), and so is a byte
+    /// after the array.
+    pub fn struct_array<const N: usize>(&self, fields: &str, max: usize) -> Result<Vec<[Prop<'a>; N]>> {
+        if fields.len() != N || !fields.bytes().all(|c| matches!(c, b's' | b'o' | b'u')) {
+            return Err(WireError("not a struct of strings and u32s"));
+        }
+        let inner = self.signature.strip_prefix("a(").and_then(|s| s.strip_suffix(')'));
+        if inner != Some(fields) {
+            return Err(WireError("not the array of structs asked for"));
+        }
+        let mut body = self.body();
+        let mut rows = Vec::new();
+        body.array(8, |r| {
+            if rows.len() >= max {
+                return Err(WireError("more structs than are read"));
+            }
+            rows.push(r.basic_struct::<N>(fields)?);
+            Ok(())
+        })?;
+        if body.pos != body.end {
+            return Err(WireError("bytes after the body's value"));
+        }
+        Ok(rows)
+    }
 }
 
 /// A property's value, of the types jobgate reads; any other is `Other`.
@@ -362,6 +394,19 @@ impl<'a> Reader<'a> {
             return Err(WireError("array element overruns its array"));
         }
         Ok(())
+    }
+
+    /// One struct of `fields` (each `s`, `o` or `u`, checked by the caller).
+    fn basic_struct<const N: usize>(&mut self, fields: &str) -> Result<[Prop<'a>; N]> {
+        self.align(8)?;
+        let mut values = [Prop::Other; N];
+        for (value, code) in values.iter_mut().zip(fields.bytes()) {
+            *value = match code {
+                b'u' => Prop::Uint(u64::from(self.u32()?)),
+                _ => Prop::Str(self.string()?),
+            };
+        }
+        Ok(values)
     }
 
     /// A variant's value: kept for the types of [`Prop`], else skipped.
@@ -507,14 +552,40 @@ fn type_len(sig: &[u8], depth: u32, in_array: bool) -> Result<usize> {
 }
 
 /// A method call, written little-endian. Every call jobgate makes takes
-/// strings or nothing.
+/// strings, arrays of strings, or nothing.
 #[derive(Debug, Clone, Copy)]
 pub struct MethodCall<'a> {
     pub destination: &'a str,
     pub path: &'a str,
     pub interface: &'a str,
     pub member: &'a str,
-    pub args: &'a [&'a str],
+    pub args: &'a [Arg<'a>],
+}
+
+/// One argument of a [`MethodCall`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Arg<'a> {
+    /// `s`
+    Str(&'a str),
+    /// `as`: the manager's listings take their states and patterns so.
+    Strs(&'a [&'a str]),
+}
+
+impl<'a> Arg<'a> {
+    fn signature(&self) -> &'static str {
+        match self {
+            Arg::Str(_) => "s",
+            Arg::Strs(_) => "as",
+        }
+    }
+
+    /// Every string the argument holds.
+    fn strings(&self) -> &[&'a str] {
+        match self {
+            Arg::Str(s) => std::slice::from_ref(s),
+            Arg::Strs(list) => list,
+        }
+    }
 }
 
 /// The first call on a connection: the bus answers with the connection's
@@ -534,10 +605,10 @@ impl MethodCall<'_> {
             return Err(WireError("serial 0"));
         }
         let strings = [self.destination, self.path, self.interface, self.member];
-        if strings.iter().chain(self.args).any(|s| s.contains('\0')) {
+        if strings.iter().chain(self.args.iter().flat_map(Arg::strings)).any(|s| s.contains('\0')) {
             return Err(WireError("a string holds a NUL"));
         }
-        let signature = "s".repeat(self.args.len());
+        let signature: String = self.args.iter().map(Arg::signature).collect();
         if signature.len() > 255 {
             return Err(WireError("too many arguments"));
         }
@@ -556,7 +627,10 @@ impl MethodCall<'_> {
         }
         let mut body = Vec::new();
         for arg in self.args {
-            put_string(&mut body, arg)?;
+            match arg {
+                Arg::Str(s) => put_string(&mut body, s)?,
+                Arg::Strs(list) => put_strings(&mut body, list)?,
+            }
         }
         let mut message = vec![b'l', 1, 0, 1];
         message.extend_from_slice(&length(body.len())?.to_le_bytes());
@@ -588,6 +662,22 @@ fn put_string(buf: &mut Vec<u8>, s: &str) -> Result<()> {
     Ok(())
 }
 
+/// An `as`: the byte length of the strings (which, 4-aligned like the
+/// length itself, follow it without padding), then the strings.
+fn put_strings(buf: &mut Vec<u8>, strings: &[&str]) -> Result<()> {
+    pad(buf, 4);
+    let at = buf.len();
+    buf.extend_from_slice(&[0; 4]);
+    for s in strings {
+        put_string(buf, s)?;
+    }
+    let len = length(buf.len() - at - 4)?.to_le_bytes();
+    if let Some(slot) = buf.get_mut(at..at + 4) {
+        slot.copy_from_slice(&len);
+    }
+    Ok(())
+}
+
 /// One `(yv)` header field whose variant holds a string-like value.
 fn put_field(buf: &mut Vec<u8>, code: u8, type_code: u8, value: &str) -> Result<()> {
     pad(buf, 8);
@@ -597,8 +687,8 @@ fn put_field(buf: &mut Vec<u8>, code: u8, type_code: u8, value: &str) -> Result<
 
 /// Messages as a bus sends them, of either byte order, for tests.
 #[cfg(test)]
-pub(super) mod build {
-    use super::{field, pad};
+pub(crate) mod build {
+    use super::{field, pad, Message, WireError};
 
     pub struct Writer {
         pub buf: Vec<u8>,
@@ -701,6 +791,28 @@ pub(super) mod build {
         message(false, 3, reply_serial, &[(field::ERROR_NAME, b's', name)], "s", |w| w.string(text))
     }
 
+    /// A call's arguments, each an `as`, as the callee reads them.
+    pub fn string_arrays<'a>(call: &Message<'a>) -> Result<Vec<Vec<&'a str>>, WireError> {
+        let signature = call.signature.as_bytes();
+        if !signature.len().is_multiple_of(2) || signature.chunks(2).any(|c| c != b"as") {
+            return Err(WireError("not a list of as"));
+        }
+        let mut body = call.body();
+        let mut arrays = Vec::new();
+        for _ in 0..signature.len() / 2 {
+            let mut strings = Vec::new();
+            body.array(4, |r| {
+                strings.push(r.string()?);
+                Ok(())
+            })?;
+            arrays.push(strings);
+        }
+        if body.pos != body.end {
+            return Err(WireError("bytes after the arguments"));
+        }
+        Ok(arrays)
+    }
+
     /// The bus's NameAcquired, which follows the reply to Hello.
     pub fn name_acquired() -> Vec<u8> {
         let fields = [
@@ -717,7 +829,7 @@ mod tests {
     use super::build::{message, Writer};
     use super::*;
 
-    fn call<'a>(args: &'a [&'a str]) -> MethodCall<'a> {
+    fn call<'a>(args: &'a [Arg<'a>]) -> MethodCall<'a> {
         MethodCall {
             destination: "org.freedesktop.systemd1",
             path: "/org/freedesktop/systemd1/unit/ci_2dtest_2dhello_2eservice",
@@ -729,7 +841,7 @@ mod tests {
 
     #[test]
     fn a_call_reads_back_as_written() {
-        let bytes = call(&[""]).encode(7).expect("encoded");
+        let bytes = call(&[Arg::Str("")]).encode(7).expect("encoded");
         let message = Message::parse(&bytes).expect("parsed");
         assert_eq!(message.kind, Kind::MethodCall);
         assert_eq!(message.serial, 7);
@@ -752,8 +864,39 @@ mod tests {
 
     #[test]
     fn calls_that_cannot_be_written_are_refused() {
-        assert!(call(&["a\0b"]).encode(1).is_err());
+        assert!(call(&[Arg::Str("a\0b")]).encode(1).is_err());
+        assert!(call(&[Arg::Strs(&["x", "a\0b"])]).encode(1).is_err());
         assert!(call(&[]).encode(0).is_err());
+    }
+
+    #[test]
+    fn string_arrays_are_written_as_the_protocol_has_them() {
+        let bytes = call(&[Arg::Strs(&[]), Arg::Strs(&["ab"])]).encode(1).expect("encoded");
+        let message = Message::parse(&bytes).expect("parsed");
+        assert_eq!(message.signature, "asas");
+        // An empty array is its length alone; then a length of 7 bytes: the
+        // string's own length, its two bytes and its NUL.
+        let body = [0, 0, 0, 0, 7, 0, 0, 0, 2, 0, 0, 0, b'a', b'b', 0];
+        assert_eq!(bytes[bytes.len() - body.len()..], body);
+        assert_eq!(bytes[4..8], (body.len() as u32).to_le_bytes(), "the body's length");
+
+        let patterns = ["ci-test-*.service", "", "x"];
+        let args = [Arg::Strs(&patterns), Arg::Str("s"), Arg::Strs(&["y"])];
+        let bytes = call(&args).encode(2).expect("encoded");
+        let message = Message::parse(&bytes).expect("parsed");
+        assert_eq!(message.signature, "assas");
+        let mut body = message.body();
+        let mut strings = Vec::new();
+        body.array(4, |r| {
+            strings.push(r.string()?);
+            Ok(())
+        })
+        .expect("as");
+        assert_eq!(strings, patterns);
+        assert_eq!(body.string(), Ok("s"));
+        let two = call(&[Arg::Strs(&[]), Arg::Strs(&patterns)]).encode(3).expect("encoded");
+        let two = Message::parse(&two).expect("parsed");
+        assert_eq!(super::build::string_arrays(&two), Ok(vec![vec![], patterns.to_vec()]));
     }
 
     /// A return for serial 2 with `body` of `signature`.
@@ -873,6 +1016,125 @@ mod tests {
         assert_eq!(type_len(b"aay", 0, false), Ok(3));
         for bad in [&b"{sv}"[..], b"a{vs}", b"a{s}", b"a{svv}", b"()", b"(s", b"a", b"z", b""] {
             assert!(type_len(bad, 0, false).is_err(), "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    /// A `ListUnitsByPatterns` reply: per unit its name, description, load,
+    /// active and sub state, followed unit, object path, job id, type, path.
+    fn units(big: bool, units: &[(&str, &str)]) -> Vec<u8> {
+        reply(big, "a(ssssssouso)", |w| {
+            w.array(8, |w| {
+                for (i, (name, active)) in units.iter().enumerate() {
+                    w.pad(8);
+                    for s in [name, "A job", "loaded", active, "dead", "", "/org/freedesktop/systemd1/unit/x"] {
+                        w.string(s);
+                    }
+                    w.u32(i as u32);
+                    w.string("");
+                    w.string("/");
+                }
+            })
+        })
+    }
+
+    const UNIT_FIELDS: &str = "ssssssouso";
+
+    #[test]
+    fn arrays_of_structs_in_either_byte_order() {
+        for big in [false, true] {
+            let bytes = units(big, &[("ci-test-a.service", "active"), ("ci-test-b.service", "inactive")]);
+            let message = Message::parse(&bytes).expect("parsed");
+            let rows = message.struct_array::<10>(UNIT_FIELDS, 2).expect("units");
+            assert_eq!(rows.len(), 2);
+            assert_eq!(
+                rows[1][..4],
+                [Prop::Str("ci-test-b.service"), Prop::Str("A job"), Prop::Str("loaded"), Prop::Str("inactive")]
+            );
+            assert_eq!(
+                (rows[0][7], rows[1][7], rows[1][9]),
+                (Prop::Uint(0), Prop::Uint(1), Prop::Str("/")),
+                "big-endian: {big}"
+            );
+            let none = units(big, &[]);
+            assert_eq!(Message::parse(&none).expect("parsed").struct_array::<10>(UNIT_FIELDS, 0), Ok(vec![]));
+        }
+        let files = reply(false, "a(ss)", |w| {
+            w.array(8, |w| {
+                w.pad(8);
+                w.string("/etc/systemd/system/ci-test-a.service");
+                w.string("static");
+            })
+        });
+        let rows = Message::parse(&files).expect("parsed").struct_array::<2>("ss", 1).expect("files");
+        assert_eq!(rows, [[Prop::Str("/etc/systemd/system/ci-test-a.service"), Prop::Str("static")]]);
+    }
+
+    #[test]
+    fn an_array_of_structs_is_read_only_as_asked_and_within_its_bounds() {
+        let bytes = units(false, &[("a", "active"), ("b", "active"), ("c", "active")]);
+        let message = Message::parse(&bytes).expect("parsed");
+        assert_eq!(message.struct_array::<10>(UNIT_FIELDS, 2), Err(WireError("more structs than are read")));
+        assert!(message.struct_array::<10>(UNIT_FIELDS, 3).is_ok());
+        for (fields, n) in [("ss", 2), ("ssssssousx", 10), ("ssssssous", 10)] {
+            let e = match n {
+                2 => message.struct_array::<2>(fields, 9).err(),
+                _ => message.struct_array::<10>(fields, 9).err(),
+            };
+            assert!(e.is_some(), "{fields}");
+        }
+        let asked_for_units = reply(false, "a(ss)", |w| w.array(8, |_| {}));
+        assert!(Message::parse(&asked_for_units).expect("parsed").struct_array::<10>(UNIT_FIELDS, 9).is_err());
+    }
+
+    /// `bytes` with the `u32` at `at` replaced, as a sender might lie.
+    fn patched(bytes: &[u8], at: usize, n: u32) -> Vec<u8> {
+        let mut bad = bytes.to_vec();
+        bad[at..at + 4].copy_from_slice(&n.to_le_bytes());
+        bad
+    }
+
+    #[test]
+    fn hostile_lengths_in_an_array_of_structs_are_errors() {
+        let bytes = units(false, &[("ci-test-a.service", "active"), ("ci-test-b.service", "failed")]);
+        let start = Message::parse(&bytes).expect("parsed").body_start;
+        let array_len = u32::from_le_bytes(bytes[start..start + 4].try_into().expect("4 bytes"));
+        // The array's length, then the first struct's first string's (the
+        // struct 8-aligned after the length).
+        for (at, n, why) in [
+            (start, u32::MAX, "array overruns"),
+            (start, array_len + 1, "array overruns"),
+            (start, array_len - 1, "array element overruns its array"),
+            (start, 1, "array element overruns its array"),
+            (start + 8, u32::MAX, "truncated"),
+            (start + 8, 1 << 20, "truncated"),
+            (start + 8, 3, "string not ended by its NUL"),
+        ] {
+            let bad = patched(&bytes, at, n);
+            let message = Message::parse(&bad).expect("the header is unchanged");
+            assert_eq!(message.struct_array::<10>(UNIT_FIELDS, 100), Err(WireError(why)), "{n} at {at}");
+        }
+        // A byte after the array, counted in the body's length.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        let body_len = u32::from_le_bytes(longer[4..8].try_into().expect("4 bytes"));
+        let longer = patched(&longer, 4, body_len + 1);
+        let message = Message::parse(&longer).expect("parsed");
+        assert_eq!(message.struct_array::<10>(UNIT_FIELDS, 100), Err(WireError("bytes after the body's value")));
+    }
+
+    #[test]
+    fn every_flipped_byte_of_a_listing_is_an_error_or_a_listing() {
+        let bytes = units(false, &[("ci-test-a.service", "active"), ("ci-test-b.service", "failed")]);
+        for at in 0..bytes.len() {
+            for flip in [0x01, 0x80, 0xff] {
+                let mut bad = bytes.clone();
+                bad[at] ^= flip;
+                if let Ok(message) = Message::parse(&bad) {
+                    if let Ok(rows) = message.struct_array::<10>(UNIT_FIELDS, 2) {
+                        assert!(rows.len() <= 2);
+                    }
+                }
+            }
         }
     }
 
