@@ -222,6 +222,7 @@ fn no_child_process_during_reads(w: &World) {
     let run = w.state(finished)["run"].as_str().map(str::to_string).unwrap_or_default();
     let mut targets = vec![
         "/healthz".to_string(),
+        "/api/jobs".to_string(),
         format!("/api/job/{finished}/state"),
         format!("/api/job/{finished}/runs"),
         format!("/api/job/{finished}/logs"),
