@@ -340,11 +340,7 @@ impl ResumingText {
 
 impl Read for ResumingText {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
-        let available = self.fill_buf()?;
-        let n = available.len().min(out.len());
-        out[..n].copy_from_slice(&available[..n]);
-        self.consume(n);
-        Ok(n)
+        crate::journal::read_through_buffer(self, out)
     }
 }
 
