@@ -302,7 +302,9 @@ impl JournalFile {
         let hash = self.hash(payload);
         let (table, size) = self.data_hash_table;
         let buckets = size / 16;
-        let mut offset = self.windows.u64(table + (hash % buckets) * 16)?;
+        let bucket = (hash % buckets).checked_mul(16).and_then(|at| at.checked_add(table));
+        let Some(bucket) = bucket else { return Err(damaged("data hash table out of range")) };
+        let mut offset = self.windows.u64(bucket)?;
         let mut scratch = Vec::new();
         for _ in 0..MAX_CHAIN {
             if offset == 0 {

@@ -325,14 +325,19 @@ pub fn field<'c>(
     if !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
         return Ok(None);
     }
-    // A payload without `=` is no field: journalctl skips it too.
-    let eq = payload.iter().position(|&b| b == b'=').unwrap_or(payload.len());
-    let name = &payload[..eq];
-    let keep = name != b"MESSAGE"
-        && payload.len() - eq <= FieldCache::MAX_VALUE
-        && wanted.iter().any(|w| w.as_bytes() == name);
-    let value = keep.then(|| payload[eq + 1..].into());
-    cache.put(offset, Field { name: name.into(), value });
+    // A payload without `=` is no field (no name matches it): journalctl
+    // skips it too.
+    let field = match payload.iter().position(|&b| b == b'=') {
+        Some(eq) => {
+            let (name, value) = (&payload[..eq], &payload[eq + 1..]);
+            let keep = name != b"MESSAGE"
+                && value.len() <= FieldCache::MAX_VALUE
+                && wanted.iter().any(|w| w.as_bytes() == name);
+            Field { name: name.into(), value: keep.then(|| value.into()) }
+        }
+        None => Field { name: Box::default(), value: None },
+    };
+    cache.put(offset, field);
     Ok(cache.get(offset).map(|field| (field, true)))
 }
 
