@@ -105,12 +105,16 @@ install-sudoers:
 # Each fuzz target for FUZZ_SECONDS (cargo install cargo-fuzz first). The
 # targets check properties, not only the absence of panics; see fuzz/.
 # RUSTC_BOOTSTRAP lets the stable toolchain take cargo-fuzz's -Z flags.
+# The corpus (fuzz/corpus/TARGET) is not kept in git; a target's seeds
+# are (fuzz/seeds/TARGET, read too): journal_file's are small real journal
+# files, made by fuzz/seeds/journal_file.py, that no fuzzer finds alone.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS = job_name token_file query request http_request journal_export trust_token dbus_message
+FUZZ_TARGETS = job_name token_file query request http_request journal_export trust_token dbus_message journal_file
 fuzz:
 	mkdir -p fuzz/artifacts
 	cd fuzz && for t in $(FUZZ_TARGETS); do \
-		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t -- -max_total_time=$(FUZZ_SECONDS) >artifacts/$$t.log 2>&1 \
+		mkdir -p corpus/$$t; seeds=; if [ -d seeds/$$t ]; then seeds=seeds/$$t; fi; \
+		RUSTC_BOOTSTRAP=1 cargo fuzz run -O $$t corpus/$$t $$seeds -- -max_total_time=$(FUZZ_SECONDS) >artifacts/$$t.log 2>&1 \
 			|| { tail -n 30 artifacts/$$t.log; exit 1; }; \
 		echo "$$t: $$(grep -E '^Done' artifacts/$$t.log)"; \
 	done
