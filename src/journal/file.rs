@@ -31,6 +31,7 @@ const INCOMPAT_KNOWN: u32 = INCOMPAT_COMPRESSED_XZ
     | INCOMPAT_COMPACT;
 
 const STATE_ONLINE: u8 = 1;
+const STATE_ARCHIVED: u8 = 2;
 
 const OBJECT_DATA: u8 = 1;
 const OBJECT_ENTRY: u8 = 3;
@@ -80,7 +81,7 @@ fn id128(bytes: &[u8], at: usize) -> [u8; 16] {
 /// Reads of one file through a few reused windows.
 struct Windows {
     file: File,
-    /// Bytes of the file that may be read (header and arena).
+    /// The file's length, as last seen.
     limit: u64,
     windows: Vec<(u64, Vec<u8>)>,
     next: usize,
@@ -90,7 +91,7 @@ impl Windows {
     /// `len` bytes at `offset`, from a window (read in if needed).
     fn bytes(&mut self, offset: u64, len: u64) -> io::Result<&[u8]> {
         let end = self.check_range(offset, len, WINDOW)?;
-        let fits = |start: u64, buf: &Vec<u8>| start <= offset && end <= start + buf.len() as u64;
+        let fits = |start: u64, buf: &Vec<u8>| start <= offset && end - start <= buf.len() as u64;
         let index = match self.windows.iter().position(|(start, buf)| fits(*start, buf)) {
             Some(index) => index,
             None => self.fill(offset)?,
@@ -187,12 +188,19 @@ pub struct Location {
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 struct Live {
     online: bool,
+    /// Closed by journald for good: it never changes again.
+    archived: bool,
     n_entries: u64,
     tail_seqnum: u64,
 }
 
 fn read_live(header: &[u8]) -> Live {
-    Live { online: header[16] == STATE_ONLINE, n_entries: le64(header, 152), tail_seqnum: le64(header, 160) }
+    Live {
+        online: header[16] == STATE_ONLINE,
+        archived: header[16] == STATE_ARCHIVED,
+        n_entries: le64(header, 152),
+        tail_seqnum: le64(header, 160),
+    }
 }
 
 /// One open journal file.
@@ -252,6 +260,9 @@ impl JournalFile {
     /// closed) since it was last read. Windows read before are dropped then,
     /// since the links in them may have changed.
     pub fn refresh(&mut self) -> io::Result<bool> {
+        if self.live.archived {
+            return Ok(false);
+        }
         let mut header = [0u8; MIN_HEADER as usize];
         self.windows.file.read_exact_at(&mut header, 0)?;
         let live = read_live(&header);
@@ -278,6 +289,18 @@ impl JournalFile {
     /// Reads an object's header: its flags and size, checked against the
     /// type expected and the file's bounds.
     fn object(&mut self, offset: u64, kind: u8, min_size: u64) -> io::Result<(u8, u64)> {
+        match self.object_once(offset, kind, min_size) {
+            // A window read while journald was writing there may show the
+            // object not yet written: read it again before calling it damage.
+            Err(_) if self.live.online => {
+                self.windows.forget();
+                self.object_once(offset, kind, min_size)
+            }
+            checked => checked,
+        }
+    }
+
+    fn object_once(&mut self, offset: u64, kind: u8, min_size: u64) -> io::Result<(u8, u64)> {
         if !offset.is_multiple_of(8) || offset < self.header_size {
             return Err(damaged(format_args!("object offset {offset}")));
         }
@@ -320,6 +343,10 @@ impl JournalFile {
                 && scratch == payload
             {
                 return Ok(Some(offset));
+            }
+            // journald only appends: a link back is damage (or a loop).
+            if next != 0 && next <= offset {
+                return Err(damaged(format_args!("hash chain at {offset} links back")));
             }
             offset = next;
         }
@@ -370,7 +397,9 @@ impl JournalFile {
         self.object(data, OBJECT_DATA, self.data_header_size())?;
         let head = self.windows.bytes(data, 64)?;
         let (first, mut array, n_entries) = (le64(head, 40), le64(head, 48), le64(head, 56));
-        postings.waiting = false;
+        // journald counts an entry before it links it: fewer found than
+        // counted means more to read at the next look.
+        postings.waiting = n_entries > 0 && first == 0;
         if n_entries == 0 || first == 0 {
             return Ok(());
         }
@@ -390,6 +419,9 @@ impl JournalFile {
             let (_, size) = self.object(array, OBJECT_ENTRY_ARRAY, ENTRY_ARRAY_HEADER)?;
             let count = (size - ENTRY_ARRAY_HEADER) / item;
             let next = self.windows.u64(array + 16)?;
+            if next != 0 && next <= array {
+                return Err(damaged(format_args!("entry array at {array} links back")));
+            }
             if skip >= count {
                 skip -= count;
                 array = next;
@@ -415,6 +447,7 @@ impl JournalFile {
             skip = 0;
             array = next;
         }
+        postings.waiting = (postings.offsets.len() as u64) < n_entries;
         Ok(())
     }
 

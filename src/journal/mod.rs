@@ -303,22 +303,38 @@ impl Reading {
             if !self.seen_ids.insert(file.file_id) {
                 continue;
             }
-            let file = FileRead::new(file, &self.terms, self.start, self.backward)?;
+            let mut file = FileRead::new(file, &self.terms, self.start, self.backward)?;
+            if file.head.is_none() {
+                // Nothing of the unit here (yet): keep no windows of it.
+                file.file.release();
+            }
             self.files.push(file);
         }
         Ok(())
     }
 
-    fn ended(&mut self) -> bool {
+    /// Whether the read is to end: stopped, or (looked at every 256
+    /// entries) past its time. A read that is not live and runs out of time
+    /// is cut short: an error, as a journalctl killed at its time limit.
+    fn ended(&mut self) -> io::Result<bool> {
         self.taken += 1;
-        self.stop.load(Atomic::Relaxed) || (self.taken.is_multiple_of(256) && Instant::now() >= self.deadline)
+        if self.stop.load(Atomic::Relaxed) {
+            return Ok(true);
+        }
+        if !self.taken.is_multiple_of(256) || Instant::now() < self.deadline {
+            return Ok(false);
+        }
+        match self.follow {
+            true => Ok(true),
+            false => Err(io::Error::new(io::ErrorKind::TimedOut, "journal read past its time limit")),
+        }
     }
 
     /// The next entry: which file (its items are that file's
     /// `taken_items`), and where it stands.
     fn next(&mut self) -> io::Result<Option<(usize, Location)>> {
         loop {
-            if self.ended() {
+            if self.ended()? {
                 return Ok(None);
             }
             let Some(index) = self.nearest() else {
@@ -498,7 +514,7 @@ pub struct Text {
 }
 
 impl Text {
-    const FILL: usize = 64 << 10;
+    pub const FILL: usize = 64 << 10;
 
     /// The cursor of the last entry whose text was given.
     pub fn last_cursor(&self) -> Option<String> {

@@ -75,6 +75,8 @@ pub struct FileRead {
     pub taken_items: Vec<u64>,
     /// What this file's DATA objects hold, as far as met.
     pub cache: FieldCache,
+    /// The header changed at the last look.
+    look_again: bool,
 }
 
 impl FileRead {
@@ -93,6 +95,7 @@ impl FileRead {
             items: Vec::new(),
             taken_items: Vec::new(),
             cache: FieldCache::default(),
+            look_again: false,
         };
         read.take_new(terms)?;
         for index in 0..read.matches.len() {
@@ -201,7 +204,13 @@ impl FileRead {
             // Every match at this entry moves past it; the entry is taken
             // if one of them takes it.
             let mut taken = false;
-            let location = self.file.entry(offset, &mut self.items)?;
+            let mut location = self.file.entry(offset, &mut self.items)?;
+            if !self.links_its_fields(offset, backward) {
+                // Read again as written now (a live file) before it is
+                // called damage below.
+                self.file.forget();
+                location = self.file.entry(offset, &mut self.items)?;
+            }
             for m in &mut self.matches {
                 let at = if backward { m.next.checked_sub(1) } else { Some(m.next) };
                 if at.and_then(|i| m.postings.offsets.get(i)) != Some(&offset) {
@@ -235,12 +244,26 @@ impl FileRead {
         }
     }
 
+    /// Whether the entry at `offset`, just read into `items`, links the DATA
+    /// object of every match it is the next entry of.
+    fn links_its_fields(&self, offset: u64, backward: bool) -> bool {
+        self.matches.iter().all(|m| {
+            let at = if backward { m.next.checked_sub(1) } else { Some(m.next) };
+            let next = at.and_then(|i| m.postings.offsets.get(i));
+            next != Some(&offset) || m.data.is_some_and(|data| self.items.contains(&data))
+        })
+    }
+
     /// Looks at the file again (a live read at its end): true if it has
     /// new entries for the read.
+    /// Live reads go forward only.
     pub fn refresh(&mut self, terms: &[Term]) -> io::Result<bool> {
         let changed = self.file.refresh()?;
+        // journald changes the header before it links an entry into the
+        // fields' arrays: the look after a change looks once more.
+        let again = std::mem::replace(&mut self.look_again, changed);
         if !changed {
-            if !self.matches.iter().any(|m| m.postings.waiting) {
+            if !again && !self.matches.iter().any(|m| m.postings.waiting) {
                 return Ok(false);
             }
             self.file.forget();

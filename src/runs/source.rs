@@ -198,7 +198,7 @@ impl JournalSource for NativeFirst {
         match self.native.text(unit, since, until) {
             Ok(text) => {
                 let journalctl = self.journalctl.clone();
-                Ok(Box::new(ResumingText { text, unit: unit.clone(), until, journalctl, rest: None }))
+                Ok(Box::new(ResumingText { text, unit: unit.clone(), since, until, journalctl, rest: None }))
             }
             Err(e) => {
                 falls_back(unit, &e);
@@ -312,6 +312,7 @@ impl EntryStream for Resuming {
 struct ResumingText {
     text: Text,
     unit: UnitName,
+    since: u64,
     until: u64,
     journalctl: Journalctl,
     rest: Option<(Entries, Vec<u8>, usize)>,
@@ -325,7 +326,7 @@ impl ResumingText {
         }
         buf.clear();
         *pos = 0;
-        while buf.len() < 64 << 10 {
+        while buf.len() < Text::FILL {
             match entries.next_entry()? {
                 Some(entry) if entry.realtime <= self.until => {
                     buf.extend_from_slice(entry.message.as_bytes());
@@ -351,14 +352,10 @@ impl BufRead for ResumingText {
                 Ok(_) => return self.text.fill_buf(),
                 Err(e) => {
                     falls_back(&self.unit, &e);
-                    let Some(after) = self.text.last_cursor().as_deref().and_then(Cursor::parse) else { return Err(e) };
-                    let read = EntryRead {
-                        unit: &self.unit,
-                        seek: Seek::After(&after),
-                        backward: false,
-                        follow: false,
-                        manager: false,
-                    };
+                    // After the last line given, or from the start.
+                    let after = self.text.last_cursor().as_deref().and_then(Cursor::parse);
+                    let seek = after.as_ref().map_or(Seek::Since(self.since), Seek::After);
+                    let read = EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: false };
                     let entries = self.journalctl.unit_entries(read, crate::systemd::run::STREAM_TIMEOUT)?;
                     self.rest = Some((entries, Vec::new(), 0));
                 }
