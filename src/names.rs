@@ -206,21 +206,20 @@ impl Cursor {
         &self.0
     }
 
-    fn position(&self) -> Option<(&str, u64)> {
-        let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
-        Some((field("s=")?, u64::from_str_radix(field("i=")?, 16).ok()?))
-    }
-
     /// Where this cursor's entry stands: its sequence and number in it, and
-    /// its time (`t=`, microseconds since the epoch; 0 if missing).
+    /// its time (`t=`, microseconds since the epoch; 0 if missing). Read in
+    /// one pass: every entry a reader hands out has its place taken.
     pub fn place(&self) -> Option<Place> {
-        let field = |name: &str| self.0.split(';').find_map(|f| f.strip_prefix(name));
-        let (sequence, number) = self.position()?;
-        Some(Place {
-            sequence: u128::from_str_radix(sequence, 16).ok()?,
-            number,
-            realtime: field("t=").and_then(|t| u64::from_str_radix(t, 16).ok()).unwrap_or(0),
-        })
+        let (mut sequence, mut number, mut realtime) = (None, None, 0);
+        for field in self.0.split(';') {
+            match field.split_at_checked(2) {
+                Some(("s=", hex)) if sequence.is_none() => sequence = Some(u128::from_str_radix(hex, 16).ok()?),
+                Some(("i=", hex)) if number.is_none() => number = Some(u64::from_str_radix(hex, 16).ok()?),
+                Some(("t=", hex)) if realtime == 0 => realtime = u64::from_str_radix(hex, 16).unwrap_or(0),
+                _ => {}
+            }
+        }
+        Some(Place { sequence: sequence?, number: number?, realtime })
     }
 }
 

@@ -83,8 +83,12 @@ struct Windows {
     file: File,
     /// The file's length, as last seen.
     limit: u64,
+    /// Each window's first offset (`u64::MAX`: holds nothing) and bytes.
     windows: Vec<(u64, Vec<u8>)>,
+    /// The window to fill next, once all are in use.
     next: usize,
+    /// The window read from last.
+    last: usize,
 }
 
 impl Windows {
@@ -92,10 +96,14 @@ impl Windows {
     fn bytes(&mut self, offset: u64, len: u64) -> io::Result<&[u8]> {
         let end = self.check_range(offset, len, WINDOW)?;
         let fits = |start: u64, buf: &Vec<u8>| start <= offset && end - start <= buf.len() as u64;
-        let index = match self.windows.iter().position(|(start, buf)| fits(*start, buf)) {
+        // Reads come mostly in runs from one window: that one first.
+        let last = self.windows.get(self.last).filter(|(start, buf)| fits(*start, buf)).map(|_| self.last);
+        let hit = last.or_else(|| self.windows.iter().position(|(start, buf)| fits(*start, buf)));
+        let index = match hit {
             Some(index) => index,
             None => self.fill(offset)?,
         };
+        self.last = index;
         let (start, buf) = &self.windows[index];
         if !fits(*start, buf) {
             // The file is shorter than it was (journald cut it as it
@@ -167,9 +175,12 @@ impl Windows {
         Ok(le64(self.bytes(offset, 8)?, 0))
     }
 
+    /// Drops what the windows hold, keeping their memory for the next
+    /// reads (a fresh buffer would be zeroed first).
     fn forget(&mut self) {
-        self.windows.clear();
-        self.next = 0;
+        for (start, _) in &mut self.windows {
+            *start = u64::MAX;
+        }
     }
 }
 
@@ -225,7 +236,7 @@ impl JournalFile {
             // Just created (journald writes its header next), or cut short.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{}: no header yet", path.display())));
         }
-        let mut windows = Windows { file, limit: len, windows: Vec::new(), next: 0 };
+        let mut windows = Windows { file, limit: len, windows: Vec::new(), next: 0, last: 0 };
         let header = windows.bytes(0, MIN_HEADER)?.to_vec();
         if &header[..8] != SIGNATURE {
             return Err(damaged(format_args!("{} is not a journal file", path.display())));
@@ -282,8 +293,8 @@ impl JournalFile {
 
     /// Gives back the memory of the windows (the file stays open).
     pub fn release(&mut self) {
-        self.windows.forget();
-        self.windows.windows.shrink_to_fit();
+        self.windows.windows = Vec::new();
+        self.windows.next = 0;
     }
 
     /// Reads an object's header: its flags and size, checked against the
