@@ -3,6 +3,7 @@
 //! journalctl's order, from a seek point, forward or backward, and live.
 #![forbid(unsafe_code)]
 
+use std::borrow::Cow;
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -278,9 +279,13 @@ impl FileRead {
 /// for a short value of a field the read wants, the value itself.
 #[derive(Clone, Debug)]
 pub struct Field {
-    pub name: Box<[u8]>,
+    pub name: Cow<'static, [u8]>,
     pub value: Option<Box<[u8]>>,
 }
+
+/// A line's text: nearly every one is a DATA object of its own, read once,
+/// so it is not kept in the cache (it would only churn it).
+static MESSAGE: Field = Field { name: Cow::Borrowed(b"MESSAGE"), value: None };
 
 /// Fields by DATA object offset, for one file; bounded.
 #[derive(Default)]
@@ -348,17 +353,18 @@ pub fn field<'c>(
     if !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
         return Ok(None);
     }
+    if payload.starts_with(b"MESSAGE=") {
+        return Ok(Some((&MESSAGE, true)));
+    }
     // A payload without `=` is no field (no name matches it): journalctl
     // skips it too.
     let field = match payload.iter().position(|&b| b == b'=') {
         Some(eq) => {
             let (name, value) = (&payload[..eq], &payload[eq + 1..]);
-            let keep = name != b"MESSAGE"
-                && value.len() <= FieldCache::MAX_VALUE
-                && wanted.iter().any(|w| w.as_bytes() == name);
-            Field { name: name.into(), value: keep.then(|| value.into()) }
+            let keep = value.len() <= FieldCache::MAX_VALUE && wanted.iter().any(|w| w.as_bytes() == name);
+            Field { name: Cow::Owned(name.to_vec()), value: keep.then(|| value.into()) }
         }
-        None => Field { name: Box::default(), value: None },
+        None => Field { name: Cow::Borrowed(b""), value: None },
     };
     cache.put(offset, field);
     Ok(cache.get(offset).map(|field| (field, true)))
