@@ -337,14 +337,13 @@ impl Reading {
             if self.ended()? {
                 return Ok(None);
             }
-            let Some(index) = self.nearest() else {
+            let Some((index, location)) = self.nearest() else {
                 if !self.follow || !self.wait()? {
                     return Ok(None);
                 }
                 continue;
             };
             let read = &mut self.files[index];
-            let Some((_, location)) = read.head else { continue };
             read.take_head(&self.terms, self.backward)?;
             if read.head.is_none() && !self.follow {
                 read.file.release();
@@ -364,12 +363,15 @@ impl Reading {
         }
     }
 
-    /// The file whose next entry comes first in the read's direction.
-    fn nearest(&self) -> Option<usize> {
+    /// The file whose next entry comes first in the read's direction, and
+    /// where that entry stands.
+    fn nearest(&self) -> Option<(usize, Location)> {
         let heads = self.files.iter().enumerate().filter_map(|(i, f)| f.head.map(|(_, at)| (i, at)));
-        let nearest =
-            if self.backward { heads.max_by(|a, b| order(&a.1, &b.1)) } else { heads.min_by(|a, b| order(&a.1, &b.1)) };
-        nearest.map(|(i, _)| i)
+        if self.backward {
+            heads.max_by(|a, b| order(&a.1, &b.1))
+        } else {
+            heads.min_by(|a, b| order(&a.1, &b.1))
+        }
     }
 
     /// Waits for new entries of a live read: false when the read is to end.

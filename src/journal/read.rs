@@ -82,11 +82,10 @@ pub struct FileRead {
 
 impl FileRead {
     /// The file's part of a read of `terms`, positioned at `start`.
-    pub fn new(mut file: JournalFile, terms: &[Term], start: Start, backward: bool) -> io::Result<FileRead> {
+    pub fn new(file: JournalFile, terms: &[Term], start: Start, backward: bool) -> io::Result<FileRead> {
         let matches = (0..terms.len()).map(|term| Match { term, data: None, postings: Postings::default(), next: 0 });
         let matches = matches.collect();
         let pid1 = None;
-        file.refresh()?;
         let mut read = FileRead {
             file,
             matches,
@@ -136,19 +135,22 @@ impl FileRead {
     /// one file are in order, so this is a bisection.
     fn position(&mut self, index: usize, start: Start, backward: bool) -> io::Result<usize> {
         let len = self.matches[index].postings.offsets.len();
-        if let Start::Edge = start {
-            return Ok(if backward { len } else { 0 });
-        }
-        let (low, high) = (0, len);
-        // The first index whose entry is past `start` (or at it, for Since).
         let past = |file: &mut JournalFile, items: &mut Vec<u64>, offset: u64| -> io::Result<bool> {
             Ok(match start {
-                Start::Edge => true,
                 Start::Since(us) => file.entry(offset, items)?.realtime >= us,
                 Start::After(at) => order(&file.entry(offset, items)?, &at) == Ordering::Greater,
+                Start::Edge => true,
             })
         };
-        let (mut low, mut high) = (low, high);
+        match start {
+            Start::Edge => return Ok(if backward { len } else { 0 }),
+            // Backward from a time: from the end, to where `Reading::next`
+            // meets the time.
+            Start::Since(_) if backward => return Ok(len),
+            _ => {}
+        }
+        // The first index whose entry is past `start` (or at it, for Since).
+        let (mut low, mut high) = (0, len);
         while low < high {
             let mid = low + (high - low) / 2;
             let offset = self.matches[index].postings.offsets[mid];
@@ -158,26 +160,18 @@ impl FileRead {
                 low = mid + 1;
             }
         }
-        if !backward {
-            return Ok(low);
-        }
-        match start {
-            Start::Edge => Ok(len),
-            Start::Since(_) => Ok(len),
-            // Backward from a cursor: the entries before it, which end at
-            // the first not after it (or at it).
-            Start::After(at) => {
-                let mut end = low;
-                while end > 0 {
-                    let offset = self.matches[index].postings.offsets[end - 1];
-                    if order(&self.file.entry(offset, &mut self.items)?, &at) == Ordering::Less {
-                        break;
-                    }
-                    end -= 1;
-                }
-                Ok(end)
+        let (Start::After(at), true) = (start, backward) else { return Ok(low) };
+        // Backward from a cursor: the entries before it, which end at the
+        // first not after it (or at it).
+        let mut end = low;
+        while end > 0 {
+            let offset = self.matches[index].postings.offsets[end - 1];
+            if order(&self.file.entry(offset, &mut self.items)?, &at) == Ordering::Less {
+                break;
             }
+            end -= 1;
         }
+        Ok(end)
     }
 
     /// Takes the head entry: its items go to `taken_items`, and the next
