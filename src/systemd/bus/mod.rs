@@ -60,6 +60,8 @@ const SYSTEMD: &str = "org.freedesktop.systemd1";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+/// `GetUnit`'s answer for a unit that is not loaded.
+const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
 /// The system bus, connected on first use.
 pub struct SystemBus {
@@ -105,7 +107,32 @@ impl SystemBus {
 
     /// The unit's state as `systemctl show` would give it, or `None` when
     /// the bus cannot say (the failure is logged): then ask systemctl.
+    ///
+    /// A unit systemd has unloaded (a finished job it collected) holds no
+    /// run, and asking for its properties loads it from its file again:
+    /// `GetAll` would then take milliseconds of the manager's time for what
+    /// every unloaded unit says. So `GetUnit`, which loads nothing, asks
+    /// first; an unloaded unit's load and active state come from
+    /// `ListUnitsByNames` (one load), and its other properties are those of
+    /// a unit that never ran, as `GetAll` would give them.
     pub fn unit_state(&self, unit: &UnitName) -> Option<UnitState> {
+        let name = [unit.as_str()];
+        let state = match self.call(&manager_call("GetUnit", &[Arg::Str(unit.as_str())]), |_| Ok(())) {
+            Err(Failure::Call(CallError::Reply { name: error, .. })) if error == NO_SUCH_UNIT => self
+                .call(&manager_call("ListUnitsByNames", &[Arg::Strs(&name)]), read_unloaded)
+                .and_then(|unloaded| match unloaded {
+                    Some(state) => Ok(state),
+                    // Started since it was asked for: loaded now.
+                    None => self.properties(unit),
+                }),
+            Err(failure) => Err(failure),
+            Ok(()) => self.properties(unit),
+        };
+        self.answer(state, || format!("reading the state of {unit} over the system bus"))
+    }
+
+    /// The state from all the unit's properties (`GetAll`).
+    fn properties(&self, unit: &UnitName) -> Result<UnitState, Failure> {
         let path = object_path(unit.as_str());
         let get_all = MethodCall {
             destination: SYSTEMD,
@@ -114,8 +141,7 @@ impl SystemBus {
             member: "GetAll",
             args: &[Arg::Str("")],
         };
-        let state = self.call(&get_all, read_state);
-        self.answer(state, || format!("reading the state of {unit} over the system bus"))
+        self.call(&get_all, read_state)
     }
 
     /// The prefix's jobs as `systemctl list-units --all` and `systemctl
@@ -288,6 +314,21 @@ fn read_state(reply: &Message) -> Result<UnitState, WireError> {
     Ok(parse::unit_state_from(shown.iter().map(|(name, value)| (*name, value.as_str()))))
 }
 
+/// The reply to `ListUnitsByNames` for one unit that was not loaded: its
+/// state if it is still inactive, with no run, as `GetAll` gives a unit
+/// just loaded; `None` if it has been started since.
+fn read_unloaded(reply: &Message) -> Result<Option<UnitState>, WireError> {
+    let units = reply.struct_array::<10>("ssssssouso", 1)?;
+    let [[_, _, Prop::Str(load), Prop::Str(active), Prop::Str(sub), ..]] = units.as_slice() else {
+        return Err(WireError("not one unit's load and active state"));
+    };
+    if *active != "inactive" {
+        return Ok(None);
+    }
+    let shown = [("LoadState", *load), ("ActiveState", *active), ("SubState", *sub), ("Result", "success")];
+    Ok(Some(parse::unit_state_from(shown)))
+}
+
 /// A value as `systemctl show --timestamp=unix` prints it: a timestamp
 /// (µs) as `@SECONDS`, or nothing when unset (0 or infinity); an id
 /// (InvocationID's 16 bytes) as 32 hex digits, nothing when empty.
@@ -444,8 +485,14 @@ mod tests {
     }
 
     /// A running unit's state: the properties among others.
+    /// A loaded unit's path for `GetUnit`, or its properties for `GetAll`.
     fn running(call: &Message) -> Vec<Vec<u8>> {
-        assert_eq!(call.path, Some("/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice"));
+        let path = "/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice";
+        if call.member == Some("GetUnit") {
+            assert_eq!((call.path, call.first_string()), (Some(MANAGER_PATH), Some("ci-test-a.service")));
+            return vec![build::reply(call.serial, "o", |w| w.string(path))];
+        }
+        assert_eq!(call.path, Some(path));
         assert_eq!((call.member, call.first_string()), (Some("GetAll"), Some("")));
         vec![build::reply(call.serial, "a{sv}", |w| {
             w.array(8, |w| {
@@ -471,11 +518,58 @@ mod tests {
         assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
     }
 
+    /// A unit systemd has not loaded: `GetUnit` says so, and
+    /// `ListUnitsByNames` gives its state (`active` once it has been started
+    /// between the two calls, and then `GetAll` its properties).
+    fn unloaded(call: &Message) -> Vec<Vec<u8>> {
+        let active = if call.serial % 2 == 0 { "inactive" } else { "active" };
+        let reply = match call.member {
+            Some("GetUnit") => build::error(call.serial, NO_SUCH_UNIT, "Unit ci-test-a.service not loaded."),
+            Some("ListUnitsByNames") => {
+                assert_eq!(build::string_arrays(call), Ok(vec![vec!["ci-test-a.service"]]));
+                build::reply(call.serial, "a(ssssssouso)", |w| {
+                    w.array(8, |w| {
+                        w.pad(8);
+                        let path = object_path("ci-test-a.service");
+                        for s in ["ci-test-a.service", "A job", "loaded", active, "dead", "", &path] {
+                            w.string(s);
+                        }
+                        w.u32(0);
+                        w.string("");
+                        w.string("/");
+                    })
+                })
+            }
+            _ => return running(call),
+        };
+        vec![reply]
+    }
+
+    #[test]
+    fn an_unloaded_unit_is_not_loaded_for_all_its_properties() {
+        // Hello is serial 1: GetUnit 2, ListUnitsByNames 3 (started since), GetAll 4.
+        let fake = FakeBus::start(1, unloaded);
+        let bus = fake.bus();
+        let started = bus.unit_state(&unit("ci-test-a")).expect("state");
+        assert_eq!((started.active_state.as_str(), started.sub_state.as_str()), ("active", "running"));
+        // GetUnit 5, ListUnitsByNames 6: inactive, and nothing more is asked.
+        let state = bus.unit_state(&unit("ci-test-a")).expect("state");
+        let expected = parse::unit_state_from([
+            ("LoadState", "loaded"),
+            ("ActiveState", "inactive"),
+            ("SubState", "dead"),
+            ("Result", "success"),
+        ]);
+        assert_eq!(state, expected);
+        assert!(state.loaded && state.run.is_none() && state.exit_status.is_none() && state.started.is_none());
+    }
+
     #[test]
     fn a_restarted_bus_is_connected_to_again_at_once() {
-        // Each connection answers one call, then the bus "restarts".
+        // Each connection answers one state (two calls), then the bus
+        // "restarts".
         fn once(call: &Message) -> Vec<Vec<u8>> {
-            if call.serial > 2 {
+            if call.serial > 3 {
                 return vec![b"junk that ends the connection.".to_vec()];
             }
             running(call)
