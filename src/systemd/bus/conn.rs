@@ -108,25 +108,58 @@ impl Connection {
         &mut self,
         call: &MethodCall,
         deadline: Instant,
-        read: impl FnOnce(&Message) -> Result<T, WireError>,
+        read: impl Fn(&Message) -> Result<T, WireError>,
     ) -> Result<T, CallError> {
-        self.serial = self.serial.checked_add(1).unwrap_or(1);
-        let serial = self.serial;
-        self.write_by(&call.encode(serial)?, deadline)?;
-        for _ in 0..MAX_SKIPPED {
+        let mut replies = self.call_all(std::slice::from_ref(call), deadline, |_, reply| read(reply))?;
+        replies.pop().ok_or_else(|| io::Error::other("no reply").into())
+    }
+
+    /// Makes all of `calls` at once (written together; the bus answers
+    /// them in turn) and hands each reply to `read`: the answers in the
+    /// calls' order. An error reply to any call is the answer, once every
+    /// reply has come (the connection stays in step for the next calls).
+    /// `read` is given each reply with its call's index.
+    pub fn call_all<T>(
+        &mut self,
+        calls: &[MethodCall],
+        deadline: Instant,
+        read: impl Fn(usize, &Message) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, CallError> {
+        let mut serials = Vec::with_capacity(calls.len());
+        let mut written = Vec::new();
+        for call in calls {
+            self.serial = self.serial.checked_add(1).unwrap_or(1);
+            serials.push(self.serial);
+            written.extend_from_slice(&call.encode(self.serial)?);
+        }
+        self.write_by(&written, deadline)?;
+        let mut replies: Vec<Option<T>> = calls.iter().map(|_| None).collect();
+        let (mut waiting, mut skipped, mut refused) = (calls.len(), 0, None);
+        while waiting > 0 {
             let bytes = self.read_message(deadline)?;
             let message = Message::parse(&bytes)?;
-            if message.reply_serial != Some(serial) || !matches!(message.kind, Kind::Return | Kind::Error) {
+            let index = message.reply_serial.and_then(|serial| serials.iter().position(|&s| s == serial));
+            let index = index.filter(|&i| replies[i].is_none() && matches!(message.kind, Kind::Return | Kind::Error));
+            let Some(index) = index else {
+                skipped += 1;
+                if skipped > MAX_SKIPPED {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "no reply among the bus's messages").into());
+                }
                 continue;
-            }
+            };
+            waiting -= 1;
             if message.kind == Kind::Error {
                 let name = message.error_name.unwrap_or_default().to_string();
                 let text = message.first_string().unwrap_or_default().to_string();
-                return Err(CallError::Reply { name, message: text });
+                refused.get_or_insert(CallError::Reply { name, message: text });
+                continue;
             }
-            return Ok(read(&message)?);
+            replies[index] = Some(read(index, &message)?);
         }
-        Err(io::Error::new(io::ErrorKind::InvalidData, "no reply among the bus's messages").into())
+        match refused {
+            Some(refused) => Err(refused),
+            None => Ok(replies.into_iter().flatten().collect()),
+        }
     }
 
     /// One whole message, its length checked before it is read.

@@ -60,6 +60,22 @@ const SYSTEMD: &str = "org.freedesktop.systemd1";
 const PROPERTIES: &str = "org.freedesktop.DBus.Properties";
 const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
+const UNIT: &str = "org.freedesktop.systemd1.Unit";
+const SERVICE: &str = "org.freedesktop.systemd1.Service";
+/// The properties of [`SHOW_PROPERTIES`], with their interfaces.
+const STATE_PROPERTIES: [(&str, &str); 8] = [
+    (UNIT, "LoadState"),
+    (UNIT, "ActiveState"),
+    (UNIT, "SubState"),
+    (SERVICE, "Result"),
+    (SERVICE, "ExecMainStatus"),
+    (UNIT, "InvocationID"),
+    (SERVICE, "ExecMainStartTimestamp"),
+    (SERVICE, "ExecMainExitTimestamp"),
+];
+/// What is asked for before and after the state's properties: if neither
+/// changed, they are of one run in one state.
+const BRACKET: [(&str, &str); 2] = [(UNIT, "InvocationID"), (UNIT, "ActiveState")];
 /// `GetUnit`'s answer for a unit that is not loaded.
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
 
@@ -131,17 +147,25 @@ impl SystemBus {
         self.answer(state, || format!("reading the state of {unit} over the system bus"))
     }
 
-    /// The state from all the unit's properties (`GetAll`).
+    /// The state of a loaded unit: each property asked for on its own,
+    /// all at once (`GetAll` would have systemd work out some hundred,
+    /// among them cgroup counters read from the kernel), between two looks
+    /// at its run and active state. Where those changed meanwhile, the
+    /// state is one `GetAll`, which systemd answers from one moment.
     fn properties(&self, unit: &UnitName) -> Result<UnitState, Failure> {
         let path = object_path(unit.as_str());
-        let get_all = MethodCall {
-            destination: SYSTEMD,
-            path: &path,
-            interface: PROPERTIES,
-            member: "GetAll",
-            args: &[Arg::Str("")],
-        };
-        self.call(&get_all, read_state)
+        let asked: Vec<(&str, &str)> = BRACKET.iter().chain(&STATE_PROPERTIES).chain(&BRACKET).copied().collect();
+        let args: Vec<[Arg; 2]> =
+            asked.iter().map(|&(interface, name)| [Arg::Str(interface), Arg::Str(name)]).collect();
+        let calls: Vec<MethodCall> = args.iter().map(|args| property_call(&path, "Get", args)).collect();
+        let shown = self.call_all(&calls, |index, reply| Ok(as_shown(asked[index].1, &reply.property()?)))?;
+        let (before, rest) = shown.split_at(BRACKET.len());
+        let (now, after) = rest.split_at(STATE_PROPERTIES.len());
+        if before != after {
+            return self.call(&property_call(&path, "GetAll", &[Arg::Str("")]), read_state);
+        }
+        let names = STATE_PROPERTIES.iter().map(|&(_, name)| name);
+        Ok(parse::unit_state_from(names.zip(now.iter().map(String::as_str))))
     }
 
     /// The prefix's jobs as `systemctl list-units --all` and `systemctl
@@ -196,10 +220,20 @@ impl SystemBus {
     /// `call` on a kept connection, else on a new one; see the module's
     /// documentation for when which is tried.
     fn call<T>(&self, call: &MethodCall, read: impl Fn(&Message) -> Result<T, WireError>) -> Result<T, Failure> {
+        let mut replies = self.call_all(std::slice::from_ref(call), |_, reply| read(reply))?;
+        replies.pop().ok_or_else(|| Failure::Call(std::io::Error::other("no reply").into()))
+    }
+
+    /// All of `calls` at once ([`Connection::call_all`]), as [`Self::call`].
+    fn call_all<T>(
+        &self,
+        calls: &[MethodCall],
+        read: impl Fn(usize, &Message) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, Failure> {
         let deadline = Instant::now() + self.timeout;
         let kept = self.lock().idle.pop();
         match kept {
-            Some(kept) => match self.call_on(kept, call, deadline, &read) {
+            Some(kept) => match self.call_on(kept, calls, deadline, &read) {
                 // Closed or garbled: the bus has gone, or restarted.
                 Err(CallError::Io(e)) if !conn::timed_out(&e) => {}
                 // A hung bus: a new connection would hang as well.
@@ -213,20 +247,20 @@ impl SystemBus {
             .and_then(|uid| Connection::open(&self.socket, uid, deadline))
             .inspect_err(|_| self.pause())
             .map_err(Failure::Call)?;
-        self.call_on(fresh, call, deadline, &read).map_err(Failure::Call)
+        self.call_on(fresh, calls, deadline, &read).map_err(Failure::Call)
     }
 
-    /// `call` on `connection`, which is kept for later calls unless it
+    /// `calls` on `connection`, which is kept for later calls unless it
     /// failed; a failed one takes every kept one with it, and new ones
     /// wait for the pause.
     fn call_on<T>(
         &self,
         mut connection: Connection,
-        call: &MethodCall,
+        calls: &[MethodCall],
         deadline: Instant,
-        read: impl FnOnce(&Message) -> Result<T, WireError>,
-    ) -> Result<T, CallError> {
-        let answer = connection.call(call, deadline, read);
+        read: impl Fn(usize, &Message) -> Result<T, WireError>,
+    ) -> Result<Vec<T>, CallError> {
+        let answer = connection.call_all(calls, deadline, read);
         match answer {
             Ok(_) | Err(CallError::Reply { .. }) => self.keep(connection),
             Err(CallError::Io(_)) => {
@@ -267,6 +301,11 @@ impl SystemBus {
             log::info!("the system bus answers again: unit state and jobs are read over it");
         }
     }
+}
+
+/// A call of `Properties` on the unit at `path`.
+fn property_call<'a>(path: &'a str, member: &'a str, args: &'a [Arg<'a>]) -> MethodCall<'a> {
+    MethodCall { destination: SYSTEMD, path, interface: PROPERTIES, member, args }
 }
 
 /// A call of the service manager's own object.
@@ -402,7 +441,7 @@ fn unescape(value: &str) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use std::sync::atomic::Ordering;
+    use std::sync::atomic::{AtomicUsize, Ordering};
     use std::thread;
 
     use super::fake::FakeBus;
@@ -485,25 +524,87 @@ mod tests {
     }
 
     /// A running unit's state: the properties among others.
-    /// A loaded unit's path for `GetUnit`, or its properties for `GetAll`.
+    /// A property as systemd gives it: name, signature, value.
+    type Property = (&'static str, &'static str, fn(&mut build::Writer));
+
+    /// A running unit's properties.
+    const RUNNING: [Property; 6] = [
+        ("Names", "as", |w| w.array(4, |w| w.string("ci-test-a.service"))),
+        ("LoadState", "s", |w| w.string("loaded")),
+        ("ActiveState", "s", |w| w.string("active")),
+        ("SubState", "s", |w| w.string("running")),
+        ("InvocationID", "ay", |w| w.array(1, |w| w.buf.extend([0xab; 16]))),
+        ("ExecMainStartTimestamp", "t", |w| w.u64(1_795_660_424_000_001)),
+    ];
+
+    /// A loaded unit's path for `GetUnit`, and its properties for `Get`
+    /// (one; those it lacks as systemd's defaults) and `GetAll`.
     fn running(call: &Message) -> Vec<Vec<u8>> {
         let path = "/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice";
-        if call.member == Some("GetUnit") {
-            assert_eq!((call.path, call.first_string()), (Some(MANAGER_PATH), Some("ci-test-a.service")));
-            return vec![build::reply(call.serial, "o", |w| w.string(path))];
+        let args = build::strings(call).expect("string arguments");
+        let reply = match call.member {
+            Some("GetUnit") => {
+                assert_eq!((call.path, args.as_slice()), (Some(MANAGER_PATH), ["ci-test-a.service"].as_slice()));
+                build::reply(call.serial, "o", |w| w.string(path))
+            }
+            Some("Get") => {
+                assert_eq!(call.path, Some(path));
+                let [interface, name] = args.as_slice() else { panic!("Get takes two arguments: {args:?}") };
+                assert!(STATE_PROPERTIES.contains(&(interface, name)), "not a state property: {interface} {name}");
+                let (_, signature, value) = RUNNING.iter().find(|(n, ..)| n == name).copied().unwrap_or(match *name {
+                    "ExecMainStatus" => ("", "i", |w| w.u32(0)),
+                    "ExecMainExitTimestamp" => ("", "t", |w| w.u64(0)),
+                    _ => ("", "s", |w| w.string("success")),
+                });
+                build::reply(call.serial, "v", |w| {
+                    w.signature(signature);
+                    value(w);
+                })
+            }
+            _ => {
+                assert_eq!((call.path, call.member, args.as_slice()), (Some(path), Some("GetAll"), [""].as_slice()));
+                build::reply(call.serial, "a{sv}", |w| {
+                    w.array(8, |w| {
+                        RUNNING.iter().for_each(|&(name, signature, value)| w.property(name, signature, value))
+                    })
+                })
+            }
+        };
+        vec![reply]
+    }
+
+    #[test]
+    fn a_run_begun_while_its_properties_were_asked_for_is_read_again_at_once() {
+        static GET_ALL: AtomicUsize = AtomicUsize::new(0);
+        // GetUnit is serial 2, the Gets 3 to 14: the run changes before
+        // the last look at it.
+        fn restarted(call: &Message) -> Vec<Vec<u8>> {
+            let args = build::strings(call).expect("string arguments");
+            match (call.member, args.as_slice()) {
+                (Some("Get"), [_, "InvocationID"]) if call.serial > 12 => {
+                    vec![build::reply(call.serial, "v", |w| {
+                        w.signature("ay");
+                        w.array(1, |w| w.buf.extend([0xcd; 16]));
+                    })]
+                }
+                (Some("GetAll"), _) => {
+                    GET_ALL.fetch_add(1, Ordering::SeqCst);
+                    running(call)
+                }
+                _ => running(call),
+            }
         }
-        assert_eq!(call.path, Some(path));
-        assert_eq!((call.member, call.first_string()), (Some("GetAll"), Some("")));
-        vec![build::reply(call.serial, "a{sv}", |w| {
-            w.array(8, |w| {
-                w.property("Names", "as", |w| w.array(4, |w| w.string("ci-test-a.service")));
-                w.property("LoadState", "s", |w| w.string("loaded"));
-                w.property("ActiveState", "s", |w| w.string("active"));
-                w.property("SubState", "s", |w| w.string("running"));
-                w.property("InvocationID", "ay", |w| w.array(1, |w| w.buf.extend([0xab; 16])));
-                w.property("ExecMainStartTimestamp", "t", |w| w.u64(1_795_660_424_000_001));
-            })
-        })]
+        let fake = FakeBus::start(1, restarted);
+        let state = fake.bus().unit_state(&unit("ci-test-a")).expect("state");
+        assert_eq!(GET_ALL.load(Ordering::SeqCst), 1);
+        assert_eq!(state.run.as_ref().map(|r| r.as_str()), Some("ab".repeat(16).as_str()));
+    }
+
+    #[test]
+    fn state_properties_are_those_systemctl_is_asked_for() {
+        let names: Vec<&str> = STATE_PROPERTIES.iter().map(|&(_, name)| name).collect();
+        assert_eq!(names.join(","), SHOW_PROPERTIES);
+        assert!(BRACKET.iter().all(|asked| STATE_PROPERTIES.contains(asked)));
     }
 
     #[test]
@@ -522,7 +623,7 @@ mod tests {
     /// `ListUnitsByNames` gives its state (`active` once it has been started
     /// between the two calls, and then `GetAll` its properties).
     fn unloaded(call: &Message) -> Vec<Vec<u8>> {
-        let active = if call.serial % 2 == 0 { "inactive" } else { "active" };
+        let active = if call.serial == 3 { "active" } else { "inactive" };
         let reply = match call.member {
             Some("GetUnit") => build::error(call.serial, NO_SUCH_UNIT, "Unit ci-test-a.service not loaded."),
             Some("ListUnitsByNames") => {
@@ -547,12 +648,14 @@ mod tests {
 
     #[test]
     fn an_unloaded_unit_is_not_loaded_for_all_its_properties() {
-        // Hello is serial 1: GetUnit 2, ListUnitsByNames 3 (started since), GetAll 4.
+        // Hello is serial 1: GetUnit 2, ListUnitsByNames 3 (started since),
+        // then its properties (Gets 4 to 15).
         let fake = FakeBus::start(1, unloaded);
         let bus = fake.bus();
         let started = bus.unit_state(&unit("ci-test-a")).expect("state");
         assert_eq!((started.active_state.as_str(), started.sub_state.as_str()), ("active", "running"));
-        // GetUnit 5, ListUnitsByNames 6: inactive, and nothing more is asked.
+        // GetUnit 16, ListUnitsByNames 17: inactive, and nothing more is
+        // asked.
         let state = bus.unit_state(&unit("ci-test-a")).expect("state");
         let expected = parse::unit_state_from([
             ("LoadState", "loaded"),
@@ -566,10 +669,10 @@ mod tests {
 
     #[test]
     fn a_restarted_bus_is_connected_to_again_at_once() {
-        // Each connection answers one state (two calls), then the bus
-        // "restarts".
+        // Each connection answers one state (GetUnit, then 12 Gets), then
+        // the bus "restarts".
         fn once(call: &Message) -> Vec<Vec<u8>> {
-            if call.serial > 3 {
+            if call.serial > 14 {
                 return vec![b"junk that ends the connection.".to_vec()];
             }
             running(call)

@@ -264,6 +264,14 @@ impl<'a> Message<'a> {
         Ok(found)
     }
 
+    /// A `Properties.Get` reply (`v`): the value.
+    pub fn property(&self) -> Result<Prop<'a>> {
+        if self.signature != "v" {
+            return Err(WireError("not a property value (v)"));
+        }
+        self.body().variant()
+    }
+
     /// A reply whose body is one array of structs of `N` strings, object
     /// paths and `u32`s, given as `fields` (the `ssssssouso` of
     /// `ListUnitsByPatterns`, the `ss` of `ListUnitFilesByPatterns`): each
@@ -792,6 +800,15 @@ pub(crate) mod build {
     }
 
     /// A call's arguments, each an `as`, as the callee reads them.
+    /// A call's arguments, all strings (`s...`).
+    pub fn strings<'a>(call: &Message<'a>) -> Result<Vec<&'a str>, WireError> {
+        if call.signature.bytes().any(|c| c != b's') {
+            return Err(WireError("not a list of s"));
+        }
+        let mut body = call.body();
+        call.signature.bytes().map(|_| body.string()).collect()
+    }
+
     pub fn string_arrays<'a>(call: &Message<'a>) -> Result<Vec<Vec<&'a str>>, WireError> {
         let signature = call.signature.as_bytes();
         if !signature.len().is_multiple_of(2) || signature.chunks(2).any(|c| c != b"as") {
