@@ -63,7 +63,7 @@ const FILL_MAX: u64 = 64 << 10;
 /// Windows kept per file: at most 3 MiB.
 const WINDOWS: usize = 32;
 
-fn damaged(what: impl std::fmt::Display) -> io::Error {
+pub(super) fn damaged(what: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, format!("journal file damaged: {what}"))
 }
 
@@ -146,11 +146,16 @@ impl Windows {
         let forward = offset >= last_start && end > last_end && offset <= last_end.saturating_add(self.fill);
         let backward = end <= last_end && offset < last_start && end.saturating_add(self.fill) >= last_start;
         self.fill = if forward || backward { (self.fill * 2).clamp(FILL_MIN, FILL_MAX) } else { FILL_MIN };
-        let start = match backward {
-            true => end.saturating_sub(self.fill).min(offset) & !4095,
-            false => offset & !4095,
+        let (start, stop) = match backward {
+            // A page past the bytes asked for: an object's header is read
+            // first, and the rest of it next.
+            true => {
+                let stop = (end.next_multiple_of(4096) + 4096).min(self.limit);
+                (stop.saturating_sub(self.fill).min(offset) & !4095, stop)
+            }
+            false => (offset & !4095, end),
         };
-        let len = (end - start).max(self.fill).min(self.limit - start) as usize;
+        let len = (stop - start).max(self.fill).min(self.limit - start) as usize;
         let index = if self.windows.len() < WINDOWS {
             self.windows.push((start, Vec::new()));
             self.windows.len() - 1
@@ -245,6 +250,8 @@ pub struct JournalFile {
     header_size: u64,
     live: Live,
     windows: Windows,
+    /// A compressed payload as read, before it is decompressed.
+    packed: Vec<u8>,
 }
 
 impl JournalFile {
@@ -274,18 +281,17 @@ impl JournalFile {
         if header_size < MIN_HEADER || !data_hash_table.1.is_multiple_of(16) || data_hash_table.1 == 0 {
             return Err(damaged(format_args!("{}: header sizes", path.display())));
         }
-        let mut journal = JournalFile {
+        Ok(JournalFile {
             file_id: id128(&header, 24),
             seqnum_id: id128(&header, 72),
             compact: incompatible & INCOMPAT_COMPACT != 0,
             keyed: incompatible & INCOMPAT_KEYED_HASH != 0,
             data_hash_table,
             header_size,
-            live: Live::default(),
+            live: read_live(&header),
             windows,
-        };
-        journal.live = read_live(&header);
-        Ok(journal)
+            packed: Vec::new(),
+        })
     }
 
     /// Reads the header again; true if entries were added (or the file was
@@ -314,6 +320,7 @@ impl JournalFile {
 
     /// Gives back the memory of the windows (the file stays open).
     pub fn release(&mut self) {
+        self.packed = Vec::new();
         self.windows.windows = Vec::new();
         self.windows.next = 0;
     }
@@ -410,11 +417,15 @@ impl JournalFile {
                 self.windows.read_into(offset + header, stored, out)?;
             }
             Some(kind) => {
-                let mut packed = Vec::new();
+                // A small buffer is kept for the next: long lines are many.
+                let mut packed = std::mem::take(&mut self.packed);
                 self.windows.read_into(offset + header, stored, &mut packed)?;
                 // Over `max` is an error too: journalctl reads such a field.
-                decompress::decompress_into(kind, &packed, max, out)
-                    .map_err(|e| damaged(format_args!("object at {offset}: {e}")))?;
+                let unpacked = decompress::decompress_into(kind, &packed, max, out);
+                if packed.capacity() <= FILL_MAX as usize {
+                    self.packed = packed;
+                }
+                unpacked.map_err(|e| damaged(format_args!("object at {offset}: {e}")))?;
             }
         }
         if self.hash(out) != stored_hash {

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering as Atomic};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::names::{Cursor, UnitName};
+use crate::names::{Cursor, Place, UnitName};
 use crate::runs::source::{Entries, EntryStream, JournalSource, Messages};
 use crate::systemd::argv::{self, EntryRead, Seek};
 use crate::systemd::export::{RawEntry, MAX_ENTRY_BYTES};
@@ -26,7 +26,7 @@ use crate::systemd::run::{StopOnDrop, STREAM_TIMEOUT};
 
 use file::JournalFile;
 pub use file::Location;
-use read::{order, FileRead, Start, Term};
+use read::{order, FileRead, Item, Start, Term};
 
 /// How often a live read looks for new entries: journald makes them
 /// visible at once, while its own wake-ups come every 250 ms at best.
@@ -449,8 +449,8 @@ impl NativeEntries {
 
     /// The cursor of the last entry given, where a read through journalctl
     /// would go on from.
-    pub fn last_cursor(&self) -> Option<String> {
-        self.given.as_ref().map(format_cursor)
+    pub fn last_cursor(&self) -> Option<Cursor> {
+        self.given.as_ref().and_then(|at| Cursor::parse(&format_cursor(at)))
     }
 
     /// The entry's fields that the read wants into `raw`, as journalctl
@@ -461,18 +461,10 @@ impl NativeEntries {
         self.raw.push(b"__REALTIME_TIMESTAMP", at.realtime.to_string().as_bytes());
         let FileRead { file, cache, taken_items, .. } = &mut self.reading.files[index];
         for &data in taken_items.iter() {
-            let Some((field, fresh)) = read::field(file, cache, data, self.wanted, &mut self.payload)? else {
-                return Ok(false);
-            };
-            if !self.wanted.iter().any(|w| w.as_bytes() == &*field.name) {
-                continue;
-            }
-            match &field.value {
-                Some(value) => self.raw.push(&field.name, value),
-                None => match read::value(file, data, &field.name, fresh, &mut self.payload)? {
-                    Some(value) => self.raw.push(&field.name, value),
-                    None => return Ok(false),
-                },
+            match read::item(file, cache, data, self.wanted, &mut self.payload)? {
+                Item::Wanted(name, value) => self.raw.push(name, value),
+                Item::Unwanted => continue,
+                Item::TooLong => return Ok(false),
             }
             if self.raw.len() > MAX_ENTRY_BYTES {
                 return Ok(false);
@@ -490,7 +482,8 @@ impl EntryStream for NativeEntries {
             if !kept {
                 continue;
             }
-            if let Some(entry) = parse::journal_entry(&self.unit, &self.raw) {
+            let place = Place { sequence: u128::from_be_bytes(at.seqnum_id), number: at.seqnum, realtime: at.realtime };
+            if let Some(entry) = parse::journal_entry_placed(&self.unit, &self.raw, Some(place)) {
                 return Ok(Some(entry));
             }
         }
@@ -519,8 +512,8 @@ impl Text {
     pub const FILL: usize = 64 << 10;
 
     /// The cursor of the last entry whose text was given.
-    pub fn last_cursor(&self) -> Option<String> {
-        self.given.as_ref().map(format_cursor)
+    pub fn last_cursor(&self) -> Option<Cursor> {
+        self.given.as_ref().and_then(|at| Cursor::parse(&format_cursor(at)))
     }
 
     /// Reads the next lines into the buffer. An error after some lines
@@ -551,17 +544,14 @@ impl Text {
                 self.done = true;
                 return Ok(());
             }
+            // The first of its messages that is not too long.
             let FileRead { file, cache, taken_items, .. } = &mut self.reading.files[index];
             for &data in taken_items.iter() {
-                let Some((field, fresh)) = read::field(file, cache, data, &[], &mut self.payload)? else { continue };
-                if &*field.name != b"MESSAGE" {
-                    continue;
-                }
-                if let Some(message) = read::value(file, data, b"MESSAGE", fresh, &mut self.payload)? {
+                if let Item::Wanted(_, message) = read::item(file, cache, data, &["MESSAGE"], &mut self.payload)? {
                     self.buf.extend_from_slice(message);
                     self.buf.push(b'\n');
+                    break;
                 }
-                break;
             }
             self.given = Some(at);
         }

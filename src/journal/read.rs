@@ -11,7 +11,7 @@ use std::io;
 
 use crate::systemd::export::MAX_ENTRY_BYTES;
 
-use super::file::{JournalFile, Location, Postings};
+use super::file::{damaged, JournalFile, Location, Postings};
 
 /// Which of a file's entries a read takes: those linked from any of the
 /// terms' DATA objects (`FIELD=value`), a term marked `from_manager` only
@@ -55,11 +55,18 @@ pub fn order(a: &Location, b: &Location) -> Ordering {
 /// One term in one file: its DATA object once found, the entries linked
 /// from it, and how far the read has gone through them.
 struct Match {
-    term: usize,
     data: Option<u64>,
     postings: Postings,
     /// Forward: index of the next entry. Backward: index past it.
     next: usize,
+}
+
+impl Match {
+    /// The offset of the next entry in the read's direction, if any.
+    fn next_offset(&self, backward: bool) -> Option<u64> {
+        let at = if backward { self.next.checked_sub(1) } else { Some(self.next) };
+        at.and_then(|i| self.postings.offsets.get(i)).copied()
+    }
 }
 
 /// What one file contributes to a read.
@@ -83,8 +90,7 @@ pub struct FileRead {
 impl FileRead {
     /// The file's part of a read of `terms`, positioned at `start`.
     pub fn new(file: JournalFile, terms: &[Term], start: Start, backward: bool) -> io::Result<FileRead> {
-        let matches = (0..terms.len()).map(|term| Match { term, data: None, postings: Postings::default(), next: 0 });
-        let matches = matches.collect();
+        let matches = terms.iter().map(|_| Match { data: None, postings: Postings::default(), next: 0 }).collect();
         let pid1 = None;
         let mut read = FileRead {
             file,
@@ -119,9 +125,9 @@ impl FileRead {
         if self.pid1.is_none() && terms.iter().any(|t| t.from_manager) {
             self.pid1 = self.file.find_data(b"_PID=1")?;
         }
-        for m in &mut self.matches {
+        for (m, term) in self.matches.iter_mut().zip(terms) {
             if m.data.is_none() {
-                m.data = self.file.find_data(&terms[m.term].payload)?;
+                m.data = self.file.find_data(&term.payload)?;
             }
             if let Some(data) = m.data {
                 self.file.entries_of(data, &mut m.postings)?;
@@ -186,52 +192,37 @@ impl FileRead {
     pub fn advance(&mut self, terms: &[Term], backward: bool) -> io::Result<()> {
         self.head = None;
         loop {
-            let candidates = self.matches.iter().filter_map(|m| {
-                let offsets = &m.postings.offsets;
-                if backward {
-                    m.next.checked_sub(1).map(|i| offsets[i])
-                } else {
-                    offsets.get(m.next).copied()
-                }
-            });
+            let candidates = self.matches.iter().filter_map(|m| m.next_offset(backward));
             let next = if backward { candidates.max() } else { candidates.min() };
             let Some(offset) = next else { return Ok(()) };
             // Every match at this entry moves past it; the entry is taken
             // if one of them takes it.
             let mut taken = false;
             let mut location = self.file.entry(offset, &mut self.items)?;
+            // The entry must link the DATA object it was found through; one
+            // that does not is read again as written now (a live file)
+            // before it is called damage.
             if !self.links_its_fields(offset, backward) {
-                // Read again as written now (a live file) before it is
-                // called damage below.
                 self.file.forget();
                 location = self.file.entry(offset, &mut self.items)?;
+                if !self.links_its_fields(offset, backward) {
+                    return Err(damaged(format_args!("entry at {offset} does not link its field")));
+                }
             }
-            for m in &mut self.matches {
-                let at = if backward { m.next.checked_sub(1) } else { Some(m.next) };
-                if at.and_then(|i| m.postings.offsets.get(i)) != Some(&offset) {
+            let pid1 = self.pid1.is_some_and(|p| self.items.contains(&p));
+            for (m, term) in self.matches.iter_mut().zip(terms) {
+                if m.next_offset(backward) != Some(offset) {
                     continue;
                 }
                 m.next = if backward { m.next - 1 } else { m.next + 1 };
-                // The entry must link the DATA object it was found through.
-                let data = m.data.unwrap_or(0);
-                if !self.items.contains(&data) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("journal file damaged: entry at {offset} does not link its field"),
-                    ));
-                }
-                let pid1 = self.pid1.is_some_and(|p| self.items.contains(&p));
-                taken |= !terms[m.term].from_manager || pid1;
+                taken |= !term.from_manager || pid1;
             }
             if taken {
                 // Entries of one file come in the order of their numbers;
                 // one that does not is damage, where journalctl would skip.
                 let last = self.head_seqnum.replace(location.seqnum);
                 if last.is_some_and(|last| (location.seqnum > last) == backward || location.seqnum == last) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("journal file damaged: entry at {offset} out of sequence"),
-                    ));
+                    return Err(damaged(format_args!("entry at {offset} out of sequence")));
                 }
                 self.head = Some((offset, location));
                 return Ok(());
@@ -242,11 +233,9 @@ impl FileRead {
     /// Whether the entry at `offset`, just read into `items`, links the DATA
     /// object of every match it is the next entry of.
     fn links_its_fields(&self, offset: u64, backward: bool) -> bool {
-        self.matches.iter().all(|m| {
-            let at = if backward { m.next.checked_sub(1) } else { Some(m.next) };
-            let next = at.and_then(|i| m.postings.offsets.get(i));
-            next != Some(&offset) || m.data.is_some_and(|data| self.items.contains(&data))
-        })
+        self.matches
+            .iter()
+            .all(|m| m.next_offset(backward) != Some(offset) || m.data.is_some_and(|data| self.items.contains(&data)))
     }
 
     /// Looks at the file again (a live read at its end): true if it has
@@ -331,10 +320,44 @@ impl Hasher for OffsetHasher {
     }
 }
 
+/// What an entry's item (the DATA object at `offset`) gives a read that
+/// wants the fields in `wanted`.
+pub enum Item<'a> {
+    /// A field of `wanted`: its name and value.
+    Wanted(&'a [u8], &'a [u8]),
+    /// Another field.
+    Unwanted,
+    /// Too long to keep ([`MAX_ENTRY_BYTES`]).
+    TooLong,
+}
+
+/// The item at `offset`, from `cache` or read from `file` (a short value of
+/// a wanted field is kept in `cache`), its value read into `payload` where
+/// it is not kept.
+pub fn item<'c>(
+    file: &mut JournalFile,
+    cache: &'c mut FieldCache,
+    offset: u64,
+    wanted: &[&str],
+    payload: &'c mut Vec<u8>,
+) -> io::Result<Item<'c>> {
+    let Some((field, fresh)) = field(file, cache, offset, wanted, payload)? else { return Ok(Item::TooLong) };
+    if !wanted.iter().any(|w| w.as_bytes() == &*field.name) {
+        return Ok(Item::Unwanted);
+    }
+    if let Some(value) = &field.value {
+        return Ok(Item::Wanted(&field.name, value));
+    }
+    if !fresh && !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
+        return Ok(Item::TooLong);
+    }
+    Ok(payload.get(field.name.len() + 1..).map_or(Item::TooLong, |value| Item::Wanted(&field.name, value)))
+}
+
 /// What the DATA object at `offset` is, from `cache` or read from `file`
 /// (its value kept if it is short and of a field in `wanted`), and whether
 /// `payload` now holds its payload. None for a field too long to keep.
-pub fn field<'c>(
+fn field<'c>(
     file: &mut JournalFile,
     cache: &'c mut FieldCache,
     offset: u64,
@@ -362,20 +385,4 @@ pub fn field<'c>(
     };
     cache.put(offset, field);
     Ok(cache.get(offset).map(|field| (field, true)))
-}
-
-/// The value of the DATA object at `offset`, a field called `name`, read
-/// into `payload` unless it is there (`fresh`) already; None if it is too
-/// long to keep.
-pub fn value<'p>(
-    file: &mut JournalFile,
-    offset: u64,
-    name: &[u8],
-    fresh: bool,
-    payload: &'p mut Vec<u8>,
-) -> io::Result<Option<&'p [u8]>> {
-    if !fresh && !file.data_payload(offset, MAX_ENTRY_BYTES, payload)? {
-        return Ok(None);
-    }
-    Ok(payload.get(name.len() + 1..))
 }

@@ -250,12 +250,12 @@ impl Resuming {
     }
 
     /// The read through journalctl from where the native one came to.
-    fn through_journalctl(&mut self, last_cursor: Option<String>) -> io::Result<Entries> {
+    fn through_journalctl(&mut self, last_cursor: Option<Cursor>) -> io::Result<Entries> {
         let Resume { unit, read, deadline } = &self.resume;
         let mut entries = match read {
             None => self.journalctl.manager_events(unit)?,
             Some((point, backward, follow, manager)) => {
-                let after = last_cursor.as_deref().and_then(Cursor::parse).map(SeekPoint::After);
+                let after = last_cursor.map(SeekPoint::After);
                 let point = after.unwrap_or_else(|| point.clone());
                 let read =
                     EntryRead { unit, seek: point.seek(), backward: *backward, follow: *follow, manager: *manager };
@@ -353,7 +353,7 @@ impl BufRead for ResumingText {
                 Err(e) => {
                     falls_back(&self.unit, &e);
                     // After the last line given, or from the start.
-                    let after = self.text.last_cursor().as_deref().and_then(Cursor::parse);
+                    let after = self.text.last_cursor();
                     let seek = after.as_ref().map_or(Seek::Since(self.since), Seek::After);
                     let read = EntryRead { unit: &self.unit, seek, backward: false, follow: false, manager: false };
                     let entries = self.journalctl.unit_entries(read, crate::systemd::run::STREAM_TIMEOUT)?;

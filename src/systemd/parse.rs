@@ -147,6 +147,13 @@ pub mod message_ids {
 /// fields that tie it to `unit` itself (its own output's `_SYSTEMD_UNIT`, or
 /// the manager's `UNIT`), so a stray entry of another unit never lends its id.
 pub fn journal_entry(unit: &str, raw: &RawEntry) -> Option<Entry> {
+    journal_entry_placed(unit, raw, None)
+}
+
+/// As [`journal_entry`], with the entry's place given where the reader
+/// knows it (the in-process one, which wrote the cursor), rather than read
+/// back from its cursor.
+pub fn journal_entry_placed(unit: &str, raw: &RawEntry, known: Option<Place>) -> Option<Entry> {
     let field = |name: &str| raw.field(name).and_then(|v| std::str::from_utf8(v).ok());
     let own_output = field("_SYSTEMD_UNIT") == Some(unit);
     let about_unit = field("UNIT") == Some(unit) && field("_PID") == Some("1");
@@ -158,9 +165,12 @@ pub fn journal_entry(unit: &str, raw: &RawEntry) -> Option<Entry> {
         return None;
     };
     let cursor = field("__CURSOR").unwrap_or_default();
-    let realtime = field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0);
-    let place = Cursor::parse(cursor).and_then(|c| c.place()).unwrap_or_default();
-    let place = Place { realtime, ..place };
+    let place = known.unwrap_or_else(|| {
+        let realtime = field("__REALTIME_TIMESTAMP").and_then(|t| t.parse().ok()).unwrap_or(0);
+        let place = Cursor::parse(cursor).and_then(|c| c.place()).unwrap_or_default();
+        Place { realtime, ..place }
+    });
+    let realtime = place.realtime;
     Some(Entry {
         message: String::from_utf8_lossy(raw.field("MESSAGE").unwrap_or_default()).into_owned(),
         cursor: cursor.to_string(),

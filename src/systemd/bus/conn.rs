@@ -67,7 +67,7 @@ impl Connection {
             .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", socket.display())))?;
         let mut connection = Connection { stream, serial: 0 };
         connection.authenticate(uid, deadline)?;
-        connection.call(&HELLO, deadline, |_| Ok(()))?;
+        connection.call_all(&[HELLO], deadline, |_, _| Ok(()))?;
         Ok(connection)
     }
 
@@ -102,23 +102,12 @@ impl Connection {
         Ok(line)
     }
 
-    /// Calls `call` and hands its reply to `read`. Messages that are not
-    /// its reply are passed over.
-    pub fn call<T>(
-        &mut self,
-        call: &MethodCall,
-        deadline: Instant,
-        read: impl Fn(&Message) -> Result<T, WireError>,
-    ) -> Result<T, CallError> {
-        let mut replies = self.call_all(std::slice::from_ref(call), deadline, |_, reply| read(reply))?;
-        replies.pop().ok_or_else(|| io::Error::other("no reply").into())
-    }
-
     /// Makes all of `calls` at once (written together; the bus answers
     /// them in turn) and hands each reply to `read`: the answers in the
     /// calls' order. An error reply to any call is the answer, once every
     /// reply has come (the connection stays in step for the next calls).
-    /// `read` is given each reply with its call's index.
+    /// `read` is given each reply with its call's index; messages that are
+    /// no reply to them are passed over.
     pub fn call_all<T>(
         &mut self,
         calls: &[MethodCall],

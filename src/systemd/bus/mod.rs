@@ -176,11 +176,16 @@ impl SystemBus {
         let pattern = argv::service_pattern(prefix);
         // No states: every unit, as `--all` has it, and every unit file.
         let args = [Arg::Strs(&[]), Arg::Strs(&[pattern.as_str()])];
+        // Both at once; a file has no state.
+        let calls = [manager_call("ListUnitsByPatterns", &args), manager_call("ListUnitFilesByPatterns", &args)];
         let listing = self
-            .call(&manager_call("ListUnitsByPatterns", &args), |reply| read_units(reply, prefix))
-            .and_then(|units| {
-                let files = self.call(&manager_call("ListUnitFilesByPatterns", &args), |r| read_files(r, prefix))?;
-                Ok(Listing { units, files })
+            .call_all(&calls, |index, reply| match index {
+                0 => read_units(reply, prefix),
+                _ => Ok(read_files(reply, prefix)?.into_iter().map(|job| (job, None)).collect()),
+            })
+            .map(|mut lists| {
+                let files = lists.pop().unwrap_or_default().into_iter().map(|(job, _)| job).collect();
+                Listing { units: lists.pop().unwrap_or_default(), files }
             });
         self.answer(listing, || format!("listing {pattern} over the system bus"))
     }

@@ -799,7 +799,6 @@ pub(crate) mod build {
         message(false, 3, reply_serial, &[(field::ERROR_NAME, b's', name)], "s", |w| w.string(text))
     }
 
-    /// A call's arguments, each an `as`, as the callee reads them.
     /// A call's arguments, all strings (`s...`).
     pub fn strings<'a>(call: &Message<'a>) -> Result<Vec<&'a str>, WireError> {
         if call.signature.bytes().any(|c| c != b's') {
@@ -809,6 +808,7 @@ pub(crate) mod build {
         call.signature.bytes().map(|_| body.string()).collect()
     }
 
+    /// A call's arguments, each an `as`, as the callee reads them.
     pub fn string_arrays<'a>(call: &Message<'a>) -> Result<Vec<Vec<&'a str>>, WireError> {
         let signature = call.signature.as_bytes();
         if !signature.len().is_multiple_of(2) || signature.chunks(2).any(|c| c != b"as") {
