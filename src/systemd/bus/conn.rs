@@ -1,7 +1,8 @@
 //! One connection to the system bus: connect to its socket, authenticate
 //! as the process's own uid (SASL EXTERNAL: the bus checks it against the
-//! socket's peer credentials), `Hello`, then method calls, each one bounded
-//! by a deadline on every read and write.
+//! socket's peer credentials) and `Hello`, written with the first calls,
+//! then method calls, each one bounded by a deadline on every read and
+//! write. Replies are read through a buffer: one read takes what has come.
 #![forbid(unsafe_code)]
 
 use std::fmt;
@@ -58,24 +59,40 @@ pub fn timed_out(e: &io::Error) -> bool {
 pub struct Connection {
     stream: UnixStream,
     serial: u32,
+    /// A new connection's uid, until its greeting (AUTH, BEGIN, Hello) has
+    /// gone out with its first calls.
+    ungreeted: Option<u32>,
+    /// Bytes read from the bus and not yet used: a read takes whatever has
+    /// come, often several replies at once.
+    inbox: Vec<u8>,
 }
 
+/// Bytes asked of the socket at least, each time the inbox runs short.
+const READ_CHUNK: usize = 4096;
+
 impl Connection {
-    /// Connects to the bus at `socket` as `uid`, ready for calls.
-    pub fn open(socket: &Path, uid: u32, deadline: Instant) -> Result<Connection, CallError> {
+    /// Connects to the bus at `socket`, to be greeted as `uid` with the
+    /// first calls: the bus takes AUTH, BEGIN and Hello written at once
+    /// (sd-bus writes them so), which saves the two round trips of waiting
+    /// for each answer. Hello's reply then comes among the calls' replies,
+    /// and is passed over there like the bus's NameAcquired signal.
+    pub fn open(socket: &Path, uid: u32) -> Result<Connection, CallError> {
         let stream = UnixStream::connect(socket)
             .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", socket.display())))?;
-        let mut connection = Connection { stream, serial: 0 };
-        connection.authenticate(uid, deadline)?;
-        connection.call_all(&[HELLO], deadline, |_, _| Ok(()))?;
-        Ok(connection)
+        Ok(Connection { stream, serial: 0, ungreeted: Some(uid), inbox: Vec::new() })
     }
 
     /// SASL EXTERNAL with the uid in hex-encoded decimal, as the
-    /// specification has it; no Unix fd passing is asked for.
-    fn authenticate(&mut self, uid: u32, deadline: Instant) -> Result<(), CallError> {
+    /// specification has it (no Unix fd passing asked for), then Hello.
+    fn greeting(&mut self, uid: u32) -> Result<Vec<u8>, WireError> {
         let id: String = uid.to_string().bytes().map(|b| format!("{b:02x}")).collect();
-        self.write_by(format!("\0AUTH EXTERNAL {id}\r\n").as_bytes(), deadline)?;
+        let mut greeting = format!("\0AUTH EXTERNAL {id}\r\nBEGIN\r\n").into_bytes();
+        greeting.extend_from_slice(&HELLO.encode(self.next_serial())?);
+        Ok(greeting)
+    }
+
+    /// The bus's answer to AUTH: `OK <guid>`, or the connection is refused.
+    fn accepted(&mut self, uid: u32, deadline: Instant) -> Result<(), CallError> {
         let line = self.auth_line(deadline)?;
         if !line.starts_with(b"OK ") {
             let said = String::from_utf8_lossy(&line);
@@ -83,23 +100,30 @@ impl Connection {
                 io::Error::new(io::ErrorKind::PermissionDenied, format!("refused AUTH EXTERNAL as uid {uid}: {said}"));
             return Err(e.into());
         }
-        Ok(self.write_by(b"BEGIN\r\n", deadline)?)
+        Ok(())
     }
 
-    /// The server's one line of answer, without its CR LF. It sends nothing
-    /// more until BEGIN, so nothing past the line is read by mistake.
+    /// The server's one line of answer, without its CR LF; what follows it
+    /// (the first messages) stays in the inbox.
     fn auth_line(&mut self, deadline: Instant) -> io::Result<Vec<u8>> {
-        let mut line = Vec::new();
-        let mut chunk = [0u8; 128];
-        while !line.ends_with(b"\r\n") {
-            if line.len() >= MAX_AUTH_LINE {
+        let mut searched = 0;
+        loop {
+            if let Some(at) = self.inbox[searched..].windows(2).position(|pair| pair == b"\r\n") {
+                let mut line = self.take(searched + at + 2);
+                line.truncate(line.len() - 2);
+                return Ok(line);
+            }
+            searched = self.inbox.len().saturating_sub(1);
+            if self.inbox.len() >= MAX_AUTH_LINE {
                 return Err(io::Error::new(io::ErrorKind::InvalidData, "the bus's AUTH answer is too long"));
             }
-            let n = self.read_by(&mut chunk, deadline)?;
-            line.extend_from_slice(&chunk[..n]);
+            self.fill(self.inbox.len() + 1, deadline)?;
         }
-        line.truncate(line.len() - 2);
-        Ok(line)
+    }
+
+    fn next_serial(&mut self) -> u32 {
+        self.serial = self.serial.checked_add(1).unwrap_or(1);
+        self.serial
     }
 
     /// Makes all of `calls` at once (written together; the bus answers
@@ -114,14 +138,21 @@ impl Connection {
         deadline: Instant,
         read: impl Fn(usize, &Message) -> Result<T, WireError>,
     ) -> Result<Vec<T>, CallError> {
+        let ungreeted = self.ungreeted.take();
+        let mut written = match ungreeted {
+            Some(uid) => self.greeting(uid)?,
+            None => Vec::new(),
+        };
         let mut serials = Vec::with_capacity(calls.len());
-        let mut written = Vec::new();
         for call in calls {
-            self.serial = self.serial.checked_add(1).unwrap_or(1);
-            serials.push(self.serial);
-            written.extend_from_slice(&call.encode(self.serial)?);
+            let serial = self.next_serial();
+            serials.push(serial);
+            written.extend_from_slice(&call.encode(serial)?);
         }
         self.write_by(&written, deadline)?;
+        if let Some(uid) = ungreeted {
+            self.accepted(uid, deadline)?;
+        }
         let mut replies: Vec<Option<T>> = calls.iter().map(|_| None).collect();
         let (mut waiting, mut skipped, mut refused) = (calls.len(), 0, None);
         while waiting > 0 {
@@ -153,33 +184,31 @@ impl Connection {
 
     /// One whole message, its length checked before it is read.
     fn read_message(&mut self, deadline: Instant) -> Result<Vec<u8>, CallError> {
+        self.fill(FIXED_HEADER, deadline)?;
         let mut fixed = [0u8; FIXED_HEADER];
-        self.read_exact_by(&mut fixed, deadline)?;
-        let mut message = vec![0u8; message_len(&fixed)?];
-        message[..FIXED_HEADER].copy_from_slice(&fixed);
-        self.read_exact_by(&mut message[FIXED_HEADER..], deadline)?;
-        Ok(message)
+        fixed.copy_from_slice(&self.inbox[..FIXED_HEADER]);
+        let len = message_len(&fixed)?;
+        self.fill(len, deadline)?;
+        Ok(self.take(len))
     }
 
-    fn read_exact_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<()> {
-        let mut filled = 0;
-        while filled < buf.len() {
-            filled += self.read_by(&mut buf[filled..], deadline)?;
+    /// The inbox's first `n` bytes, taken out of it.
+    fn take(&mut self, n: usize) -> Vec<u8> {
+        let rest = self.inbox.split_off(n);
+        std::mem::replace(&mut self.inbox, rest)
+    }
+
+    /// Reads until the inbox holds at least `want` bytes, or an error by
+    /// the deadline.
+    fn fill(&mut self, want: usize, deadline: Instant) -> io::Result<()> {
+        while self.inbox.len() < want {
+            let had = self.inbox.len();
+            self.inbox.resize(had + (want - had).max(READ_CHUNK), 0);
+            let read = read_by(&mut self.stream, &mut self.inbox[had..], deadline);
+            self.inbox.truncate(had + *read.as_ref().unwrap_or(&0));
+            read?;
         }
         Ok(())
-    }
-
-    /// One read of at least a byte, or an error by the deadline.
-    fn read_by(&mut self, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
-        loop {
-            self.stream.set_read_timeout(Some(left(deadline)?))?;
-            match self.stream.read(buf) {
-                Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the bus closed the connection")),
-                Ok(n) => return Ok(n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
-            }
-        }
     }
 
     fn write_by(&mut self, bytes: &[u8], deadline: Instant) -> io::Result<()> {
@@ -197,6 +226,19 @@ impl Connection {
     }
 }
 
+/// One read of at least a byte, or an error by the deadline.
+fn read_by(stream: &mut UnixStream, buf: &mut [u8], deadline: Instant) -> io::Result<usize> {
+    loop {
+        stream.set_read_timeout(Some(left(deadline)?))?;
+        match stream.read(buf) {
+            Ok(0) => return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "the bus closed the connection")),
+            Ok(n) => return Ok(n),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
 /// The time left until `deadline` (never zero, which would mean no
 /// timeout), or a timeout error once it has passed.
 fn left(deadline: Instant) -> io::Result<std::time::Duration> {
@@ -205,4 +247,66 @@ fn left(deadline: Instant) -> io::Result<std::time::Duration> {
         return Err(io::Error::new(io::ErrorKind::TimedOut, "the bus did not answer in time"));
     }
     Ok(left)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixListener;
+    use std::thread;
+    use std::time::Duration;
+
+    use super::super::wire::build;
+    use super::*;
+
+    /// A bus at a socket of its own that reads the greeting and one call,
+    /// then writes `answer`'s pieces one by one.
+    fn bus_writing(name: &str, answer: Vec<Vec<u8>>) -> std::path::PathBuf {
+        let socket = std::env::temp_dir().join(format!("jobgate-conn-test-{}-{name}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&socket);
+        let listener = UnixListener::bind(&socket).expect("bind");
+        thread::spawn(move || {
+            let (mut stream, _) = listener.accept().expect("accept");
+            let mut greeting = [0u8; 64];
+            let _ = stream.read(&mut greeting);
+            for piece in answer {
+                let _ = stream.write_all(&piece);
+                thread::sleep(Duration::from_millis(5));
+            }
+            thread::sleep(Duration::from_millis(200));
+        });
+        socket
+    }
+
+    fn ping() -> MethodCall<'static> {
+        MethodCall { destination: "x", path: "/", interface: "org.freedesktop.DBus.Peer", member: "Ping", args: &[] }
+    }
+
+    #[test]
+    fn the_answer_to_auth_may_come_in_pieces_and_with_the_first_replies() {
+        // Hello is serial 1, the call 2.
+        let mut rest = b"23456789abcdef0123456789abcdef\r\n".to_vec();
+        rest.extend(build::reply(1, "s", |w| w.string(":1.42")));
+        rest.extend(build::name_acquired());
+        rest.extend(build::reply(2, "s", |w| w.string("pong")));
+        let socket = bus_writing("pieces", vec![b"OK 01".to_vec(), rest]);
+        let mut connection = Connection::open(&socket, 1000).expect("connected");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let replies = connection.call_all(&[ping()], deadline, |_, reply| Ok(reply.first_string().map(String::from)));
+        assert_eq!(replies.expect("a reply"), vec![Some("pong".to_string())]);
+        let _ = std::fs::remove_file(socket);
+    }
+
+    #[test]
+    fn a_refused_auth_is_a_failed_connection() {
+        let socket = bus_writing("refused", vec![b"REJECTED EXTERNAL\r\n".to_vec()]);
+        let mut connection = Connection::open(&socket, 1000).expect("connected");
+        let deadline = Instant::now() + Duration::from_secs(2);
+        let Err(CallError::Io(e)) = connection.call_all(&[ping()], deadline, |_, _| Ok(())) else {
+            panic!("a refusal")
+        };
+        assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+        assert_eq!(e.to_string(), "refused AUTH EXTERNAL as uid 1000: REJECTED EXTERNAL");
+        let _ = std::fs::remove_file(socket);
+    }
 }

@@ -249,7 +249,7 @@ impl SystemBus {
         }
         let fresh = crate::secure_file::current_uid()
             .ok_or_else(|| CallError::Io(std::io::Error::other("cannot tell this process's uid from /proc/self")))
-            .and_then(|uid| Connection::open(&self.socket, uid, deadline))
+            .and_then(|uid| Connection::open(&self.socket, uid))
             .inspect_err(|_| self.pause())
             .map_err(Failure::Call)?;
         self.call_on(fresh, calls, deadline, &read).map_err(Failure::Call)
