@@ -27,13 +27,21 @@ pub enum CallError {
     Io(io::Error),
     /// The bus or the callee answered with an error; the connection is fine.
     Reply { name: String, message: String },
+    /// The reply is not one that is read (more units than are listed, say);
+    /// the connection is fine.
+    Unreadable(WireError),
 }
+
+/// One call's answer: what was read of its reply, or why there is none
+/// (never [`CallError::Io`]: that fails every call made with it).
+pub type Answer<T> = Result<T, CallError>;
 
 impl fmt::Display for CallError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             CallError::Io(e) => write!(f, "{e}"),
             CallError::Reply { name, message } => write!(f, "{name}: {message}"),
+            CallError::Unreadable(e) => write!(f, "an unreadable reply: {e}"),
         }
     }
 }
@@ -44,10 +52,9 @@ impl From<io::Error> for CallError {
     }
 }
 
-impl From<WireError> for CallError {
-    fn from(e: WireError) -> CallError {
-        CallError::Io(io::Error::new(io::ErrorKind::InvalidData, e))
-    }
+/// A message that cannot be read leaves the connection out of step.
+fn garbled(e: WireError) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, e)
 }
 
 /// Whether the bus did not answer in time: a hung bus, which a second
@@ -76,7 +83,7 @@ impl Connection {
     /// (sd-bus writes them so), which saves the two round trips of waiting
     /// for each answer. Hello's reply then comes among the calls' replies,
     /// and is passed over there like the bus's NameAcquired signal.
-    pub fn open(socket: &Path, uid: u32) -> Result<Connection, CallError> {
+    pub fn open(socket: &Path, uid: u32) -> io::Result<Connection> {
         let stream = UnixStream::connect(socket)
             .map_err(|e| io::Error::new(e.kind(), format!("connecting to {}: {e}", socket.display())))?;
         Ok(Connection { stream, serial: 0, ungreeted: Some(uid), inbox: Vec::new() })
@@ -84,21 +91,21 @@ impl Connection {
 
     /// SASL EXTERNAL with the uid in hex-encoded decimal, as the
     /// specification has it (no Unix fd passing asked for), then Hello.
-    fn greeting(&mut self, uid: u32) -> Result<Vec<u8>, WireError> {
+    fn greeting(&mut self, uid: u32) -> io::Result<Vec<u8>> {
         let id: String = uid.to_string().bytes().map(|b| format!("{b:02x}")).collect();
         let mut greeting = format!("\0AUTH EXTERNAL {id}\r\nBEGIN\r\n").into_bytes();
-        greeting.extend_from_slice(&HELLO.encode(self.next_serial())?);
+        greeting.extend_from_slice(&HELLO.encode(self.next_serial()).map_err(garbled)?);
         Ok(greeting)
     }
 
     /// The bus's answer to AUTH: `OK <guid>`, or the connection is refused.
-    fn accepted(&mut self, uid: u32, deadline: Instant) -> Result<(), CallError> {
+    fn accepted(&mut self, uid: u32, deadline: Instant) -> io::Result<()> {
         let line = self.auth_line(deadline)?;
         if !line.starts_with(b"OK ") {
             let said = String::from_utf8_lossy(&line);
             let e =
                 io::Error::new(io::ErrorKind::PermissionDenied, format!("refused AUTH EXTERNAL as uid {uid}: {said}"));
-            return Err(e.into());
+            return Err(e);
         }
         Ok(())
     }
@@ -127,17 +134,16 @@ impl Connection {
     }
 
     /// Makes all of `calls` at once (written together; the bus answers
-    /// them in turn) and hands each reply to `read`: the answers in the
-    /// calls' order. An error reply to any call is the answer, once every
-    /// reply has come (the connection stays in step for the next calls).
-    /// `read` is given each reply with its call's index; messages that are
-    /// no reply to them are passed over.
+    /// them in turn) and gives each one's answer, in the calls' order: what
+    /// `read` made of its reply (given the call's index), or its error
+    /// reply. Messages that are no reply to them are passed over. An error
+    /// here leaves the connection of no further use.
     pub fn call_all<T>(
         &mut self,
         calls: &[MethodCall],
         deadline: Instant,
         read: impl Fn(usize, &Message) -> Result<T, WireError>,
-    ) -> Result<Vec<T>, CallError> {
+    ) -> io::Result<Vec<Answer<T>>> {
         let ungreeted = self.ungreeted.take();
         let mut written = match ungreeted {
             Some(uid) => self.greeting(uid)?,
@@ -147,47 +153,44 @@ impl Connection {
         for call in calls {
             let serial = self.next_serial();
             serials.push(serial);
-            written.extend_from_slice(&call.encode(serial)?);
+            written.extend_from_slice(&call.encode(serial).map_err(garbled)?);
         }
         self.write_by(&written, deadline)?;
         if let Some(uid) = ungreeted {
             self.accepted(uid, deadline)?;
         }
-        let mut replies: Vec<Option<T>> = calls.iter().map(|_| None).collect();
-        let (mut waiting, mut skipped, mut refused) = (calls.len(), 0, None);
+        let mut answers: Vec<Option<Answer<T>>> = calls.iter().map(|_| None).collect();
+        let (mut waiting, mut skipped) = (calls.len(), 0);
         while waiting > 0 {
             let bytes = self.read_message(deadline)?;
-            let message = Message::parse(&bytes)?;
+            let message = Message::parse(&bytes).map_err(garbled)?;
             let index = message.reply_serial.and_then(|serial| serials.iter().position(|&s| s == serial));
-            let index = index.filter(|&i| replies[i].is_none() && matches!(message.kind, Kind::Return | Kind::Error));
+            let index = index.filter(|&i| answers[i].is_none() && matches!(message.kind, Kind::Return | Kind::Error));
             let Some(index) = index else {
                 skipped += 1;
                 if skipped > MAX_SKIPPED {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, "no reply among the bus's messages").into());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "no reply among the bus's messages"));
                 }
                 continue;
             };
             waiting -= 1;
-            if message.kind == Kind::Error {
-                let name = message.error_name.unwrap_or_default().to_string();
-                let text = message.first_string().unwrap_or_default().to_string();
-                refused.get_or_insert(CallError::Reply { name, message: text });
-                continue;
-            }
-            replies[index] = Some(read(index, &message)?);
+            answers[index] = Some(match message.kind {
+                Kind::Error => Err(CallError::Reply {
+                    name: message.error_name.unwrap_or_default().to_string(),
+                    message: message.first_string().unwrap_or_default().to_string(),
+                }),
+                _ => read(index, &message).map_err(CallError::Unreadable),
+            });
         }
-        match refused {
-            Some(refused) => Err(refused),
-            None => Ok(replies.into_iter().flatten().collect()),
-        }
+        Ok(answers.into_iter().flatten().collect())
     }
 
     /// One whole message, its length checked before it is read.
-    fn read_message(&mut self, deadline: Instant) -> Result<Vec<u8>, CallError> {
+    fn read_message(&mut self, deadline: Instant) -> io::Result<Vec<u8>> {
         self.fill(FIXED_HEADER, deadline)?;
         let mut fixed = [0u8; FIXED_HEADER];
         fixed.copy_from_slice(&self.inbox[..FIXED_HEADER]);
-        let len = message_len(&fixed)?;
+        let len = message_len(&fixed).map_err(garbled)?;
         self.fill(len, deadline)?;
         Ok(self.take(len))
     }
@@ -292,8 +295,10 @@ mod tests {
         let socket = bus_writing("pieces", vec![b"OK 01".to_vec(), rest]);
         let mut connection = Connection::open(&socket, 1000).expect("connected");
         let deadline = Instant::now() + Duration::from_secs(2);
-        let replies = connection.call_all(&[ping()], deadline, |_, reply| Ok(reply.first_string().map(String::from)));
-        assert_eq!(replies.expect("a reply"), vec![Some("pong".to_string())]);
+        let mut answers =
+            connection.call_all(&[ping()], deadline, |_, reply| Ok(reply.first_string().map(String::from)));
+        let answer = answers.as_mut().map(Vec::pop).expect("an answer");
+        assert_eq!(answer.map(|a| a.expect("a reply")), Some(Some("pong".to_string())));
         let _ = std::fs::remove_file(socket);
     }
 
@@ -302,9 +307,7 @@ mod tests {
         let socket = bus_writing("refused", vec![b"REJECTED EXTERNAL\r\n".to_vec()]);
         let mut connection = Connection::open(&socket, 1000).expect("connected");
         let deadline = Instant::now() + Duration::from_secs(2);
-        let Err(CallError::Io(e)) = connection.call_all(&[ping()], deadline, |_, _| Ok(())) else {
-            panic!("a refusal")
-        };
+        let e = connection.call_all(&[ping()], deadline, |_, _| Ok(())).expect_err("a refusal");
         assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
         assert_eq!(e.to_string(), "refused AUTH EXTERNAL as uid 1000: REJECTED EXTERNAL");
         let _ = std::fs::remove_file(socket);

@@ -1,10 +1,12 @@
 //! A unit's state and the list of jobs over the system bus, without a
-//! child process, on connections kept for the life of the process: one
-//! `Properties.GetAll` on the unit's object path for the state, and the
-//! manager's `ListUnitsByPatterns` and `ListUnitFilesByPatterns` for the
-//! list. `systemctl show`, `list-units` and `list-unit-files` make the
-//! same calls after starting a process and connecting; this client, std
-//! only and without unsafe code, makes them in about a millisecond.
+//! child process, on connections kept for the life of the process: the
+//! manager's `GetUnit` and `ListUnitsByNames`, then `Properties.Get` of the
+//! unit's last run, for the state (`state_of` says why not
+//! one `GetAll`, as `systemctl show` makes), and the manager's
+//! `ListUnitsByPatterns` and `ListUnitFilesByPatterns` for the list, as
+//! `systemctl list-units` and `list-unit-files` make them. This client,
+//! std only and without unsafe code, needs no process of its own and
+//! makes them in about a millisecond.
 //!
 //! The caller falls back to systemctl whenever this says nothing
 //! ([`SystemBus::unit_state`] or [`SystemBus::listed_jobs`] returns
@@ -31,7 +33,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
-use conn::{CallError, Connection};
+use conn::{Answer, CallError, Connection};
 use wire::{Arg, Message, MethodCall, Prop, WireError};
 
 use crate::names::{JobName, Prefix, UnitName};
@@ -62,20 +64,20 @@ const MANAGER: &str = "org.freedesktop.systemd1.Manager";
 const MANAGER_PATH: &str = "/org/freedesktop/systemd1";
 const UNIT: &str = "org.freedesktop.systemd1.Unit";
 const SERVICE: &str = "org.freedesktop.systemd1.Service";
-/// The properties of [`SHOW_PROPERTIES`], with their interfaces, the
-/// [`BRACKET`] first.
-const STATE_PROPERTIES: [(&str, &str); 8] = [
+/// The properties of [`SHOW_PROPERTIES`] that `ListUnitsByNames` gives.
+const LISTED_PROPERTIES: [&str; 3] = ["LoadState", "ActiveState", "SubState"];
+/// The others, of the unit's last run, with their interfaces: the run's id
+/// first.
+const RUN_PROPERTIES: [(&str, &str); 5] = [
     (UNIT, "InvocationID"),
-    (UNIT, "ActiveState"),
-    (UNIT, "LoadState"),
-    (UNIT, "SubState"),
     (SERVICE, "Result"),
     (SERVICE, "ExecMainStatus"),
     (SERVICE, "ExecMainStartTimestamp"),
     (SERVICE, "ExecMainExitTimestamp"),
 ];
-/// What is asked for again after the state's properties: if neither
-/// changed, they are of one run in one state.
+/// What is asked for again after the run's properties: if neither changed
+/// since the listing and the run's first property, all are of one run in
+/// one state.
 const BRACKET: [(&str, &str); 2] = [(UNIT, "InvocationID"), (UNIT, "ActiveState")];
 /// `GetUnit`'s answer for a unit that is not loaded.
 const NO_SUCH_UNIT: &str = "org.freedesktop.systemd1.NoSuchUnit";
@@ -124,48 +126,61 @@ impl SystemBus {
 
     /// The unit's state as `systemctl show` would give it, or `None` when
     /// the bus cannot say (the failure is logged): then ask systemctl.
-    ///
-    /// A unit systemd has unloaded (a finished job it collected) holds no
-    /// run, and asking for its properties loads it from its file again:
-    /// `GetAll` would then take milliseconds of the manager's time for what
-    /// every unloaded unit says. So `GetUnit`, which loads nothing, asks
-    /// first; an unloaded unit's load and active state come from
-    /// `ListUnitsByNames` (one load), and its other properties are those of
-    /// a unit that never ran, as `GetAll` would give them.
     pub fn unit_state(&self, unit: &UnitName) -> Option<UnitState> {
-        let name = [unit.as_str()];
-        let state = match self.call(&manager_call("GetUnit", &[Arg::Str(unit.as_str())]), |_| Ok(())) {
-            Err(Failure::Call(CallError::Reply { name: error, .. })) if error == NO_SUCH_UNIT => self
-                .call(&manager_call("ListUnitsByNames", &[Arg::Strs(&name)]), read_unloaded)
-                .and_then(|unloaded| match unloaded {
-                    Some(state) => Ok(state),
-                    // Started since it was asked for: loaded now.
-                    None => self.properties(unit),
-                }),
-            Err(failure) => Err(failure),
-            Ok(()) => self.properties(unit),
-        };
+        let state = self.state_of(unit);
         self.answer(state, || format!("reading the state of {unit} over the system bus"))
     }
 
-    /// The state of a loaded unit: each property asked for on its own,
-    /// all at once (`GetAll` would have systemd work out some hundred,
-    /// among them cgroup counters read from the kernel), its run and active
-    /// state first and once more last. Where those changed meanwhile, the
-    /// state is one `GetAll`, which systemd answers from one moment.
-    fn properties(&self, unit: &UnitName) -> Result<UnitState, Failure> {
+    /// A unit systemd has unloaded (a finished job it collected) holds no
+    /// run, and asking for its properties loads it from its file again, for
+    /// each call: `GetAll` would take milliseconds of the manager's time for
+    /// what every unloaded unit says. So `GetUnit`, which loads nothing,
+    /// asks whether it is loaded, and `ListUnitsByNames` right after it
+    /// gives its load, active and sub state (loading it once if it was not).
+    /// Of an unloaded unit that is all: its other properties are those of a
+    /// unit that never ran, as `GetAll` would give them. Of a loaded one,
+    /// its run's properties follow.
+    fn state_of(&self, unit: &UnitName) -> Result<UnitState, Failure> {
+        let name = [unit.as_str()];
+        let (get, list) = ([Arg::Str(unit.as_str())], [Arg::Strs(&name)]);
+        let calls = [manager_call("GetUnit", &get), manager_call("ListUnitsByNames", &list)];
+        let answers = self.answers(&calls, |index, reply| match index {
+            0 => Ok(None),
+            _ => read_listed(reply).map(Some),
+        })?;
+        let [loaded, listed]: [Answer<Option<Listed>>; 2] = answers.try_into().map_err(|_| no_reply())?;
+        let listed = listed.map_err(Failure::Call)?.ok_or_else(no_reply)?;
+        match loaded {
+            Ok(_) => self.run_properties(unit, &listed),
+            Err(CallError::Reply { name, .. }) if name == NO_SUCH_UNIT && listed.active == "inactive" => {
+                Ok(listed.never_ran())
+            }
+            // Started between the two calls: loaded now.
+            Err(CallError::Reply { name, .. }) if name == NO_SUCH_UNIT => self.run_properties(unit, &listed),
+            Err(e) => Err(Failure::Call(e)),
+        }
+    }
+
+    /// The state of a loaded unit: as listed, with its run's properties
+    /// each asked for on its own, all at once (`GetAll` would have systemd
+    /// work out some hundred, among them cgroup counters read from the
+    /// kernel), and its run and active state once more last. Where those
+    /// changed since the listing and the run's first property, the state is
+    /// one `GetAll`, which systemd answers from one moment.
+    fn run_properties(&self, unit: &UnitName, listed: &Listed) -> Result<UnitState, Failure> {
         let path = object_path(unit.as_str());
-        let asked: Vec<(&str, &str)> = STATE_PROPERTIES.iter().chain(&BRACKET).copied().collect();
+        let asked: Vec<(&str, &str)> = RUN_PROPERTIES.iter().chain(&BRACKET).copied().collect();
         let args: Vec<[Arg; 2]> =
             asked.iter().map(|&(interface, name)| [Arg::Str(interface), Arg::Str(name)]).collect();
         let calls: Vec<MethodCall> = args.iter().map(|args| property_call(&path, "Get", args)).collect();
         let shown = self.call_all(&calls, |index, reply| Ok(as_shown(asked[index].1, &reply.property()?)))?;
-        let (now, after) = shown.split_at(STATE_PROPERTIES.len());
-        if now[..BRACKET.len()] != *after {
+        let (run, after) = shown.split_at(RUN_PROPERTIES.len());
+        if [&run[0], &listed.active] != [&after[0], &after[1]] {
             return self.call(&property_call(&path, "GetAll", &[Arg::Str("")]), read_state);
         }
-        let names = STATE_PROPERTIES.iter().map(|&(_, name)| name);
-        Ok(parse::unit_state_from(names.zip(now.iter().map(String::as_str))))
+        let names = LISTED_PROPERTIES.into_iter().chain(RUN_PROPERTIES.iter().map(|&(_, name)| name));
+        let values = [&listed.load, &listed.active, &listed.sub].into_iter().chain(run);
+        Ok(parse::unit_state_from(names.zip(values.map(String::as_str))))
     }
 
     /// The prefix's jobs as `systemctl list-units --all` and `systemctl
@@ -226,33 +241,44 @@ impl SystemBus {
     /// documentation for when which is tried.
     fn call<T>(&self, call: &MethodCall, read: impl Fn(&Message) -> Result<T, WireError>) -> Result<T, Failure> {
         let mut replies = self.call_all(std::slice::from_ref(call), |_, reply| read(reply))?;
-        replies.pop().ok_or_else(|| Failure::Call(std::io::Error::other("no reply").into()))
+        replies.pop().ok_or_else(no_reply)
     }
 
-    /// All of `calls` at once ([`Connection::call_all`]), as [`Self::call`].
+    /// All of `calls` at once, as [`Self::call`]: an error reply to any of
+    /// them is the answer.
     fn call_all<T>(
         &self,
         calls: &[MethodCall],
         read: impl Fn(usize, &Message) -> Result<T, WireError>,
     ) -> Result<Vec<T>, Failure> {
+        self.answers(calls, read)?.into_iter().collect::<Result<_, _>>().map_err(Failure::Call)
+    }
+
+    /// Each of `calls`' answers ([`Connection::call_all`]), made at once on
+    /// a kept connection, else on a new one.
+    fn answers<T>(
+        &self,
+        calls: &[MethodCall],
+        read: impl Fn(usize, &Message) -> Result<T, WireError>,
+    ) -> Result<Vec<Answer<T>>, Failure> {
         let deadline = Instant::now() + self.timeout;
         let kept = self.lock().idle.pop();
         match kept {
             Some(kept) => match self.call_on(kept, calls, deadline, &read) {
                 // Closed or garbled: the bus has gone, or restarted.
-                Err(CallError::Io(e)) if !conn::timed_out(&e) => {}
+                Err(e) if !conn::timed_out(&e) => {}
                 // A hung bus: a new connection would hang as well.
-                answer => return answer.map_err(Failure::Call),
+                answer => return answer.map_err(|e| Failure::Call(CallError::Io(e))),
             },
             None if self.lock().retry_at.is_some_and(|at| Instant::now() < at) => return Err(Failure::Paused),
             None => {}
         }
         let fresh = crate::secure_file::current_uid()
-            .ok_or_else(|| CallError::Io(std::io::Error::other("cannot tell this process's uid from /proc/self")))
+            .ok_or_else(|| std::io::Error::other("cannot tell this process's uid from /proc/self"))
             .and_then(|uid| Connection::open(&self.socket, uid))
             .inspect_err(|_| self.pause())
-            .map_err(Failure::Call)?;
-        self.call_on(fresh, calls, deadline, &read).map_err(Failure::Call)
+            .map_err(|e| Failure::Call(CallError::Io(e)))?;
+        self.call_on(fresh, calls, deadline, &read).map_err(|e| Failure::Call(CallError::Io(e)))
     }
 
     /// `calls` on `connection`, which is kept for later calls unless it
@@ -264,16 +290,16 @@ impl SystemBus {
         calls: &[MethodCall],
         deadline: Instant,
         read: impl Fn(usize, &Message) -> Result<T, WireError>,
-    ) -> Result<Vec<T>, CallError> {
-        let answer = connection.call_all(calls, deadline, read);
-        match answer {
-            Ok(_) | Err(CallError::Reply { .. }) => self.keep(connection),
-            Err(CallError::Io(_)) => {
+    ) -> std::io::Result<Vec<Answer<T>>> {
+        let answers = connection.call_all(calls, deadline, read);
+        match answers {
+            Ok(_) => self.keep(connection),
+            Err(_) => {
                 self.lock().idle.clear();
                 self.pause();
             }
         }
-        answer
+        answers
     }
 
     fn lock(&self) -> MutexGuard<'_, Pool> {
@@ -306,6 +332,10 @@ impl SystemBus {
             log::info!("the system bus answers again: unit state and jobs are read over it");
         }
     }
+}
+
+fn no_reply() -> Failure {
+    Failure::Call(std::io::Error::other("no reply").into())
 }
 
 /// A call of `Properties` on the unit at `path`.
@@ -358,19 +388,34 @@ fn read_state(reply: &Message) -> Result<UnitState, WireError> {
     Ok(parse::unit_state_from(shown.iter().map(|(name, value)| (*name, value.as_str()))))
 }
 
-/// The reply to `ListUnitsByNames` for one unit that was not loaded: its
-/// state if it is still inactive, with no run, as `GetAll` gives a unit
-/// just loaded; `None` if it has been started since.
-fn read_unloaded(reply: &Message) -> Result<Option<UnitState>, WireError> {
+/// A unit's state as `ListUnitsByNames` gives it.
+#[derive(Debug)]
+struct Listed {
+    load: String,
+    active: String,
+    sub: String,
+}
+
+impl Listed {
+    /// The state of a unit just loaded, with no run: as `GetAll` gives it.
+    fn never_ran(&self) -> UnitState {
+        let shown = [
+            ("LoadState", &*self.load),
+            ("ActiveState", &*self.active),
+            ("SubState", &*self.sub),
+            ("Result", "success"),
+        ];
+        parse::unit_state_from(shown)
+    }
+}
+
+/// The reply to `ListUnitsByNames` for one unit.
+fn read_listed(reply: &Message) -> Result<Listed, WireError> {
     let units = reply.struct_array::<10>("ssssssouso", 1)?;
     let [[_, _, Prop::Str(load), Prop::Str(active), Prop::Str(sub), ..]] = units.as_slice() else {
         return Err(WireError("not one unit's load and active state"));
     };
-    if *active != "inactive" {
-        return Ok(None);
-    }
-    let shown = [("LoadState", *load), ("ActiveState", *active), ("SubState", *sub), ("Result", "success")];
-    Ok(Some(parse::unit_state_from(shown)))
+    Ok(Listed { load: load.to_string(), active: active.to_string(), sub: sub.to_string() })
 }
 
 /// A value as `systemctl show --timestamp=unix` prints it: a timestamp
@@ -542,20 +587,42 @@ mod tests {
         ("ExecMainStartTimestamp", "t", |w| w.u64(1_795_660_424_000_001)),
     ];
 
-    /// A loaded unit's path for `GetUnit`, and its properties for `Get`
-    /// (one; those it lacks as systemd's defaults) and `GetAll`.
+    /// `ListUnitsByNames`'s reply for ci-test-a.service.
+    fn listing(serial: u32, active: &str, sub: &str) -> Vec<u8> {
+        build::reply(serial, "a(ssssssouso)", |w| {
+            w.array(8, |w| {
+                w.pad(8);
+                let path = object_path("ci-test-a.service");
+                for s in ["ci-test-a.service", "A job", "loaded", active, sub, "", &path] {
+                    w.string(s);
+                }
+                w.u32(0);
+                w.string("");
+                w.string("/");
+            })
+        })
+    }
+
+    /// A loaded unit's path for `GetUnit`, its listing, and its properties
+    /// for `Get` (one; those it lacks as systemd's defaults) and `GetAll`.
     fn running(call: &Message) -> Vec<Vec<u8>> {
         let path = "/org/freedesktop/systemd1/unit/ci_2dtest_2da_2eservice";
-        let args = build::strings(call).expect("string arguments");
         let reply = match call.member {
             Some("GetUnit") => {
+                let args = build::strings(call).expect("string arguments");
                 assert_eq!((call.path, args.as_slice()), (Some(MANAGER_PATH), ["ci-test-a.service"].as_slice()));
                 build::reply(call.serial, "o", |w| w.string(path))
             }
+            Some("ListUnitsByNames") => {
+                assert_eq!(build::string_arrays(call), Ok(vec![vec!["ci-test-a.service"]]));
+                listing(call.serial, "active", "running")
+            }
             Some("Get") => {
                 assert_eq!(call.path, Some(path));
+                let args = build::strings(call).expect("string arguments");
                 let [interface, name] = args.as_slice() else { panic!("Get takes two arguments: {args:?}") };
-                assert!(STATE_PROPERTIES.contains(&(interface, name)), "not a state property: {interface} {name}");
+                let asked = RUN_PROPERTIES.iter().chain(&BRACKET);
+                assert!(asked.clone().any(|p| *p == (interface, name)), "not a run property: {interface} {name}");
                 let (_, signature, value) = RUNNING.iter().find(|(n, ..)| n == name).copied().unwrap_or(match *name {
                     "ExecMainStatus" => ("", "i", |w| w.u32(0)),
                     "ExecMainExitTimestamp" => ("", "t", |w| w.u64(0)),
@@ -567,6 +634,7 @@ mod tests {
                 })
             }
             _ => {
+                let args = build::strings(call).expect("string arguments");
                 assert_eq!((call.path, call.member, args.as_slice()), (Some(path), Some("GetAll"), [""].as_slice()));
                 build::reply(call.serial, "a{sv}", |w| {
                     w.array(8, |w| {
@@ -581,12 +649,12 @@ mod tests {
     #[test]
     fn a_run_begun_while_its_properties_were_asked_for_is_read_again_at_once() {
         static GET_ALL: AtomicUsize = AtomicUsize::new(0);
-        // GetUnit is serial 2, the Gets 3 to 12: the run changes before
-        // the last look at it (11).
+        // GetUnit is serial 2, ListUnitsByNames 3, the Gets 4 to 10: the
+        // run changes before the last look at it (9).
         fn restarted(call: &Message) -> Vec<Vec<u8>> {
-            let args = build::strings(call).expect("string arguments");
+            let args = build::strings(call).unwrap_or_default();
             match (call.member, args.as_slice()) {
-                (Some("Get"), [_, "InvocationID"]) if call.serial > 10 => {
+                (Some("Get"), [_, "InvocationID"]) if call.serial > 4 => {
                     vec![build::reply(call.serial, "v", |w| {
                         w.signature("ay");
                         w.array(1, |w| w.buf.extend([0xcd; 16]));
@@ -606,13 +674,34 @@ mod tests {
     }
 
     #[test]
+    fn a_state_changed_since_the_listing_is_read_again_at_once() {
+        static GET_ALL: AtomicUsize = AtomicUsize::new(0);
+        // Listed while starting; active by the Gets.
+        fn started(call: &Message) -> Vec<Vec<u8>> {
+            match call.member {
+                Some("ListUnitsByNames") => vec![listing(call.serial, "activating", "start")],
+                Some("GetAll") => {
+                    GET_ALL.fetch_add(1, Ordering::SeqCst);
+                    running(call)
+                }
+                _ => running(call),
+            }
+        }
+        let fake = FakeBus::start(1, started);
+        let state = fake.bus().unit_state(&unit("ci-test-a")).expect("state");
+        assert_eq!(GET_ALL.load(Ordering::SeqCst), 1);
+        assert_eq!((state.active_state.as_str(), state.sub_state.as_str()), ("active", "running"));
+    }
+
+    #[test]
     fn state_properties_are_those_systemctl_is_asked_for() {
-        let mut names: Vec<&str> = STATE_PROPERTIES.iter().map(|&(_, name)| name).collect();
+        let run = RUN_PROPERTIES.iter().map(|&(_, name)| name);
+        let mut names: Vec<&str> = LISTED_PROPERTIES.into_iter().chain(run).collect();
         let mut shown: Vec<&str> = SHOW_PROPERTIES.split(',').collect();
         names.sort();
         shown.sort();
         assert_eq!(names, shown);
-        assert!(STATE_PROPERTIES.starts_with(&BRACKET));
+        assert_eq!(RUN_PROPERTIES[0], BRACKET[0]);
     }
 
     #[test]
@@ -629,40 +718,25 @@ mod tests {
 
     /// A unit systemd has not loaded: `GetUnit` says so, and
     /// `ListUnitsByNames` gives its state (`active` once it has been started
-    /// between the two calls, and then `GetAll` its properties).
+    /// between the two calls, and then its run's properties).
     fn unloaded(call: &Message) -> Vec<Vec<u8>> {
-        let active = if call.serial == 3 { "active" } else { "inactive" };
-        let reply = match call.member {
-            Some("GetUnit") => build::error(call.serial, NO_SUCH_UNIT, "Unit ci-test-a.service not loaded."),
-            Some("ListUnitsByNames") => {
-                assert_eq!(build::string_arrays(call), Ok(vec![vec!["ci-test-a.service"]]));
-                build::reply(call.serial, "a(ssssssouso)", |w| {
-                    w.array(8, |w| {
-                        w.pad(8);
-                        let path = object_path("ci-test-a.service");
-                        for s in ["ci-test-a.service", "A job", "loaded", active, "dead", "", &path] {
-                            w.string(s);
-                        }
-                        w.u32(0);
-                        w.string("");
-                        w.string("/");
-                    })
-                })
-            }
-            _ => return running(call),
-        };
-        vec![reply]
+        match call.member {
+            Some("GetUnit") => vec![build::error(call.serial, NO_SUCH_UNIT, "Unit ci-test-a.service not loaded.")],
+            Some("ListUnitsByNames") if call.serial == 3 => vec![listing(call.serial, "active", "running")],
+            Some("ListUnitsByNames") => vec![listing(call.serial, "inactive", "dead")],
+            _ => running(call),
+        }
     }
 
     #[test]
     fn an_unloaded_unit_is_not_loaded_for_all_its_properties() {
         // Hello is serial 1: GetUnit 2, ListUnitsByNames 3 (started since),
-        // then its properties (Gets 4 to 13).
+        // then its run's properties (Gets 4 to 10).
         let fake = FakeBus::start(1, unloaded);
         let bus = fake.bus();
         let started = bus.unit_state(&unit("ci-test-a")).expect("state");
         assert_eq!((started.active_state.as_str(), started.sub_state.as_str()), ("active", "running"));
-        // GetUnit 14, ListUnitsByNames 15: inactive, and nothing more is
+        // GetUnit 11, ListUnitsByNames 12: inactive, and nothing more is
         // asked.
         let state = bus.unit_state(&unit("ci-test-a")).expect("state");
         let expected = parse::unit_state_from([
@@ -677,10 +751,10 @@ mod tests {
 
     #[test]
     fn a_restarted_bus_is_connected_to_again_at_once() {
-        // Each connection answers one state (GetUnit, then 10 Gets), then
-        // the bus "restarts".
+        // Each connection answers one state (GetUnit and ListUnitsByNames,
+        // then 7 Gets), then the bus "restarts".
         fn once(call: &Message) -> Vec<Vec<u8>> {
-            if call.serial > 12 {
+            if call.serial > 10 {
                 return vec![b"junk that ends the connection.".to_vec()];
             }
             running(call)
@@ -838,6 +912,10 @@ ci-test-masked.service  masked   enabled
         let bus = fake.bus();
         assert_eq!(bus.listed_jobs(&prefix()), None);
         assert!(bus.lock().failing);
+        // The connection is in step: kept, and no pause for the next call.
+        assert_eq!(bus.listed_jobs(&prefix()), None);
+        assert!(bus.lock().retry_at.is_none());
+        assert_eq!(fake.connections.load(Ordering::SeqCst), 1);
     }
 
     #[test]
