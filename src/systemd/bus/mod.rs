@@ -646,51 +646,46 @@ mod tests {
         vec![reply]
     }
 
-    #[test]
-    fn a_run_begun_while_its_properties_were_asked_for_is_read_again_at_once() {
-        static GET_ALL: AtomicUsize = AtomicUsize::new(0);
-        // GetUnit is serial 2, ListUnitsByNames 3, the Gets 4 to 10: the
-        // run changes before the last look at it (9).
-        fn restarted(call: &Message) -> Vec<Vec<u8>> {
-            let args = build::strings(call).unwrap_or_default();
-            match (call.member, args.as_slice()) {
-                (Some("Get"), [_, "InvocationID"]) if call.serial > 4 => {
-                    vec![build::reply(call.serial, "v", |w| {
-                        w.signature("ay");
-                        w.array(1, |w| w.buf.extend([0xcd; 16]));
-                    })]
-                }
-                (Some("GetAll"), _) => {
-                    GET_ALL.fetch_add(1, Ordering::SeqCst);
-                    running(call)
-                }
-                _ => running(call),
-            }
+    /// `GetAll`s answered by [`changed`]'s fakes.
+    static GET_ALLS: AtomicUsize = AtomicUsize::new(0);
+
+    /// `running`, with `GetAll` counted and `changed`'s answer to the rest.
+    fn changed(call: &Message, changed: impl Fn(&Message) -> Option<Vec<u8>>) -> Vec<Vec<u8>> {
+        if call.member == Some("GetAll") {
+            GET_ALLS.fetch_add(1, Ordering::SeqCst);
         }
-        let fake = FakeBus::start(1, restarted);
-        let state = fake.bus().unit_state(&unit("ci-test-a")).expect("state");
-        assert_eq!(GET_ALL.load(Ordering::SeqCst), 1);
-        assert_eq!(state.run.as_ref().map(|r| r.as_str()), Some("ab".repeat(16).as_str()));
+        changed(call).map_or_else(|| running(call), |reply| vec![reply])
     }
 
     #[test]
-    fn a_state_changed_since_the_listing_is_read_again_at_once() {
-        static GET_ALL: AtomicUsize = AtomicUsize::new(0);
+    fn a_state_that_changed_while_it_was_asked_for_is_read_again_at_once() {
+        // GetUnit is serial 2, ListUnitsByNames 3, the Gets 4 to 10: the
+        // run changes before the last look at it (9).
+        fn restarted(call: &Message) -> Vec<Vec<u8>> {
+            changed(call, |call| {
+                let args = build::strings(call).unwrap_or_default();
+                (call.member == Some("Get") && args.get(1) == Some(&"InvocationID") && call.serial > 4).then(|| {
+                    build::reply(call.serial, "v", |w| {
+                        w.signature("ay");
+                        w.array(1, |w| w.buf.extend([0xcd; 16]));
+                    })
+                })
+            })
+        }
         // Listed while starting; active by the Gets.
         fn started(call: &Message) -> Vec<Vec<u8>> {
-            match call.member {
-                Some("ListUnitsByNames") => vec![listing(call.serial, "activating", "start")],
-                Some("GetAll") => {
-                    GET_ALL.fetch_add(1, Ordering::SeqCst);
-                    running(call)
-                }
-                _ => running(call),
-            }
+            changed(call, |call| {
+                (call.member == Some("ListUnitsByNames")).then(|| listing(call.serial, "activating", "start"))
+            })
         }
-        let fake = FakeBus::start(1, started);
-        let state = fake.bus().unit_state(&unit("ci-test-a")).expect("state");
-        assert_eq!(GET_ALL.load(Ordering::SeqCst), 1);
-        assert_eq!((state.active_state.as_str(), state.sub_state.as_str()), ("active", "running"));
+        for (fake, case) in [(restarted as fn(&Message) -> Vec<Vec<u8>>, "restarted"), (started, "started")] {
+            GET_ALLS.store(0, Ordering::SeqCst);
+            let fake = FakeBus::start(1, fake);
+            let state = fake.bus().unit_state(&unit("ci-test-a")).expect("state");
+            assert_eq!(GET_ALLS.load(Ordering::SeqCst), 1, "{case}");
+            assert_eq!(state.run.as_ref().map(|r| r.as_str()), Some("ab".repeat(16).as_str()), "{case}");
+            assert_eq!((state.active_state.as_str(), state.sub_state.as_str()), ("active", "running"), "{case}");
+        }
     }
 
     #[test]
