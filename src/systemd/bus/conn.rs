@@ -135,9 +135,10 @@ impl Connection {
 
     /// Makes all of `calls` at once (written together; the bus answers
     /// them in turn) and gives each one's answer, in the calls' order: what
-    /// `read` made of its reply (given the call's index), or its error
-    /// reply. Messages that are no reply to them are passed over. An error
-    /// here leaves the connection of no further use.
+    /// `read` made of its reply (given the call's index), or why there is
+    /// none (an error reply, or a reply `read` could not use). Messages that
+    /// are no reply to them are passed over. An error here leaves the
+    /// connection of no further use.
     pub fn call_all<T>(
         &mut self,
         calls: &[MethodCall],

@@ -1,12 +1,12 @@
 //! A unit's state and the list of jobs over the system bus, without a
-//! child process, on connections kept for the life of the process: the
-//! manager's `GetUnit` and `ListUnitsByNames`, then `Properties.Get` of the
-//! unit's last run, for the state (`state_of` says why not
-//! one `GetAll`, as `systemctl show` makes), and the manager's
-//! `ListUnitsByPatterns` and `ListUnitFilesByPatterns` for the list, as
-//! `systemctl list-units` and `list-unit-files` make them. This client,
-//! std only and without unsafe code, needs no process of its own and
-//! makes them in about a millisecond.
+//! child process, on connections kept for the life of the process. For the
+//! state, the manager's `GetUnit` and `ListUnitsByNames`, then
+//! `Properties.Get` of the unit's last run (`state_of` says why not one
+//! `GetAll`, as `systemctl show` makes); for the list, the manager's
+//! `ListUnitsByPatterns` and `ListUnitFilesByPatterns`, as `systemctl
+//! list-units` and `list-unit-files` make them. This client, std only and
+//! without unsafe code, needs no process of its own and makes them in
+//! about a millisecond.
 //!
 //! The caller falls back to systemctl whenever this says nothing
 //! ([`SystemBus::unit_state`] or [`SystemBus::listed_jobs`] returns
