@@ -173,6 +173,12 @@ impl Native {
     }
 }
 
+/// The cursor of the entry at `at`, where a read through journalctl would
+/// go on from.
+fn cursor_of(at: &Location) -> Option<Cursor> {
+    Cursor::parse(&format_cursor(at))
+}
+
 /// A cursor in journalctl's form, as jobgate hands them out.
 pub fn format_cursor(at: &Location) -> String {
     let mut cursor = String::with_capacity(128);
@@ -450,15 +456,15 @@ impl NativeEntries {
     /// The cursor of the last entry given, where a read through journalctl
     /// would go on from.
     pub fn last_cursor(&self) -> Option<Cursor> {
-        self.given.as_ref().and_then(|at| Cursor::parse(&format_cursor(at)))
+        self.given.as_ref().and_then(cursor_of)
     }
 
-    /// The entry's fields that the read wants into `raw`, as journalctl
-    /// exports them; false for an entry too large to keep.
+    /// The entry's cursor and the fields that the read wants into `raw`, as
+    /// journalctl exports them (its time is given to the parser with its
+    /// place); false for an entry too large to keep.
     fn fill(&mut self, index: usize, at: &Location) -> io::Result<bool> {
         self.raw.clear();
         self.raw.push(b"__CURSOR", format_cursor(at).as_bytes());
-        self.raw.push(b"__REALTIME_TIMESTAMP", at.realtime.to_string().as_bytes());
         let FileRead { file, cache, taken_items, .. } = &mut self.reading.files[index];
         for &data in taken_items.iter() {
             match read::item(file, cache, data, self.wanted, &mut self.payload)? {
@@ -513,7 +519,7 @@ impl Text {
 
     /// The cursor of the last entry whose text was given.
     pub fn last_cursor(&self) -> Option<Cursor> {
-        self.given.as_ref().and_then(|at| Cursor::parse(&format_cursor(at)))
+        self.given.as_ref().and_then(cursor_of)
     }
 
     /// Reads the next lines into the buffer. An error after some lines
