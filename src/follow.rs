@@ -22,7 +22,7 @@ use crate::names::{Cursor, JobName, RunId, RunSelector};
 use crate::ops::{Jobs, OpError, START_WAIT};
 use crate::runs::attrib::Seen;
 use crate::runs::source::Entries;
-use crate::runs::{Run, Shown, JOURNAL_SETTLE};
+use crate::runs::{now_us, Run, Shown};
 use crate::systemd::parse::Entry;
 
 /// How often the loop wakes with nothing to send, to see whether the client
@@ -234,7 +234,9 @@ fn stream_run(
     let (mut source, mut picker) = reader.live(run, after, options.max_duration + START_WAIT)?;
     let stop = source.take_stop();
     let entries = read_ahead(source)?;
-    let mut ended_at: Option<Instant> = None;
+    // The cursor of the last entry taken from the live read.
+    let mut last = after.map(|c| c.as_str().to_string());
+    let mut ask_now = false;
     let mut next_check = Instant::now() + STATE_CHECK;
     let mut next_gone_check = Instant::now();
     let end = 'stream: loop {
@@ -249,12 +251,16 @@ fn stream_run(
         let mut budget = READ_AHEAD;
         while let Some(entry) = got.take() {
             match picker.pick(entry) {
-                (Seen::Line, Some(shown)) => out.shown(&shown)?,
-                (Seen::RunEnded, _) => {
-                    ended_at.get_or_insert_with(Instant::now);
+                (Seen::Line, Some(shown), _) => {
+                    out.shown(&shown)?;
+                    last = Some(shown.cursor);
                 }
-                (Seen::Past, _) => break 'stream None,
-                _ => {}
+                (seen, _, cursor) => {
+                    // The manager's messages say when to ask it, never
+                    // that the run has ended: a root job can forge them.
+                    ask_now |= matches!(seen, Seen::RunEnded | Seen::LaterRun | Seen::Past);
+                    last = Some(cursor);
+                }
             }
             budget -= 1;
             if budget > 0 {
@@ -269,39 +275,37 @@ fn stream_run(
             }
             next_gone_check = now + TICK;
         }
-        if ended_at.is_none() && now >= next_check {
+        if ask_now || now >= next_check {
             let state = jobs.state(job)?;
-            if !state.is_running() || state.sub_state == "exited" || state.run.as_ref() != Some(&run.run) {
-                ended_at = Some(now);
+            if state.run.as_ref() != Some(&run.run) || state.run_over() {
+                break 'stream None;
             }
-            next_check = now + STATE_CHECK;
-        }
-        // Its last lines can reach the journal after the run's end.
-        if ended_at.is_some_and(|at| now >= at + JOURNAL_SETTLE) {
-            break 'stream None;
+            (ask_now, next_check) = (false, now + STATE_CHECK);
         }
         if now >= started + options.max_duration {
             break 'stream Some(FollowEnd::TimeLimit);
         }
     };
     drop(stop); // ends journalctl now, not when it next writes
-    match end {
-        Some(end) => Ok(end),
-        None => Ok(outcome(jobs, job, run)?),
+    if let Some(end) = end {
+        return Ok(end);
     }
+    // The manager says the run has ended: how, and once its lines are in
+    // (confirmed), the rest of them.
+    let ended = jobs.find_run(job, &RunSelector::Id(run.run.clone()))?.unwrap_or_else(|| run.clone());
+    jobs.runs.lines_in(ended.finished.unwrap_or_else(now_us));
+    let last = last.as_deref().and_then(Cursor::parse);
+    let mut rest = picker.rest(&ended, last.as_ref())?;
+    while let Some(shown) = rest.next_shown()? {
+        out.shown(&shown)?;
+    }
+    out.flush()?;
+    Ok(finished(&ended))
 }
 
 /// How a finished run ended, as its history says.
 fn finished(run: &Run) -> FollowEnd {
     FollowEnd::Finished { result: run.result.clone().unwrap_or_else(|| "unknown".into()), exit_status: run.exit_status }
-}
-
-/// How `run` ended, as the journal (or, for a unit that stays active after
-/// its run, the unit) tells it now.
-fn outcome(jobs: &Jobs, job: &JobName, run: &Run) -> Result<FollowEnd, OpError> {
-    let mut now = jobs.find_run(job, &RunSelector::Id(run.run.clone()))?.unwrap_or_else(|| run.clone());
-    jobs.outcome_from_unit(job, &mut now)?;
-    Ok(finished(&now))
 }
 
 /// Reads the journal on its own thread, so the stream can wake on a timer

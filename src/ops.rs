@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use crate::names::{JobName, Prefix, RunId, RunSelector, UnitName};
 use crate::redact::Redactions;
 use crate::runs::source::{Entries, JournalSource, Journalctl, NativeFirst};
-use crate::runs::{Run, Runs, Wanted};
+use crate::runs::{now_us, Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::bus::SystemBus;
 use crate::systemd::parse::{self, Listing, UnitState};
@@ -178,13 +178,19 @@ impl Jobs {
         let unloaded = state.run.is_none() && !state.is_running();
         self.unloaded.note(job, unloaded);
         if unloaded {
-            if let Some(last) = self.journal_last_run(job, early).map_err(|e| journal_failure(job, e))? {
+            let last = self.journal_last_run(job, early).map_err(|e| journal_failure(job, e))?;
+            let mut runs: Vec<Run> = last.into_iter().collect();
+            self.confirm(&mut runs, &state);
+            if let Some(last) = runs.pop() {
                 state.run = Some(last.run);
                 state.started = Some(last.started / 1_000_000);
                 state.finished = last.finished.map(|f| f / 1_000_000);
                 state.result = last.result.unwrap_or(state.result);
                 state.exit_status = last.exit_status;
             }
+        } else if state.run_over() {
+            // Said to have ended only once its lines are in.
+            self.runs.lines_in(state.finished.map_or_else(now_us, |s| s * 1_000_000));
         }
         Ok(state)
     }
@@ -198,6 +204,8 @@ impl Jobs {
         if state.is_running() {
             return Err(OpError::AlreadyActive);
         }
+        // The run before has its lines in (find_run waits for them) before
+        // the next begins: none of them is stored after the new run's start.
         let before = self.find_run(job, &RunSelector::Last)?.map(|r| r.run);
         let out = self.call(Call::Start(&job.unit()))?;
         if !out.success {
@@ -332,52 +340,107 @@ impl Jobs {
         }
     }
 
-    /// The newest `limit` runs, newest first.
+    /// The newest `limit` runs, newest first, as the manager confirms them
+    /// ([`Jobs::confirm`]).
     pub fn runs(&self, job: &JobName, limit: usize) -> Result<Vec<Run>, OpError> {
-        let mut runs = self.read_runs(job, Wanted { limit, only: None })?;
-        if let Some(newest) = runs.first_mut() {
-            self.outcome_from_unit(job, newest)?;
+        let (mut runs, state) = self.runs_and_state(job, Wanted { limit, only: None })?;
+        let missing = state.run.as_ref().filter(|c| !runs.is_empty() && !runs.iter().any(|r| r.run == **c));
+        if let Some(current) = missing {
+            // The manager's run is not among them: the newer ones are forged.
+            if let Some(run) = self.run_by_id(job, current, &state)? {
+                runs.insert(0, run);
+            }
         }
+        self.confirm(&mut runs, &state);
         Ok(runs)
     }
 
-    /// The run a request means: the newest one in the journal (the current
-    /// one while the unit is active), or one by id.
+    /// The run a request means: the newest one (the current one while the
+    /// unit is active), or one by id; as the manager confirms it
+    /// ([`Jobs::confirm`]).
     pub fn find_run(&self, job: &JobName, which: &RunSelector) -> Result<Option<Run>, OpError> {
         let only = match which {
             RunSelector::Last => None,
             RunSelector::Id(id) => Some(id),
         };
-        Ok(self.read_runs(job, Wanted { limit: 1, only })?.pop())
+        let (mut runs, state) = self.runs_and_state(job, Wanted { limit: 1, only })?;
+        let other = state.run.as_ref().filter(|c| only.is_none() && runs.first().is_some_and(|r| r.run != **c));
+        if let Some(current) = other {
+            // The journal's newest run is not the manager's: where the
+            // manager's is in the journal, the newer ones are forged.
+            if let Some(theirs) = self.run_by_id(job, current, &state)? {
+                runs = vec![theirs];
+            }
+        }
+        self.confirm(&mut runs, &state);
+        Ok(runs.pop())
     }
 
-    /// How a run that the journal shows unfinished has ended, if the unit
-    /// says it has: a oneshot unit with RemainAfterExit= stays active
-    /// (`exited`) after its run, and the manager writes no end message.
-    pub fn outcome_from_unit(&self, job: &JobName, run: &mut Run) -> Result<(), OpError> {
-        if run.finished.is_some() || run.next.is_some() {
-            return Ok(());
+    /// The one place a run's end and result are decided. The journal's
+    /// runs come from the manager's messages, which a job running as root
+    /// can forge; the manager's own word (`state`: its current invocation,
+    /// active state, result, exit status) is what counts wherever it
+    /// remembers the run:
+    ///
+    /// - a run the journal shows after the manager's current one never
+    ///   began (it is dropped), and none has begun since the current one;
+    /// - the current run has ended only once the manager says so
+    ///   ([`UnitState::run_over`]), with the manager's result and exit
+    ///   status;
+    /// - a run the manager has forgotten (an older one, or the unit's last
+    ///   once the unit is unloaded) is as the journal records it, except
+    ///   that none is going on while the unit runs nothing.
+    ///
+    /// A newest run that has ended is given only once its lines are in
+    /// ([`Runs::lines_in`]). `runs` is newest first.
+    pub fn confirm(&self, runs: &mut Vec<Run>, state: &UnitState) {
+        let current = state.run.as_ref().and_then(|c| runs.iter().position(|r| r.run == *c));
+        if let Some(at) = current {
+            if at > 0 {
+                log::warn!("the journal shows {at} run(s) after the manager's current one: not runs, left out");
+                runs.drain(..at);
+            }
+            let run = &mut runs[0];
+            run.current = true;
+            run.next = None;
+            if state.run_over() {
+                let exited = state.finished.map(|s| s * 1_000_000);
+                // The end message's time where it is not before the main
+                // process exited, else the exit's.
+                run.finished = match (run.finished, exited) {
+                    (Some(logged), Some(exited)) if logged >= exited => Some(logged),
+                    (logged, exited) => exited.or(logged).or_else(|| Some(now_us())),
+                };
+                run.result = Some(state.result.clone());
+                run.exit_status = state.exit_status;
+            } else {
+                (run.finished, run.result, run.exit_status) = (None, None, None);
+            }
+        } else if state.run.is_none() && !state.is_running() {
+            // The manager holds no run: none is going on.
+            if let Some(newest) = runs.first_mut().filter(|r| r.finished.is_none()) {
+                newest.finished = Some(newest.started);
+            }
         }
-        let now = self.state(job)?;
-        if now.run.as_ref() == Some(&run.run) && now.sub_state == "exited" {
-            run.finished = now.finished.map(|f| f * 1_000_000);
-            run.result = Some(now.result);
-            run.exit_status = now.exit_status;
+        if let Some(finished) = runs.first().and_then(|r| r.finished) {
+            self.runs.lines_in(finished);
         }
-        Ok(())
     }
 
-    /// Runs from the journal. The unit's state is asked for only where the
-    /// journal cannot tell: the id of a run that has only just begun, and
-    /// whether a job without runs exists at all.
-    fn read_runs(&self, job: &JobName, wanted: Wanted<'_>) -> Result<Vec<Run>, OpError> {
-        let mut state = None;
-        let mut current = || state.get_or_insert_with(|| self.state(job)).as_ref().ok().and_then(|s| s.run.clone());
-        let runs = self.runs.history(job, wanted, &mut current).map_err(|e| journal_failure(job, e))?;
-        if runs.is_empty() {
-            state.unwrap_or_else(|| self.state(job))?;
-        }
-        Ok(runs)
+    /// The journal's runs that `wanted` names, and the unit's state (one
+    /// question to the manager; the journal's read begins first, and goes on
+    /// meanwhile); [`OpError::UnknownJob`] if systemd has no such unit.
+    fn runs_and_state(&self, job: &JobName, wanted: Wanted<'_>) -> Result<(Vec<Run>, UnitState), OpError> {
+        let events = self.runs.events(job).map_err(|e| journal_failure(job, e))?;
+        let state = self.state(job)?;
+        let runs = self.runs.history_from(events, wanted, &mut || state.run.clone());
+        Ok((runs.map_err(|e| journal_failure(job, e))?, state))
+    }
+
+    /// The journal's run `id`.
+    fn run_by_id(&self, job: &JobName, id: &RunId, state: &UnitState) -> Result<Option<Run>, OpError> {
+        let runs = self.runs.history(job, Wanted { limit: 1, only: Some(id) }, &mut || state.run.clone());
+        Ok(runs.map_err(|e| journal_failure(job, e))?.pop())
     }
 }
 

@@ -9,6 +9,7 @@ pub mod decompress;
 mod file;
 pub mod hash;
 mod read;
+pub mod streams;
 
 use std::collections::HashSet;
 use std::io::{self, BufRead, Read};

@@ -5,8 +5,9 @@
 //! it can see the writing process's cgroup, so a fast job's lines often
 //! come untagged, and it may store them after the manager's end messages,
 //! even after the next run's first message (seen in the sandbox). A line's
-//! writer (`_PID`: the process that opened the stream, shared by all of its
-//! lines) ties them together:
+//! writer ties them together: its stdout stream (`_STREAM_ID`, one per
+//! connection to journald, so never shared by two runs), or for lines not
+//! written to stdout its `_PID`:
 //!
 //! - a line tagged with a run is that run's, and its writer is noted as
 //!   that run's;
@@ -17,21 +18,24 @@
 //! A run is read from shortly before its first message (the previous run's
 //! late lines are within [`JOURNAL_SETTLE`](super::JOURNAL_SETTLE) of it)
 //! up to the next run's first message; the lines of other units never
-//! reach here (see `source`). Limits: a job that writes and exits at once
-//! and is started again at once can have its last lines counted to the
-//! next run, and a run's untagged lines stored before its own first
-//! message are counted to the previous run.
+//! reach here (see `source`). The manager's messages are journal entries
+//! that a job running as root can forge, so for the run the manager holds
+//! as the unit's current one (`Run::current`), a message that seems to
+//! begin a later run does not end it: past such a message only the lines
+//! of writers known to be the run's are its own. Limits: a run's untagged
+//! lines on a stream first stored before its own first message are counted
+//! to the previous run.
 #![forbid(unsafe_code)]
 
 use crate::names::{Place, RunId};
 use crate::runs::history::Run;
-use crate::systemd::parse::{message_ids, Entry};
+use crate::systemd::parse::{message_ids, Entry, WriterId};
 
 /// Writers known to have written one run's lines, or another run's.
 #[derive(Default)]
 pub struct Writers {
-    ours: Vec<u32>,
-    others: Vec<u32>,
+    ours: Vec<WriterId>,
+    others: Vec<WriterId>,
 }
 
 /// Whose an untagged line is, by what is known of its writer.
@@ -50,7 +54,7 @@ impl Writers {
             Writer::Ours => true,
             Writer::Others => false,
             Writer::Unknown if untagged_are_others => {
-                self.others.push(line.pid.unwrap_or(0));
+                self.others.push(line.writer());
                 false
             }
             Writer::Unknown => true,
@@ -60,7 +64,7 @@ impl Writers {
     /// Whose `line` is by its tag or, untagged, by its writer; noting the
     /// writer of a tagged line.
     pub fn whose(&mut self, run: &RunId, line: &Entry) -> Writer {
-        let writer = line.pid.unwrap_or(0);
+        let writer = line.writer();
         match &line.run {
             Some(id) => {
                 let (whose, list) =
@@ -96,6 +100,10 @@ pub enum Seen {
     RunEnded,
     /// Past the run: no later entry can be this run's.
     Past,
+    /// The manager's message of a later run, in the current run's read:
+    /// the manager is to be asked whether the run has ended (the read goes
+    /// on, with only lines of the run's known writers).
+    LaterRun,
     /// Anything else.
     Other,
 }
@@ -106,6 +114,8 @@ enum Phase {
     /// Before the run's first message: untagged lines are another run's.
     BeforeRun,
     InRun,
+    /// After a later run's message that the manager did not confirm.
+    AfterLater,
     Past,
 }
 
@@ -117,6 +127,7 @@ pub struct RunFilter {
     next: Option<Place>,
     phase: Phase,
     writers: Writers,
+    current: bool,
 }
 
 impl RunFilter {
@@ -130,6 +141,7 @@ impl RunFilter {
             next: run.next.as_ref().map(|n| n.place),
             phase: if inside { Phase::InRun } else { Phase::BeforeRun },
             writers: Writers::default(),
+            current: run.current,
         }
     }
 
@@ -144,10 +156,14 @@ impl RunFilter {
             return Seen::Past;
         }
         if !entry.from_manager {
-            let untagged_are_others = self.phase == Phase::BeforeRun;
+            let untagged_are_others = matches!(self.phase, Phase::BeforeRun | Phase::AfterLater);
             return if self.writers.owns(&self.run, entry, untagged_are_others) { Seen::Line } else { Seen::Other };
         }
-        if self.phase == Phase::InRun && begins_a_later_run(&self.run, &self.start, entry) {
+        if self.phase != Phase::BeforeRun && begins_a_later_run(&self.run, &self.start, entry) {
+            if self.current {
+                self.phase = Phase::AfterLater;
+                return Seen::LaterRun;
+            }
             self.phase = Phase::Past;
             return Seen::Past;
         }

@@ -42,6 +42,9 @@ pub struct Run {
     pub finished: Option<u64>,
     pub result: Option<String>,
     pub exit_status: Option<i64>,
+    /// The service manager holds this run as the unit's invocation now
+    /// (`ops` asks it): no run has begun since, whatever the journal shows.
+    pub current: bool,
 }
 
 /// What the manager said of one run's end.
@@ -205,6 +208,7 @@ impl History {
             finished: span.outcome.finished,
             result: span.outcome.result,
             exit_status: span.outcome.exit_status,
+            current: false,
         });
         self.awaiting_previous = Some(self.runs.len() - 1);
     }

@@ -10,14 +10,15 @@ use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::io::{self, BufRead, Read};
 use std::thread;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::journal::streams::{Drain, Streams};
 use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
 use crate::runs::attrib::{begins_a_later_run, RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
 use crate::runs::source::{Entries, JournalSource, Messages};
-use crate::runs::{JOURNAL_SETTLE, SETTLE_US};
+use crate::runs::{JOURNAL_SETTLE, LINES_IN_RECENT, LINES_IN_WAIT, SETTLE_US};
 use crate::systemd::argv::{EntryRead, Seek};
 use crate::systemd::export::MAX_ENTRY_BYTES;
 use crate::systemd::parse::Entry;
@@ -44,6 +45,7 @@ pub struct RunReader<'a> {
     pub(super) source: &'a dyn JournalSource,
     pub(super) unit: UnitName,
     pub(super) redactor: Redactor<'a>,
+    pub(super) streams: &'a Streams,
 }
 
 /// The lines of a run after a cursor, and the cursor to go on from.
@@ -82,12 +84,11 @@ impl<'a> RunReader<'a> {
     }
 
     /// `run`'s entries in journal order, from its start or after `after`,
-    /// each with its cursor. A finished run is read without the manager's
-    /// messages (its end is known) once [`JOURNAL_SETTLE`] has passed
-    /// since it ended.
+    /// each with its cursor. A finished run is read once its lines are in
+    /// ([`lines_in`]).
     pub fn forward(&self, run: &Run, after: Option<&Cursor>) -> io::Result<RunLines<'_>> {
         if let Some(finished) = run.finished {
-            settle_after(finished);
+            lines_in(self.streams, finished);
         }
         let (seek, from) = reading_point(run, after);
         // The newest run is bounded by the next run's first message, which
@@ -109,7 +110,7 @@ impl<'a> RunReader<'a> {
     pub fn all_lines(&self, run: &Run) -> io::Result<RunLines<'_>> {
         let settle = SETTLE_US;
         let Some(finished) = run.finished else { return self.forward(run, None) };
-        settle_after(finished);
+        lines_in(self.streams, finished);
         let head_end = run.started.saturating_add(settle);
         let text_end = match &run.next {
             Some(next) => next.place.realtime.saturating_sub(settle),
@@ -167,8 +168,10 @@ impl<'a> RunReader<'a> {
         if n == 0 {
             return Ok(Last::Held(Vec::new()));
         }
-        let waited = run.finished.is_some_and(settle_after);
-        let from_end = from_end.filter(|_| !waited && run.next.is_none());
+        // A read begun before the run's lines were all in may miss some.
+        let recent = run.finished.is_some_and(|f| now_us().saturating_sub(f) < LINES_IN_RECENT.as_micros() as u64);
+        let waited = run.finished.is_some_and(|f| lines_in(self.streams, f));
+        let from_end = from_end.filter(|_| !recent && !waited && run.next.is_none());
         match self.last_from_end(run, n, from_end)? {
             Some(last) => Ok(last),
             None => self.last_from_start(run, n),
@@ -209,8 +212,13 @@ impl<'a> RunReader<'a> {
                 break;
             }
             if entry.from_manager {
-                // A run begun after this one: what came so far is its.
+                // A run begun after this one: what came so far is its. For
+                // the current run no later one has begun: the message is
+                // forged, and the forward read knows which lines follow it.
                 if begins_a_later_run(&run.run, &run.start.place, &entry) {
+                    if run.current {
+                        return Ok(None);
+                    }
                     writers = Writers::default();
                     held.clear();
                     (count, bytes) = (0, 0);
@@ -353,7 +361,7 @@ impl<'r> RunLines<'r> {
                         match self.filter.see(&entry) {
                             Seen::Line => return Ok(Some(self.reader.show(entry))),
                             Seen::Past => return Ok(None),
-                            Seen::RunEnded | Seen::Other => {}
+                            Seen::RunEnded | Seen::LaterRun | Seen::Other => {}
                         }
                     }
                     _ => {
@@ -417,12 +425,25 @@ pub struct Picker<'r> {
     filter: RunFilter,
 }
 
-impl Picker<'_> {
-    pub fn pick(&mut self, entry: Entry) -> (Seen, Option<Shown>) {
+impl<'r> Picker<'r> {
+    /// What `entry` is to the run, with its lines as shown where it is one
+    /// of the run's (the cursor is then the [`Shown`]'s), else its cursor.
+    pub fn pick(&mut self, entry: Entry) -> (Seen, Option<Shown>, String) {
         match self.filter.see(&entry) {
-            Seen::Line => (Seen::Line, Some(self.reader.show(entry))),
-            seen => (seen, None),
+            Seen::Line => (Seen::Line, Some(self.reader.show(entry)), String::new()),
+            seen => (seen, None, entry.cursor),
         }
+    }
+
+    /// Once the run has ended: the rest of its lines, what the journal
+    /// holds after `after` (the last entry the live read gave; the run's
+    /// start without), by the same rule and what it has learnt.
+    pub fn rest(self, run: &Run, after: Option<&Cursor>) -> io::Result<RunLines<'r>> {
+        let reader = self.reader;
+        let (seek, _) = reading_point(run, after);
+        let read = EntryRead { unit: &reader.unit, seek, backward: false, follow: false, manager: true };
+        let entries = reader.source.unit_entries(read, STREAM_TIMEOUT)?;
+        Ok(RunLines::new(reader, [Part::Entries { entries, until: None }].into(), self.filter))
     }
 }
 
@@ -439,18 +460,38 @@ fn reading_point<'c>(run: &Run, after: Option<&'c Cursor>) -> (Seek<'c>, Option<
 }
 
 /// Microseconds since the epoch.
-fn now_us() -> u64 {
+pub fn now_us() -> u64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default().as_micros() as u64
 }
 
-/// Waits until [`JOURNAL_SETTLE`] has passed since `finished` (µs since
-/// the epoch), so that a run's last lines are in the journal; whether it
-/// had to wait.
-fn settle_after(finished: u64) -> bool {
+/// Waits until the lines of a run that ended at `finished` (µs since the
+/// epoch) are all in the journal: until journald has read every stream
+/// whose writer has gone ([`Streams`]), at most [`LINES_IN_WAIT`]; where
+/// the streams cannot be seen, until [`JOURNAL_SETTLE`] has passed since
+/// the end. A run that ended over [`LINES_IN_RECENT`] ago waits for
+/// nothing. Whether it had to wait (a read begun before may miss lines).
+pub fn lines_in(streams: &Streams, finished: u64) -> bool {
     let since = Duration::from_micros(now_us().saturating_sub(finished));
-    let wait = JOURNAL_SETTLE.saturating_sub(since);
-    thread::sleep(wait);
-    !wait.is_zero()
+    if since >= LINES_IN_RECENT {
+        return false;
+    }
+    let first = streams.drained();
+    let drain = match first {
+        Drain::Pending(_) => streams.wait_drained(Instant::now() + LINES_IN_WAIT),
+        drain => drain,
+    };
+    match drain {
+        Drain::Drained => first != Drain::Drained,
+        Drain::Pending(n) => {
+            log::warn!("journald has not read {n} ended streams after {} s", LINES_IN_WAIT.as_secs());
+            true
+        }
+        Drain::Unknown => {
+            let wait = JOURNAL_SETTLE.saturating_sub(since);
+            thread::sleep(wait);
+            !wait.is_zero()
+        }
+    }
 }
 
 /// A line as a terminal or a CI log may show it without being steered by
@@ -505,6 +546,10 @@ mod tests {
     use crate::runs::testing::{line, manager, Journal, RUN_A, RUN_B};
     use crate::systemd::parse::message_ids::{DEACTIVATED, STARTED, STARTING};
 
+    /// No journald in view: finished runs of these journals ended long ago.
+    static NO_STREAMS: std::sync::LazyLock<Streams> =
+        std::sync::LazyLock::new(|| Streams::at(std::path::Path::new("/nonexistent/stdout")));
+
     fn job() -> JobName {
         JobName::parse(&Prefix::parse("ci-test-").expect("prefix"), "ci-test-a").expect("job")
     }
@@ -517,7 +562,7 @@ mod tests {
     }
 
     fn reader<'a>(journal: &'a Journal, redactions: &'a Redactions) -> RunReader<'a> {
-        RunReader { source: journal, unit: job().unit(), redactor: redactions.for_job(&job()) }
+        RunReader { source: journal, unit: job().unit(), redactor: redactions.for_job(&job()), streams: &NO_STREAMS }
     }
 
     fn all(reader: &RunReader, run: &Run) -> Vec<String> {

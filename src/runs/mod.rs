@@ -17,10 +17,11 @@ use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::journal::streams::Streams;
 use crate::names::{JobName, RunId};
 use crate::redact::Redactions;
 pub use history::{Mark, Run, Wanted};
-pub use lines::{Last, Replay, RunReader, Shown, Tail};
+pub use lines::{now_us, Last, Replay, RunReader, Shown, Tail};
 use source::{Entries, JournalSource};
 
 /// How long after a run's end journald may still be storing its last lines:
@@ -29,17 +30,31 @@ use source::{Entries, JournalSource};
 pub const JOURNAL_SETTLE: Duration = Duration::from_secs(1);
 /// [`JOURNAL_SETTLE`] in microseconds, as journal times are.
 pub const SETTLE_US: u64 = JOURNAL_SETTLE.as_micros() as u64;
+/// How long a run's end waits at most for journald to store the last lines
+/// of the streams that have ended (a hostile job cannot hold one open past
+/// its run, but journald may be slow under load).
+pub const LINES_IN_WAIT: Duration = Duration::from_secs(30);
+/// A run that ended longer ago than this has its lines in: its reads wait
+/// for nothing.
+pub const LINES_IN_RECENT: Duration = Duration::from_secs(60);
 
 /// Runs and their lines, read from one journal source, shown through one
 /// set of redaction rules.
 pub struct Runs {
     source: Arc<dyn JournalSource>,
     redactions: Redactions,
+    streams: Streams,
 }
 
 impl Runs {
     pub fn new(source: Arc<dyn JournalSource>, redactions: Redactions) -> Runs {
-        Runs { source, redactions }
+        Runs { source, redactions, streams: Streams::default() }
+    }
+
+    /// Waits until the lines of a run that ended at `finished` (µs since
+    /// the epoch) are in the journal; see [`lines::lines_in`].
+    pub fn lines_in(&self, finished: u64) -> bool {
+        lines::lines_in(&self.streams, finished)
     }
 
     /// The runs of `job` that `wanted` names, newest first; see
@@ -71,7 +86,8 @@ impl Runs {
 
     /// The reader of `job`'s lines.
     pub fn reader(&self, job: &JobName) -> RunReader<'_> {
-        RunReader { source: self.source.as_ref(), unit: job.unit(), redactor: self.redactions.for_job(job) }
+        let redactor = self.redactions.for_job(job);
+        RunReader { source: self.source.as_ref(), unit: job.unit(), redactor, streams: &self.streams }
     }
 }
 

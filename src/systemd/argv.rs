@@ -70,12 +70,14 @@ pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMai
 InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
 /// The journal fields a read of a unit's entries asks for; the rest is not
-/// even printed. Its own lines need the text, the writer and the run; the
+/// even printed. Its own lines need the text, the writer (its stdout
+/// stream, or its pid for lines not written to stdout) and the run; the
 /// manager's messages about it, the unit, the run and what happened. The
 /// in-process reader (`journal`) keeps the same fields.
 pub const ENTRY_FIELDS: &[&str] = &[
     "MESSAGE",
     "_PID",
+    "_STREAM_ID",
     "_SYSTEMD_UNIT",
     "_SYSTEMD_INVOCATION_ID",
     "UNIT",
@@ -85,7 +87,7 @@ pub const ENTRY_FIELDS: &[&str] = &[
     "EXIT_STATUS",
 ];
 /// The fields of the unit's own lines only (fewer fields: a faster read).
-pub const LINE_FIELDS: &[&str] = &["MESSAGE", "_PID", "_SYSTEMD_UNIT", "_SYSTEMD_INVOCATION_ID"];
+pub const LINE_FIELDS: &[&str] = &["MESSAGE", "_PID", "_STREAM_ID", "_SYSTEMD_UNIT", "_SYSTEMD_INVOCATION_ID"];
 /// The fields of the manager's messages only: no text is needed.
 pub const MANAGER_FIELDS: &[&str] = &["_PID", "UNIT", "INVOCATION_ID", "MESSAGE_ID", "UNIT_RESULT", "EXIT_STATUS"];
 
@@ -369,7 +371,7 @@ mod tests {
                 "--all",
                 "-o",
                 "export",
-                "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS",
+                "--output-fields=MESSAGE,_PID,_STREAM_ID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID,UNIT,INVOCATION_ID,MESSAGE_ID,UNIT_RESULT,EXIT_STATUS",
                 "--cursor=s=1;i=2",
                 "-u",
                 "ci-test-hello.service",
@@ -379,7 +381,7 @@ mod tests {
         assert_eq!(
             words(Call::UnitEntries(backward), &tools)[5..],
             [
-                "--output-fields=MESSAGE,_PID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID",
+                "--output-fields=MESSAGE,_PID,_STREAM_ID,_SYSTEMD_UNIT,_SYSTEMD_INVOCATION_ID",
                 "-r",
                 "--cursor=s=1;i=2",
                 "_SYSTEMD_UNIT=ci-test-hello.service"

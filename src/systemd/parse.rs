@@ -24,6 +24,13 @@ impl UnitState {
     pub fn is_running(&self) -> bool {
         matches!(self.active_state.as_str(), "active" | "activating" | "reloading")
     }
+
+    /// The unit's run (`run`) is over: the unit is inactive or failed, or
+    /// stays active after it (`exited`: a oneshot with RemainAfterExit=).
+    /// Not while it stops (`deactivating`: ExecStop= and the like still run).
+    pub fn run_over(&self) -> bool {
+        matches!(self.active_state.as_str(), "inactive" | "failed") || self.sub_state == "exited"
+    }
 }
 
 /// The state `systemctl show --timestamp=unix` prints (`KEY=VALUE` lines).
@@ -126,6 +133,33 @@ pub struct Entry {
     /// The writer's pid; for a job's output, the process that opened the
     /// stream (its main process), shared by every line of that stream.
     pub pid: Option<u32>,
+    /// The stdout stream the line came on (`_STREAM_ID`): one per
+    /// connection to journald, so one run's, whoever of its processes
+    /// wrote; `None` for lines not written to stdout.
+    pub stream: Option<u128>,
+}
+
+/// Who wrote a line, as far as the journal tells: its stdout stream, else
+/// its pid.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriterId {
+    Stream(u128),
+    Pid(u32),
+}
+
+impl Entry {
+    pub fn writer(&self) -> WriterId {
+        match self.stream {
+            Some(stream) => WriterId::Stream(stream),
+            None => WriterId::Pid(self.pid.unwrap_or(0)),
+        }
+    }
+}
+
+/// A journal id (`_STREAM_ID`, 32 lowercase hex digits) as a number.
+fn journal_id(value: &str) -> Option<u128> {
+    let hex = value.len() == 32 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    hex.then(|| u128::from_str_radix(value, 16).ok()).flatten()
 }
 
 /// Systemd's catalog ids for the manager's messages about a unit.
@@ -182,6 +216,7 @@ pub fn journal_entry_placed(unit: &str, raw: &RawEntry, known: Option<Place>) ->
         unit_result: field("UNIT_RESULT").map(str::to_string),
         exit_status: field("EXIT_STATUS").and_then(|s| s.parse().ok()),
         pid: field("_PID").and_then(|p| p.parse().ok()),
+        stream: field("_STREAM_ID").and_then(journal_id),
     })
 }
 
