@@ -29,7 +29,8 @@ lint:
 	shellcheck -s sh contrib/github/jobgate-run
 	shellcheck -x -s sh tests/sandbox/jwks-unit.sh
 	systemd-analyze verify --man=no contrib/systemd/jobgate-jwks@.service contrib/systemd/jobgate-jwks@.timer
-	shellcheck -x -s sh tests/package.sh tests/sandbox/boot.sh tests/sandbox/lib.sh debian/jobgate.prerm debian/jobgate.postrm
+	sh tests/verify-jobs.sh
+	shellcheck -x -s sh tests/package.sh tests/verify-jobs.sh tests/sandbox/boot.sh tests/sandbox/lib.sh debian/jobgate.prerm debian/jobgate.postrm
 	shellcheck -s bash contrib/completions/jobgate.bash
 	$(CARGO) check --quiet --manifest-path fuzz/Cargo.toml
 

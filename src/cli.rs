@@ -60,9 +60,9 @@ pub struct Args {
     /// most follow streams at once, across all front ends (default: 16)
     #[argh(option, default = "crate::follow::DEFAULT_MAX_STREAMS")]
     max_follows: usize,
-    /// most follow streams one token holds at once (default: 4)
-    #[argh(option, default = "crate::limits::DEFAULT_MAX_FOLLOWS_PER_TOKEN")]
-    max_follows_per_token: usize,
+    /// a ceiling on the follow streams one token holds at once, over its fair share of the free ones (default: --max-follows)
+    #[argh(option)]
+    max_follows_per_token: Option<usize>,
     /// most seconds one follow stream lasts before it ends with a "still running" line (default: 3600)
     #[argh(option, default = "crate::follow::DEFAULT_MAX_DURATION.as_secs()")]
     max_follow_secs: u64,
@@ -343,11 +343,9 @@ impl Args {
         if !(1..=MAX_FOLLOWS).contains(&self.max_follows) {
             return Err(format!("invalid --max-follows {} (expected 1 to {MAX_FOLLOWS})", self.max_follows));
         }
-        if !(1..=MAX_FOLLOWS).contains(&self.max_follows_per_token) {
-            return Err(format!(
-                "invalid --max-follows-per-token {} (expected 1 to {MAX_FOLLOWS})",
-                self.max_follows_per_token
-            ));
+        let max_per_token = self.max_follows_per_token.unwrap_or(self.max_follows);
+        if !(1..=MAX_FOLLOWS).contains(&max_per_token) {
+            return Err(format!("invalid --max-follows-per-token {max_per_token} (expected 1 to {MAX_FOLLOWS})"));
         }
         if !(1..=MAX_FOLLOW_SECS).contains(&self.max_follow_secs) {
             return Err(format!(
@@ -357,7 +355,7 @@ impl Args {
         }
         let follow = crate::follow::Limits {
             max_streams: self.max_follows,
-            max_per_token: self.max_follows_per_token.min(self.max_follows),
+            max_per_token: max_per_token.min(self.max_follows),
             max_duration: Duration::from_secs(self.max_follow_secs),
             slot_dir: state_dir.join("follow"),
         };

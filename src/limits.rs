@@ -12,9 +12,9 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// of the connections, so short requests keep the rest.
 pub const DEFAULT_MAX_FOLLOWS: usize = 16;
 
-/// `follow` streams one token may hold at once by default
-/// (`--max-follows-per-token`), so one token cannot take every stream.
-pub const DEFAULT_MAX_FOLLOWS_PER_TOKEN: usize = 4;
+// One token holds at most its fair share of the streams (`api::share`), and
+// alone it may hold them all: `--max-follows-per-token` is only a ceiling
+// over that, by default `--max-follows`; so no cap of its own here.
 
 /// Most bytes of lines one answer holds in memory: a larger `logs` answer
 /// is streamed, a `tail` answer ends there (its client goes on from its

@@ -6,7 +6,8 @@ dest=$(mktemp -d)
 trap 'rm -rf "$dest"' EXIT
 make -s install DESTDIR="$dest" PREFIX=/opt/jg >/dev/null
 for f in /opt/jg/bin/jobgate /opt/jg/share/man/man8/jobgate.8 /opt/jg/share/man/man5/jobgate-tokens.5 \
-    /opt/jg/share/jobgate/sudoers.d/jobgate /opt/jg/share/jobgate/systemd/jobgate.service; do
+    /opt/jg/share/jobgate/sudoers.d/jobgate /opt/jg/share/jobgate/systemd/jobgate.service \
+    /opt/jg/share/jobgate/systemd/ci-test-.service.d/10-jobgate-defaults.conf; do
     [ -f "$dest$f" ] || { echo "install: $f missing"; exit 1; }
 done
 [ -x "$dest/opt/jg/bin/jobgate" ] || { echo "install: the binary is not executable"; exit 1; }

@@ -131,7 +131,9 @@ in_sandbox 'id -nG jobgate | grep -qw systemd-journal || no "jobgate is not in s
 echo "2. the README's steps: sudo rule, token, socket; check, start, follow"
 examples=/usr/share/doc/jobgate/examples
 in_sandbox "visudo -qcf $examples/sudoers.d/jobgate && install -m 0440 $examples/sudoers.d/jobgate /etc/sudoers.d/jobgate
-    cp $examples/systemd/ci-test-hello.service /etc/systemd/system/ && systemctl daemon-reload
+    cp -R $examples/systemd/ci-test-hello.service $examples/systemd/ci-test-.service.d /etc/systemd/system/
+    systemctl daemon-reload
+    [ \"\$(systemctl show -P DynamicUser ci-test-hello.service)\" = yes ] || { echo 'the drop-in gives no dynamic user' >&2; exit 1; }
     systemctl enable --quiet --now jobgate.socket"
 token=$(inside jobgate token add ci --scope rw 2>/dev/null) || fail "jobgate token add"
 in_sandbox 'sudo -u jobgate jobgate check >check.log || { cat check.log; exit 1; }'

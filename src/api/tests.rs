@@ -374,3 +374,32 @@ fn metrics_only_for_a_metrics_token() {
     }
     assert!(!text.contains("made-up"), "no series for a name a client made up");
 }
+
+#[test]
+fn follow_streams_are_shared_fairly_between_tokens() {
+    let (mut api, _) = api_with(finished_run());
+    api.0.follow.max_streams = 4;
+    api.0.follow.max_per_token = 4;
+    let follow = |token: &str| {
+        api.handle(
+            &Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", &format!("Bearer {token}")),
+        )
+    };
+    // Alone, a token may take more than its half.
+    let ro: Vec<_> = (0..3).map(|_| follow("jgt_ro")).collect();
+    assert!(ro.iter().all(|r| r.status == 200), "a token alone takes 3 of 4");
+    // Another token still gets the last stream.
+    let rw = follow("jgt_rw");
+    assert_eq!(rw.status, 200, "the last stream is left to a token holding none");
+    drop(rw);
+    drop(ro);
+    // Two tokens: one holding two of four cannot take more while the other holds one.
+    let ro: Vec<_> = (0..2).map(|_| follow("jgt_ro")).collect();
+    let rw = follow("jgt_rw");
+    assert_eq!(rw.status, 200);
+    let third = follow("jgt_ro");
+    assert_eq!((third.status, body_text(third).trim()), (503, r#"{"msg":"Too many streams for this token"}"#));
+    drop(rw);
+    assert_eq!(follow("jgt_ro").status, 200, "alone again, it may take more");
+    drop(ro);
+}

@@ -92,6 +92,7 @@ fn main() -> ExitCode {
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
         .chain(tests_ci::TESTS)
+        .chain(tests_units::TESTS)
         // After the others: it reads the runs of every job they ran.
         .chain(tests_journal::TESTS)
         // Last: it stops and starts the sandbox's bus.
@@ -137,6 +138,16 @@ fn setup() -> Result<World, String> {
     let binary = std::fs::read(bin).map_err(|e| format!("{bin}: {e}"))?;
     sb.write_file(BIN, &binary, 0o755, "root");
     sb.sh_ok(&format!("mkdir -p {STATE} && chown {USER}:{USER} {STATE} && chmod 0700 {STATE}"));
+    // The shipped defaults for every job, a prefix drop-in (its directory
+    // as an operator installs it): before the jobs, so that none runs as
+    // root. A test that needs a root job undoes it in that job's drop-in.
+    let dropins = format!("{repo}/contrib/systemd/ci-test-.service.d");
+    for entry in std::fs::read_dir(&dropins).map_err(|e| format!("{dropins}: {e}"))? {
+        let path = entry.map_err(|e| format!("{dropins}: {e}"))?.path();
+        let name = path.file_name().and_then(|n| n.to_str()).ok_or_else(|| format!("{}: a name", path.display()))?;
+        let text = std::fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        sb.write_file(&format!("/run/systemd/system/ci-test-.service.d/{name}"), &text, 0o644, "root");
+    }
     for unit in SHIPPED_UNITS {
         let text =
             std::fs::read_to_string(format!("{repo}/contrib/systemd/{unit}")).map_err(|e| format!("{unit}: {e}"))?;
@@ -281,4 +292,5 @@ mod tests_load;
 mod tests_observe;
 mod tests_oidc;
 mod tests_runs;
+mod tests_units;
 use tests_api::TESTS;

@@ -157,7 +157,8 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     started.sort();
     assert_eq!(started, [200, 425, 425, 425, 425, 425, 425, 425]);
 
-    // 16 follows with one token: 4 streams, 12 refused; two more that never
+    // 16 follows with one token: all 16 may stream (alone, a token may take
+    // every stream), but for those of the two other streams that never
     // read; journald restarts and systemd reloads meanwhile; then serve is
     // stopped under them.
     let readers: Vec<_> = (0..16)
@@ -186,8 +187,9 @@ fn shipped_serve_holds_under_load_and_faults(w: &World) {
     w.sb.sh_ok(&format!("systemctl stop {UNIT}"));
     let answers: Vec<Answer> = readers.into_iter().map(|r| r.join().expect("follow")).collect();
     let streams: Vec<&Answer> = answers.iter().filter(|a| a.status == 200).collect();
-    let refused = answers.iter().filter(|a| a.status == 503 && a.msg() == "Too many streams for this token").count();
-    assert_eq!((streams.len(), refused), (4, 12), "{:?}", answers.iter().map(|a| a.status).collect::<Vec<_>>());
+    let refused = answers.iter().filter(|a| a.status == 503 && a.msg().starts_with("Too many streams")).count();
+    let statuses = answers.iter().map(|a| a.status).collect::<Vec<_>>();
+    assert!(streams.len() >= 14 && streams.len() + refused == 16, "{statuses:?}");
     for stream in streams {
         assert!(stream.body.lines().any(|l| l.starts_with("chatty line")), "lines came before the stop");
     }
