@@ -18,7 +18,7 @@ pub fn state(job: &JobName, state: &UnitState) -> Value {
         "exit_status": state.exit_status,
         "run": state.run.as_ref().map(|r| r.as_str()),
         "started": state.started.map(rfc3339),
-        "finished": state.finished.filter(|_| !state.is_running()).map(rfc3339),
+        "finished": state.finished.filter(|_| state.run_over()).map(rfc3339),
     })
 }
 

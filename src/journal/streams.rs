@@ -327,6 +327,11 @@ mod probe {
     #[ignore = "looks at this machine's journald: run by hand inside the sandbox"]
     fn probe_this_machine() {
         let streams = super::Streams::default();
+        let started = std::time::Instant::now();
+        for _ in 0..1000 {
+            let _ = super::dump();
+        }
+        eprintln!("a dump: {:?}, {} sockets", started.elapsed() / 1000, super::dump().map_or(0, |s| s.len()));
         for _ in 0..40 {
             eprintln!("{:?}", streams.drained());
             std::thread::sleep(std::time::Duration::from_millis(100));

@@ -91,6 +91,9 @@ struct Span {
     started: u64,
     /// Its "Starting" has been read: older messages are another run's.
     begun: bool,
+    /// Its oldest message so far is one a run begins with ("Starting", or
+    /// "Started" for `Type=simple`).
+    opened: bool,
     outcome: Outcome,
 }
 
@@ -111,7 +114,8 @@ pub fn history(
     wanted: Wanted<'_>,
     current: &mut dyn FnMut() -> Option<RunId>,
 ) -> io::Result<Vec<Run>> {
-    let mut history = History { runs: Vec::new(), spans_seen: 0, awaiting_previous: None, newer: None };
+    let mut history =
+        History { runs: Vec::new(), opened: Vec::new(), spans_seen: 0, awaiting_previous: None, newer: None };
     let mut span: Option<Span> = None;
     while let Some(entry) = events.next_entry()? {
         if !entry.from_manager {
@@ -125,6 +129,7 @@ pub fn history(
                     s.first = mark;
                     s.started = entry.realtime;
                     s.begun = true;
+                    s.opened = true;
                     s.starting_id = entry.run;
                 }
                 None => {
@@ -136,6 +141,7 @@ pub fn history(
                         first: mark,
                         started,
                         begun: true,
+                        opened: true,
                         outcome: Outcome::default(),
                     });
                 }
@@ -146,6 +152,7 @@ pub fn history(
                     s.outcome.apply(&entry);
                     s.first = mark;
                     s.started = entry.realtime;
+                    s.opened = entry.message_id == message_ids::STARTED;
                 }
                 _ => {
                     if let Some(s) = span.as_mut().filter(|s| s.id.is_none() && s.starting_id.as_ref() == Some(&id)) {
@@ -156,7 +163,16 @@ pub fn history(
                     let mut outcome = Outcome::default();
                     outcome.apply(&entry);
                     let started = entry.realtime;
-                    span = Some(Span { id: Some(id), starting_id: None, first: mark, started, begun: false, outcome });
+                    let opened = entry.message_id == message_ids::STARTED;
+                    span = Some(Span {
+                        id: Some(id),
+                        starting_id: None,
+                        first: mark,
+                        started,
+                        begun: false,
+                        opened,
+                        outcome,
+                    });
                 }
             }
         }
@@ -170,6 +186,9 @@ pub fn history(
 
 struct History {
     runs: Vec<Run>,
+    /// For each run, whether its oldest message read is one a run begins
+    /// with; a run without one may go on in older messages.
+    opened: Vec<bool>,
     spans_seen: usize,
     /// The run (an index into `runs`) whose previous run's start is next.
     awaiting_previous: Option<usize>,
@@ -193,10 +212,23 @@ impl History {
             None => span.starting_id,
         };
         let Some(id) = id else { return };
-        if wanted.only.is_some_and(|only| *only != id) || self.runs.iter().any(|r| r.run == id) {
+        if let Some(k) = self.runs.iter().position(|r| r.run == id) {
+            // Messages of one run on both sides of other runs' messages:
+            // runs are one after another, so those between are not runs
+            // (forged: a job running as root can write the manager's
+            // messages), and this is where the run begins.
+            self.runs.truncate(k + 1);
+            self.opened.truncate(k + 1);
+            let run = &mut self.runs[k];
+            (run.start, run.started) = (span.first, span.started);
+            run.finished = run.finished.or(span.outcome.finished);
+            run.result = run.result.take().or(span.outcome.result);
+            run.exit_status = run.exit_status.or(span.outcome.exit_status);
+            self.opened[k] = span.opened;
+            self.awaiting_previous = Some(k);
             return;
         }
-        if self.runs.len() >= wanted.limit {
+        if wanted.only.is_some_and(|only| *only != id) || self.runs.len() >= wanted.limit {
             return;
         }
         self.runs.push(Run {
@@ -210,14 +242,15 @@ impl History {
             exit_status: span.outcome.exit_status,
             current: false,
         });
+        self.opened.push(span.opened);
         self.awaiting_previous = Some(self.runs.len() - 1);
     }
 
-    /// Whether the wanted runs, and the start of the run before the oldest
-    /// of them, are known.
+    /// Whether the wanted runs, where each begins, and the start of the
+    /// run before the oldest of them, are known.
     fn complete(&self, wanted: &Wanted<'_>) -> bool {
         let found = self.runs.len() >= wanted.limit || (wanted.only.is_some() && !self.runs.is_empty());
-        found && self.awaiting_previous.is_none()
+        found && self.awaiting_previous.is_none() && self.opened.iter().all(|&o| o)
     }
 }
 

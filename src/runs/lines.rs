@@ -62,6 +62,29 @@ pub enum Last {
     Replay(Replay),
 }
 
+/// A read of the unit's lines from the journal's end, begun early
+/// ([`RunReader::read_from_end`]).
+pub struct FromEnd {
+    entries: Entries,
+    /// When it began, µs since the epoch.
+    begun: u64,
+    /// journald's streams as it began.
+    drain: Drain,
+}
+
+impl FromEnd {
+    /// Whether this read has every line of a run that ended at `finished`
+    /// (if it has): the run's lines were all in the journal as it began.
+    fn has_all_of(&self, finished: Option<u64>) -> bool {
+        let Some(finished) = finished else { return true };
+        match self.drain {
+            Drain::Drained => finished < self.begun,
+            Drain::Unknown => finished.saturating_add(SETTLE_US) < self.begun,
+            Drain::Pending(_) => false,
+        }
+    }
+}
+
 /// A forward read from `after` (or from the run's start), skipping the
 /// first `skip` lines and taking `take`.
 #[derive(Debug, Clone)]
@@ -162,16 +185,15 @@ impl<'a> RunReader<'a> {
     /// run read forward instead, which knows the writers that came before.
     ///
     /// `from_end` is a read begun by [`RunReader::read_from_end`] while the
-    /// run was being found; it serves for the newest run unless the run
-    /// ended so recently that its last lines may have come since.
-    pub fn last(&self, run: &Run, n: usize, from_end: Option<Entries>) -> io::Result<Last> {
+    /// run was being found; it serves for the newest run if that run's
+    /// lines were all in when the read began.
+    pub fn last(&self, run: &Run, n: usize, from_end: Option<FromEnd>) -> io::Result<Last> {
         if n == 0 {
             return Ok(Last::Held(Vec::new()));
         }
-        // A read begun before the run's lines were all in may miss some.
-        let recent = run.finished.is_some_and(|f| now_us().saturating_sub(f) < LINES_IN_RECENT.as_micros() as u64);
         let waited = run.finished.is_some_and(|f| lines_in(self.streams, f));
-        let from_end = from_end.filter(|_| !recent && !waited && run.next.is_none());
+        let whole = |read: &FromEnd| !waited && run.next.is_none() && read.has_all_of(run.finished);
+        let from_end = from_end.filter(whole).map(|read| read.entries);
         match self.last_from_end(run, n, from_end)? {
             Some(last) => Ok(last),
             None => self.last_from_start(run, n),
@@ -181,8 +203,11 @@ impl<'a> RunReader<'a> {
     /// Begins reading the unit's lines newest first from the journal's
     /// end, as [`RunReader::last`] does for the newest run: started before
     /// the run is known, the read gets going meanwhile.
-    pub fn read_from_end(&self) -> io::Result<Entries> {
-        self.source.unit_entries(self.backward_read(None), STREAM_TIMEOUT)
+    pub fn read_from_end(&self) -> io::Result<FromEnd> {
+        let begun = now_us();
+        let drain = self.streams.drained();
+        let entries = self.source.unit_entries(self.backward_read(None), STREAM_TIMEOUT)?;
+        Ok(FromEnd { entries, begun, drain })
     }
 
     /// From the next run's start, the unit's lines; from the journal's end

@@ -21,7 +21,7 @@ use crate::journal::streams::Streams;
 use crate::names::{JobName, RunId};
 use crate::redact::Redactions;
 pub use history::{Mark, Run, Wanted};
-pub use lines::{now_us, Last, Replay, RunReader, Shown, Tail};
+pub use lines::{now_us, FromEnd, Last, Replay, RunReader, Shown, Tail};
 use source::{Entries, JournalSource};
 
 /// How long after a run's end journald may still be storing its last lines:

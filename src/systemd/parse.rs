@@ -25,11 +25,14 @@ impl UnitState {
         matches!(self.active_state.as_str(), "active" | "activating" | "reloading")
     }
 
-    /// The unit's run (`run`) is over: the unit is inactive or failed, or
-    /// stays active after it (`exited`: a oneshot with RemainAfterExit=).
-    /// Not while it stops (`deactivating`: ExecStop= and the like still run).
+    /// The unit's run (`run`) is over: the unit is inactive or failed,
+    /// stays active after it (`exited`: a oneshot with RemainAfterExit=), or
+    /// waits to start it again (`auto-restart`: Restart=; the next attempt
+    /// is a run of its own). Not while it stops (`deactivating`: ExecStop=
+    /// and the like still run).
     pub fn run_over(&self) -> bool {
-        matches!(self.active_state.as_str(), "inactive" | "failed") || self.sub_state == "exited"
+        matches!(self.active_state.as_str(), "inactive" | "failed")
+            || matches!(self.sub_state.as_str(), "exited" | "auto-restart")
     }
 }
 

@@ -20,6 +20,12 @@ Type=oneshot
 ExecStart=/bin/sh -c 'seq 1 \$n | sed \"s|.*|line & of a run, as a build or deploy would print it: status=ok|\"'
 UNIT
 done
+cat > /run/systemd/system/ci-test-remains100000.service <<UNIT
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh -c 'seq 1 100000 | sed \"s|.*|line & of a run, as a build or deploy would print it: status=ok|\"'
+UNIT
 cat > /run/systemd/system/ci-test-clock.service <<'UNIT'
 [Unit]
 StartLimitIntervalSec=0

@@ -92,6 +92,7 @@ fn main() -> ExitCode {
         .chain(tests_observe::TESTS)
         .chain(tests_oidc::TESTS)
         .chain(tests_ci::TESTS)
+        .chain(tests_exact::TESTS)
         .chain(tests_units::TESTS)
         // After the others: it reads the runs of every job they ran.
         .chain(tests_journal::TESTS)
@@ -285,6 +286,7 @@ fn now_us() -> u64 {
 mod tests_api;
 mod tests_bus;
 mod tests_ci;
+mod tests_exact;
 mod tests_follow;
 mod tests_hold;
 mod tests_journal;
