@@ -270,28 +270,54 @@ pub struct Field {
 /// so it is not kept in the cache (it would only churn it).
 static MESSAGE: Field = Field { name: Cow::Borrowed(b"MESSAGE"), value: None };
 
-/// Fields by DATA object offset, for one file; bounded.
+/// Fields by DATA object offset, for one file; bounded in entries and in
+/// bytes, since a job chooses how many distinct fields its entries link
+/// (a native-protocol entry can name any number of new values).
 #[derive(Default)]
-pub struct FieldCache(HashMap<u64, Field, BuildHasherDefault<OffsetHasher>>);
+pub struct FieldCache {
+    fields: HashMap<u64, Field, BuildHasherDefault<OffsetHasher>>,
+    /// What the fields hold, by [`FieldCache::cost`].
+    bytes: usize,
+}
 
 impl FieldCache {
-    const MAX: usize = 1 << 16;
+    /// Most fields kept: a unit's reads meet a few dozen that recur (its
+    /// pid, unit, run, stream, boot); past this the cache starts again.
+    const MAX: usize = 4096;
+    /// Most bytes kept, counted by [`FieldCache::cost`].
+    pub const MAX_BYTES: usize = 256 << 10;
     /// Values up to this length are kept; longer ones are read each time.
     pub const MAX_VALUE: usize = 256;
 
     fn has(&self, offset: u64) -> bool {
-        self.0.contains_key(&offset)
+        self.fields.contains_key(&offset)
     }
 
     fn get(&self, offset: u64) -> Option<&Field> {
-        self.0.get(&offset)
+        self.fields.get(&offset)
+    }
+
+    /// The bytes one field holds: its slot in the map, its own name and
+    /// value, and an allocation's overhead for each.
+    fn cost(field: &Field) -> usize {
+        let owned = |len: usize| if len > 0 { len + 16 } else { 0 };
+        let name = match &field.name {
+            Cow::Owned(name) => owned(name.len()),
+            Cow::Borrowed(_) => 0,
+        };
+        std::mem::size_of::<(u64, Field)>() + 8 + name + field.value.as_ref().map_or(0, |v| owned(v.len()))
     }
 
     fn put(&mut self, offset: u64, field: Field) {
-        if self.0.len() >= Self::MAX {
-            self.0.clear();
+        let cost = Self::cost(&field);
+        if self.fields.len() >= Self::MAX || self.bytes + cost > Self::MAX_BYTES {
+            self.fields.clear();
+            self.bytes = 0;
         }
-        self.0.insert(offset, field);
+        self.bytes += cost;
+        if let Some(old) = self.fields.insert(offset, field) {
+            self.bytes -= Self::cost(&old);
+        }
     }
 }
 
@@ -385,4 +411,29 @@ fn field<'c>(
     };
     cache.put(offset, field);
     Ok(cache.get(offset).map(|field| (field, true)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_field_cache_is_bounded_in_bytes() {
+        // A job's entries linking ever new values, as many as it likes.
+        let mut cache = FieldCache::default();
+        for i in 0..100_000u64 {
+            let name = format!("JUNK_{}", i % 7).into_bytes();
+            let value = (i % 3 > 0).then(|| vec![b'v'; FieldCache::MAX_VALUE].into_boxed_slice());
+            cache.put(i * 8, Field { name: Cow::Owned(name), value });
+            assert!(cache.bytes <= FieldCache::MAX_BYTES && cache.fields.len() <= FieldCache::MAX);
+        }
+        let held: usize = cache.fields.values().map(FieldCache::cost).sum();
+        assert_eq!(held, cache.bytes, "what it counts is what it holds");
+        // A field put again replaces the one before, counted once.
+        let again = || Field { name: Cow::Borrowed(b"_PID"), value: Some(b"42".to_vec().into_boxed_slice()) };
+        let mut cache = FieldCache::default();
+        cache.put(8, again());
+        cache.put(8, again());
+        assert_eq!(cache.bytes, FieldCache::cost(&again()));
+    }
 }
