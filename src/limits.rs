@@ -12,7 +12,7 @@ pub const MAX_CONNECTIONS: usize = 64;
 /// of the connections, so short requests keep the rest.
 pub const DEFAULT_MAX_FOLLOWS: usize = 16;
 
-// One token holds at most its fair share of the streams (`api::share`), and
+// One token holds at most its fair share of the streams (`follow::share`), and
 // alone it may hold them all: `--max-follows-per-token` is only a ceiling
 // over that, by default `--max-follows`; so no cap of its own here.
 

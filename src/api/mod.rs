@@ -5,7 +5,6 @@
 
 pub mod access_log;
 pub mod http;
-pub mod share;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -415,22 +414,7 @@ impl Api {
     }
 
     fn follow(&self, job: JobName, grant: &Grant, query: &Query, ctx: &mut Context) -> Answer {
-        // The token's fair share of the streams (share.rs), then a slot.
-        let share = match share::held(&self.follow.slot_dir, &grant.name) {
-            Ok((own, others, tokens)) => {
-                (own, others, share::share(self.follow.max_streams, others, tokens, self.follow.max_per_token))
-            }
-            Err(e) => {
-                let why = format!("counting the streams in {}: {e}", self.follow.slot_dir.display());
-                return Err(internal(OpError::Failed(why)));
-            }
-        };
-        // All streams taken is said as such (by take_slot).
-        let (own, others, allowed) = share;
-        if own >= allowed && own + others < self.follow.max_streams {
-            ctx.follow_refused = Some("token");
-            return Err(Reject::new(503, "Too many streams for this token"));
-        }
+        // A slot, within the token's fair share of the streams.
         let slot = match self.follow.take_slot(&grant.name) {
             Ok(Ok(slot)) => slot,
             Ok(Err(follow::Full::Token)) => {

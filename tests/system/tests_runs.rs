@@ -223,14 +223,17 @@ fn every_unit_type_over_every_route(w: &World) {
 /// and its result; the last one succeeds.
 fn each_restart_is_its_own_run(w: &World) {
     let job = "ci-test-kind-restart";
-    let counter = "/run/jobgate-test/restarts";
+    // The job's own runtime directory, kept across its attempts: the
+    // prefix drop-in's ProtectSystem=strict leaves no other place to write.
+    let counter = "/run/jobgate-restarts/count";
     w.sb.sh_ok(&format!("rm -f {counter}"));
     let script = format!(
         "n=$(cat {counter} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {counter}; \
          echo \"attempt $n $INVOCATION_ID\"; sleep 0.3; [ $n -ge 3 ] || exit 4"
     );
     let unit = format!(
-        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nRestart=on-failure\nRestartSec=200ms\nExecStart=/bin/sh -c '{script}'\n"
+        "[Unit]\nStartLimitIntervalSec=0\n[Service]\nRestart=on-failure\nRestartSec=200ms\n\
+         RuntimeDirectory=jobgate-restarts\nRuntimeDirectoryPreserve=yes\nExecStart=/bin/sh -c '{script}'\n"
     );
     w.sb.install_unit(&format!("{job}.service"), &unit);
     let started = post(&w.addr, &format!("/api/job/{job}"), &w.rw);

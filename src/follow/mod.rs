@@ -18,6 +18,8 @@ use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
 
+pub mod share;
+
 use crate::names::{Cursor, JobName, RunId, RunSelector};
 use crate::ops::{Jobs, OpError, START_WAIT};
 use crate::runs::attrib::Seen;
@@ -94,7 +96,8 @@ impl FollowEnd {
 /// long. The caps hold across processes too (`inetd` and `cgi` answer each
 /// request in its own): each stream holds a lock on one of `max_streams`
 /// slot files under the state directory, and on one of `max_per_token` of
-/// its token's; a process's locks go with it.
+/// its token's; a process's locks go with it. How many of them a token may
+/// hold while other tokens hold streams is its fair share (share.rs).
 #[derive(Debug, Clone)]
 pub struct Limits {
     pub max_streams: usize,
@@ -116,7 +119,7 @@ pub struct Slot {
 /// Why no slot was had.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Full {
-    /// The token holds its most streams already.
+    /// The token holds its share of the streams already.
     Token,
     /// All streams are taken.
     All,
@@ -124,8 +127,22 @@ pub enum Full {
 
 impl Limits {
     /// Places for a stream of `token` (a validated token name), or which
-    /// cap is full.
+    /// cap is full. The count and the take are made under one lock of the
+    /// slot directory, so that two requests that ask at once (in one
+    /// process or two) cannot both take the last stream of a share.
     pub fn take_slot(&self, token: &str) -> io::Result<Result<Slot, Full>> {
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.slot_dir)?;
+        let guard =
+            OpenOptions::new().create(true).truncate(false).write(true).mode(0o600).open(self.slot_dir.join("lock"))?;
+        guard.lock()?;
+        let (own, others, tokens) = share::held(&self.slot_dir, token)?;
+        let allowed = share::share(self.max_streams, others, tokens, self.max_per_token);
+        if own + others >= self.max_streams {
+            return Ok(Err(Full::All));
+        }
+        if own >= allowed {
+            return Ok(Err(Full::Token));
+        }
         let Some(any) = take_one(&self.slot_dir, self.max_streams)? else { return Ok(Err(Full::All)) };
         let Some(own) = take_one(&self.slot_dir.join(format!("token-{token}")), self.max_per_token)? else {
             return Ok(Err(Full::Token));
@@ -457,7 +474,8 @@ mod tests {
         assert_eq!(take("c").err(), Some(Full::All), "past the cap in all");
         assert_eq!(take("a").err(), Some(Full::All), "the cap in all is told first");
         drop(first);
-        assert!(take("a").is_ok(), "a slot is free again");
+        assert_eq!(take("a").err(), Some(Full::Token), "its fair share beside b's one: (3 - 1) / 2");
+        assert!(take("c").is_ok(), "a slot is free again");
         let _ = fs::remove_dir_all(dir);
     }
 

@@ -7,8 +7,8 @@
 //! take the last free ones from a token that holds none or fewer: whatever
 //! it holds, each other active token is left a share as large as its own.
 //! The counts are read from the slot locks under the state directory
-//! (`follow::Limits`), so they hold across processes; two requests of one
-//! token that look at once may both pass (one stream over its share).
+//! (`follow::Limits`, which counts and takes under one lock), so they hold
+//! across processes.
 #![forbid(unsafe_code)]
 
 use std::fs::{self, File, OpenOptions, TryLockError};
