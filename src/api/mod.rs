@@ -476,7 +476,9 @@ impl Api {
             }
         }
         let cursor = tail.cursor.as_ref().map(|c| c.as_str());
-        let answer = lines_answer(query.text, &tail.lines, Some(cursor), Some(run.run.as_str()));
+        // The run in a header too, for a plain-text poller (jobgate-run).
+        let answer = lines_answer(query.text, &tail.lines, Some(cursor), Some(run.run.as_str()))
+            .with_header("X-Jobgate-Run", run.run.to_string());
         Ok(match cursor {
             Some(cursor) => answer.with_header("X-Jobgate-Cursor", cursor.to_string()),
             None => answer,

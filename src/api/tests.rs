@@ -246,6 +246,18 @@ fn streamed(response: &mut Response) -> String {
 }
 
 #[test]
+fn tail_names_its_run_and_cursor_in_headers_for_a_plain_text_poller() {
+    let (api, _) = api_with(finished_run());
+    let response = api.handle(
+        &Request::new("GET", "/api/job/ci-test-a/tail?format=text").with_header("Authorization", "Bearer jgt_ro"),
+    );
+    assert_eq!((response.status, response.content_type), (200, http::TEXT));
+    assert!(response.headers.contains(&("X-Jobgate-Run", RUN.into())));
+    assert!(response.headers.iter().any(|(name, _)| *name == "X-Jobgate-Cursor"));
+    assert_eq!(body_text(response), "one\ntwo\nthree\n");
+}
+
+#[test]
 fn follow_of_a_finished_run_streams_it_and_its_end() {
     let (api, _) = api_with(finished_run());
     let mut response =

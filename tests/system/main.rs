@@ -93,6 +93,7 @@ fn main() -> ExitCode {
         .chain(tests_oidc::TESTS)
         .chain(tests_ci::TESTS)
         .chain(tests_exact::TESTS)
+        .chain(tests_workflows::TESTS)
         .chain(tests_units::TESTS)
         // After the others: it reads the runs of every job they ran.
         .chain(tests_journal::TESTS)
@@ -295,4 +296,5 @@ mod tests_observe;
 mod tests_oidc;
 mod tests_runs;
 mod tests_units;
+mod tests_workflows;
 use tests_api::TESTS;

@@ -73,7 +73,7 @@ fn inject_lines() -> Vec<String> {
     lines
 }
 
-fn scratch(name: &str) -> std::path::PathBuf {
+pub(crate) fn scratch(name: &str) -> std::path::PathBuf {
     std::env::temp_dir().join(format!("jobgate-ci-{}-{name}", std::process::id()))
 }
 

@@ -455,7 +455,7 @@ fn polling_client_like_the_original_api(w: &World) {
 }
 
 /// `contrib/github/jobgate-run` under dash, as a workflow runs it.
-fn client(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
+pub(crate) fn client(addr: &str, token: &str, args: &[&str], env: &[(&str, &str)]) -> Command {
     let script = format!("{}/contrib/github/jobgate-run", env!("CARGO_MANIFEST_DIR"));
     let mut cmd = Command::new("dash");
     cmd.arg(script).args(args).env("JOBGATE_URL", format!("http://{addr}")).env("JOBGATE_TOKEN", token);

@@ -61,7 +61,8 @@ fn oidc(w: &World) -> &'static Oidc {
              trust deploy-main github rw ci-test-deploy@main -- repository_id=123456789 ref=refs/heads/main event_name=push,workflow_dispatch\n\
              trust status github ro ci-test-* -- repository_owner_id=4242 ref=refs/heads/main\n\
              trust gl-deploy gitlab rw ci-test-deploy@gl -- project_id=555 ref=main ref_protected=true\n\
-             trust cirrus-deploy cirrus rw ci-test-deploy@cirrus -- repository_id=777 branch=main\n"
+             trust cirrus-deploy cirrus rw ci-test-deploy@cirrus -- repository_id=777 branch=main\n\
+             trust matrix github rw ci-test-matrix@* -- repository_id=123456789 ref=refs/heads/main\n"
         );
         w.sb.write_file(TRUST, trust.as_bytes(), 0o640, &format!("root:{USER}"));
         let addr = format!("127.0.0.1:{}", free_port());
@@ -335,33 +336,9 @@ fn trust_explain_and_check_speak_to_the_operator(w: &World) {
 /// GitHub does: the workflow holds no secret, starts its job once and
 /// follows it to the end.
 fn jobgate_run_oidc_end_to_end(w: &World) {
-    use std::io::{Read, Write};
     let o = oidc(w);
     wait_idle(o, "ci-test-deploy@main");
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
-    let endpoint = format!("http://{}/idtoken?api-version=2.0", listener.local_addr().expect("addr"));
-    let minted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let count = minted.clone();
-    std::thread::spawn(move || {
-        for stream in listener.incoming().flatten() {
-            let mut stream = stream;
-            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
-            let mut head = Vec::new();
-            let mut byte = [0u8; 1];
-            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 && stream.read(&mut byte).is_ok_and(|n| n == 1)
-            {
-                head.push(byte[0]);
-            }
-            let asked = String::from_utf8_lossy(&head).contains("audience=https%3A%2F%2Fci.example.org%2Fjobgate");
-            let body = if asked {
-                json!({"value": oidc_key().sign("github-1", &github_claims(&jti()))}).to_string()
-            } else {
-                "{}".into()
-            };
-            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
-        }
-    });
+    let (endpoint, minted) = id_token_endpoint();
     let since = now_us();
     let script = format!("{}/contrib/github/jobgate-run", env!("CARGO_MANIFEST_DIR"));
     let out = Command::new("dash")
@@ -383,4 +360,44 @@ fn jobgate_run_oidc_end_to_end(w: &World) {
         .filter(|l| l.contains("audit action=start outcome=ok job=ci-test-deploy@main token=oidc:deploy-main"))
         .count();
     assert_eq!(starts, 1, "{log}");
+}
+
+/// The address of the serve that trusts GitHub's ID tokens (and takes the
+/// suite's tokens too); its trust line `matrix` lets a push to main of
+/// octo/app run any `ci-test-matrix@` instance.
+pub(crate) fn trusting_serve(w: &World) -> String {
+    oidc(w).addr.clone()
+}
+
+/// A stand-in for GitHub's ID token endpoint, as
+/// `ACTIONS_ID_TOKEN_REQUEST_URL`: each request for the audience gets a
+/// freshly signed token of a push to main of octo/app, with a jti of its
+/// own; and the count of tokens minted.
+pub(crate) fn id_token_endpoint() -> (String, std::sync::Arc<std::sync::atomic::AtomicUsize>) {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering::SeqCst;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let endpoint = format!("http://{}/idtoken?api-version=2.0", listener.local_addr().expect("addr"));
+    let minted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = minted.clone();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") && head.len() < 16 << 10 && stream.read(&mut byte).is_ok_and(|n| n == 1)
+            {
+                head.push(byte[0]);
+            }
+            let asked = String::from_utf8_lossy(&head).contains("audience=https%3A%2F%2Fci.example.org%2Fjobgate");
+            let n = count.fetch_add(1, SeqCst);
+            let body = if asked {
+                json!({"value": oidc_key().sign("github-1", &github_claims(&format!("{}-{n}", jti())))}).to_string()
+            } else {
+                "{}".into()
+            };
+            let _ = write!(stream, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+        }
+    });
+    (endpoint, minted)
 }
