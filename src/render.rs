@@ -16,6 +16,7 @@ pub fn state(job: &JobName, state: &UnitState) -> Value {
         "sub_state": state.sub_state,
         "result": state.result,
         "exit_status": state.exit_status,
+        "restarts": state.restarts,
         "run": state.run.as_ref().map(|r| r.as_str()),
         "started": state.started.map(rfc3339),
         "finished": state.finished.filter(|_| state.run_over()).map(rfc3339),

@@ -66,7 +66,7 @@ impl Default for Tools {
 }
 
 /// The properties `state` reads; see `parse::UnitState`.
-pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainStatus,\
+pub const SHOW_PROPERTIES: &str = "LoadState,ActiveState,SubState,Result,ExecMainStatus,NRestarts,\
 InvocationID,ExecMainStartTimestamp,ExecMainExitTimestamp";
 
 /// The journal fields a read of a unit's entries asks for; the rest is not

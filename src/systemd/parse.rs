@@ -13,6 +13,10 @@ pub struct UnitState {
     pub sub_state: String,
     pub result: String,
     pub exit_status: Option<i64>,
+    /// How many times Restart= started the unit again since it was last
+    /// started by hand (systemd's NRestarts; kept past a last failure,
+    /// flushed by the next start).
+    pub restarts: Option<u64>,
     pub run: Option<RunId>,
     /// Seconds since the epoch, from `--timestamp=unix` (`@N`).
     pub started: Option<u64>,
@@ -54,6 +58,7 @@ pub fn unit_state_from<'a>(properties: impl IntoIterator<Item = (&'a str, &'a st
             "SubState" => state.sub_state = value.to_string(),
             "Result" => state.result = value.to_string(),
             "ExecMainStatus" => state.exit_status = value.parse().ok(),
+            "NRestarts" => state.restarts = value.parse().ok(),
             "InvocationID" => state.run = RunId::parse(value),
             "ExecMainStartTimestamp" => state.started = unix_timestamp(value),
             "ExecMainExitTimestamp" => state.finished = unix_timestamp(value),

@@ -20,7 +20,36 @@ use super::tests_oidc::{id_token_endpoint, trusting_serve};
 use super::World;
 use crate::Test;
 
-pub const TESTS: &[Test] = &[("a_matrix_of_ci_jobs_ends_as_its_runs", a_matrix_of_ci_jobs_ends_as_its_runs)];
+pub const TESTS: &[Test] = &[
+    ("a_restarted_job_is_followed_to_its_last_attempt", a_restarted_job_is_followed_to_its_last_attempt),
+    ("a_matrix_of_ci_jobs_ends_as_its_runs", a_matrix_of_ci_jobs_ends_as_its_runs),
+];
+
+/// Restart=on-failure, as a deploy that retries: jobgate-run follows the
+/// failed attempts into the next and exits with the last one's status
+/// (twice failing then succeeding: 0; failing to systemd's start limit: 1).
+fn a_restarted_job_is_followed_to_its_last_attempt(w: &World) {
+    for (job, attempts, code) in [("ci-test-retry-ok", 3, 0), ("ci-test-retry-fail", 2, 1)] {
+        // The job's own runtime directory, kept across its attempts (the
+        // prefix drop-in makes the rest of the file system read-only).
+        let unit = format!(
+            "[Unit]\nStartLimitIntervalSec=1min\nStartLimitBurst={attempts}\n[Service]\nRestart=on-failure\nRestartSec=300ms\n\
+             RuntimeDirectory={job}\nRuntimeDirectoryPreserve=yes\n\
+             ExecStart=/bin/sh -c 'f=/run/{job}/count; n=$$(cat $$f 2>/dev/null || echo 0); n=$$((n+1)); echo $$n >$$f; \
+             for i in 1 2 3; do echo \"attempt $$n line $$i\"; sleep 0.2; done; [ $$n -ge 3 ] || exit 4'\n"
+        );
+        w.sb.sh_ok(&format!("rm -rf /run/{job}"));
+        w.sb.install_unit(&format!("{job}.service"), &unit);
+        let out = client(&w.addr, &w.rw, &[job], &[]).output().expect("dash");
+        let (stdout, stderr) = (String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        let want: Vec<String> =
+            (1..=attempts).flat_map(|n| (1..=3).map(move |i| format!("attempt {n} line {i}"))).collect();
+        assert_eq!(stdout.lines().collect::<Vec<_>>(), want, "{job}: {stderr}");
+        assert_eq!(out.status.code(), Some(code), "{job}: {stderr}");
+        assert_eq!(stderr.matches("systemd restarted it").count(), attempts - 1, "{job}: {stderr}");
+        w.sb.sh(&format!("systemctl reset-failed {job}"));
+    }
+}
 
 /// How long each run lasts, and how often it writes a line.
 const RUN_SECS: usize = 300;

@@ -68,10 +68,11 @@ const SERVICE: &str = "org.freedesktop.systemd1.Service";
 const LISTED_PROPERTIES: [&str; 3] = ["LoadState", "ActiveState", "SubState"];
 /// The others, of the unit's last run, with their interfaces: the run's id
 /// first.
-const RUN_PROPERTIES: [(&str, &str); 5] = [
+const RUN_PROPERTIES: [(&str, &str); 6] = [
     (UNIT, "InvocationID"),
     (SERVICE, "Result"),
     (SERVICE, "ExecMainStatus"),
+    (SERVICE, "NRestarts"),
     (SERVICE, "ExecMainStartTimestamp"),
     (SERVICE, "ExecMainExitTimestamp"),
 ];
@@ -625,6 +626,7 @@ mod tests {
                 assert!(asked.clone().any(|p| *p == (interface, name)), "not a run property: {interface} {name}");
                 let (_, signature, value) = RUNNING.iter().find(|(n, ..)| n == name).copied().unwrap_or(match *name {
                     "ExecMainStatus" => ("", "i", |w| w.u32(0)),
+                    "NRestarts" => ("", "u", |w| w.u32(0)),
                     "ExecMainExitTimestamp" => ("", "t", |w| w.u64(0)),
                     _ => ("", "s", |w| w.string("success")),
                 });
@@ -747,9 +749,9 @@ mod tests {
     #[test]
     fn a_restarted_bus_is_connected_to_again_at_once() {
         // Each connection answers one state (GetUnit and ListUnitsByNames,
-        // then 7 Gets), then the bus "restarts".
+        // then 8 Gets), then the bus "restarts".
         fn once(call: &Message) -> Vec<Vec<u8>> {
-            if call.serial > 10 {
+            if call.serial > 11 {
                 return vec![b"junk that ends the connection.".to_vec()];
             }
             running(call)
