@@ -61,7 +61,7 @@ def vm_hwm_kib(pid):
                 return int(l.split()[1])
 
 for job, n in [("ci-test-lines5000", 5000), ("ci-test-lines100000", 100000), ("ci-test-lines1000000", 1000000),
-               ("ci-test-wide", 20000), ("ci-test-huge", 500)]:
+               ("ci-test-wide", 20000), ("ci-test-huge", 500), ("ci-test-hostile", 8999)]:
     wait_for(job, n)
 time.sleep(1.2)  # past the settle time
 run100k = invocation("ci-test-lines100000")
@@ -107,6 +107,17 @@ pair("GET state (active job) / systemctl show",
 pair("GET state (finished job) / systemctl show",
      lambda: request("/api/job/ci-test-lines5000/state"),
      lambda: run(show + ["--", unit("ci-test-lines5000")]))
+# A run that ended over a minute ago is not asked whether its lines are in
+# (runs::lines, LINES_IN_RECENT): it costs what any finished state costs.
+ended = int(subprocess.run(["systemctl", "show", "-p", "ExecMainExitTimestamp", "--timestamp=unix", "--value",
+                            unit("ci-test-lines5000")], capture_output=True, text=True).stdout.strip().lstrip("@"))
+time.sleep(max(0, ended + 61 - time.time()))
+pair("GET state (a run ended over a minute ago) / systemctl show",
+     lambda: request("/api/job/ci-test-lines5000/state"),
+     lambda: run(show + ["--", unit("ci-test-lines5000")]))
+pair("GET logs (hostile: 9,000 entries of distinct fields) / journalctl -o cat",
+     lambda: request("/api/job/ci-test-hostile/logs?lines=9000&format=text"),
+     lambda: run(["journalctl", "-u", unit("ci-test-hostile"), "-n", "9000", "-o", "cat", "--no-pager"]), 9000)
 
 pid = int(subprocess.run(["systemctl", "show", "-p", "MainPID", "--value", "jobgate-bench"], capture_output=True, text=True).stdout)
 for job, what in [("ci-test-wide", "20,000 lines of 2 KB"), ("ci-test-huge", "500 lines of 48 KiB")]:
@@ -116,9 +127,30 @@ for job, what in [("ci-test-wide", "20,000 lines of 2 KB"), ("ci-test-huge", "50
     print(f" serve, GET logs?lines=20000 of a run of {what}: {lines:,} lines in {took:.2f} s,"
           f" serve's peak RSS {after / 1024:.1f} MiB (was {before / 1024:.1f} MiB before)")
 
-# Under load: 200 state requests at once, 16 follows with one token (4 are
-# streams, 12 refused), 8 logs?lines=20000 of 2 KB lines at once.
 import collections, threading
+# 64 logs of the hostile job at once (serve's most connections): each
+# read's field cache is bounded in bytes (journal::read), so serve's peak
+# stays within the shipped unit's MemoryMax and its own budget per request.
+statuses = collections.Counter()
+def hostile(statuses):
+    try:
+        c = http.client.HTTPConnection(host, int(port), timeout=300)
+        c.request("GET", "/api/job/ci-test-hostile/logs?lines=9000&format=text", headers={"Authorization": "Bearer " + token})
+        r = c.getresponse(); body = r.read()
+        statuses[(r.status, body.count(b"\n"))] += 1
+    except Exception as e:
+        statuses[type(e).__name__] += 1
+before = vm_hwm_kib(pid)
+readers = [threading.Thread(target=hostile, args=(statuses,)) for _ in range(64)]
+t = time.perf_counter()
+for c in readers: c.start()
+for c in readers: c.join()
+print(f" serve, 64 GET logs of the hostile job at once: answers {dict(statuses)} in {time.perf_counter() - t:.1f} s;"
+      f" peak RSS {vm_hwm_kib(pid) / 1024:.1f} MiB (was {before / 1024:.1f} MiB; shipped MemoryMax=656M)")
+
+# Under load: 200 state requests at once, 16 follows with one token (all
+# 16 may stream: a token alone takes its fair share, every stream), 8
+# logs?lines=20000 of 2 KB lines at once.
 def load_request(target, statuses):
     try:
         c = http.client.HTTPConnection(host, int(port), timeout=120)

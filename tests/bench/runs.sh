@@ -24,12 +24,21 @@ printf '[Service]\nExecStart=/bin/sh -c "seq 1 20000 | sed s/$/:%s/; sleep 0.2"\
 huge=$(printf '%49000s' '' | tr ' ' y)
 printf '[Service]\nExecStart=/bin/sh -c "seq 1 500 | sed s/$/:%s/; sleep 0.2"\n' "$huge" | unit ci-test-huge
 printf '[Service]\nExecStart=/bin/sleep infinity\n' | unit ci-test-active
+# A hostile job (the audit's finding 1): 9,000 native entries, each with
+# distinct values of fields the reader links (UNIT=, INVOCATION_ID=,
+# MESSAGE_ID=) and a 2 KB field of its own.
+printf '%s\n' 'import os, socket' 's = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)' \
+    'for n in range(9000):' \
+    '    f = [f"MESSAGE=hostile {n}", f"UNIT=u-{n}.service", "INVOCATION_ID=" + os.urandom(16).hex(),' \
+    '         "MESSAGE_ID=" + os.urandom(16).hex(), "X_PAD=" + os.urandom(1000).hex()]' \
+    '    s.sendto(("\n".join(f) + "\n").encode(), "/run/systemd/journal/socket")' | sandbox_put 0644 $d/hostile.py
+printf '[Service]\nExecStart=/usr/bin/python3 %s/hostile.py\n' "$d" | unit ci-test-hostile
 sandbox_put 0755 $d/jobgate < "$bin"
 inside sh -c "systemctl daemon-reload
 systemctl start ci-test-active
 $d/jobgate --tokens $d/tokens token add bench --scope ro > $d/token 2>/dev/null
 chown -R $user $d
 systemd-run --quiet --unit=jobgate-bench --uid=$user -p SupplementaryGroups=systemd-journal $d/jobgate --tokens $d/tokens --state-dir $d serve --listen 127.0.0.1:18621"
-for job in ci-test-lines5000 ci-test-lines100000 ci-test-lines1000000 ci-test-wide ci-test-huge; do inside systemctl start "$job"; done
+for job in ci-test-lines5000 ci-test-lines100000 ci-test-lines1000000 ci-test-wide ci-test-huge ci-test-hostile; do inside systemctl start "$job"; done
 inside setpriv --reuid="$user" --regid="$user" --init-groups --reset-env \
     /usr/bin/python3 - "${PAIRS:-9}" 127.0.0.1:18621 "$(inside cat $d/token)" $d/jobgate < "$top/tests/bench/runs.py"

@@ -540,9 +540,11 @@ fn github_client_script(w: &World) {
     assert!(stderr.contains("already running"), "{stderr}");
     let (code, lines, stderr) = client_run(&w.addr, &w.rw, &["--on-active", "follow", "ci-test-ticker"], &[]);
     assert_eq!((code, lines), (Some(0), ticks(&running)), "{stderr}");
-    // Cancelled (SIGTERM to the step's processes): the run goes on, or is
-    // stopped with --stop-on-cancel.
-    for (args, stopped) in [(&["ci-test-slow"][..], false), (&["--stop-on-cancel", "ci-test-slow"][..], true)] {
+    // Cancelled (GitHub sends SIGINT, then SIGTERM, to the step's
+    // processes): the run goes on, or is stopped with --stop-on-cancel.
+    for (args, stopped, signal) in
+        [(&["ci-test-slow"][..], false, "-TERM"), (&["--stop-on-cancel", "ci-test-slow"][..], true, "-INT")]
+    {
         let running = || matches!(w.state("ci-test-slow")["state"].as_str(), Some("active" | "activating"));
         wait_until("slow idle", Duration::from_secs(20), || !running());
         let mut cancelled = client(&w.addr, &w.rw, args, &[])
@@ -554,7 +556,7 @@ fn github_client_script(w: &World) {
         let mut first = String::new();
         BufReader::new(cancelled.stdout.take().expect("stdout")).read_line(&mut first).expect("a first line");
         assert_eq!(first, "slow started\n");
-        Command::new("kill").args(["-TERM", "--", &format!("-{}", cancelled.id())]).status().expect("kill");
+        Command::new("kill").args([signal, "--", &format!("-{}", cancelled.id())]).status().expect("kill");
         let status = cancelled.wait().expect("wait");
         let mut stderr = String::new();
         cancelled.stderr.take().expect("stderr").read_to_string(&mut stderr).expect("stderr");

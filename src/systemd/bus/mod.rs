@@ -405,6 +405,7 @@ impl Listed {
             ("ActiveState", &*self.active),
             ("SubState", &*self.sub),
             ("Result", "success"),
+            ("NRestarts", "0"),
         ];
         parse::unit_state_from(shown)
     }
@@ -728,12 +729,12 @@ mod tests {
     #[test]
     fn an_unloaded_unit_is_not_loaded_for_all_its_properties() {
         // Hello is serial 1: GetUnit 2, ListUnitsByNames 3 (started since),
-        // then its run's properties (Gets 4 to 10).
+        // then its run's properties (Gets 4 to 11).
         let fake = FakeBus::start(1, unloaded);
         let bus = fake.bus();
         let started = bus.unit_state(&unit("ci-test-a")).expect("state");
         assert_eq!((started.active_state.as_str(), started.sub_state.as_str()), ("active", "running"));
-        // GetUnit 11, ListUnitsByNames 12: inactive, and nothing more is
+        // GetUnit 12, ListUnitsByNames 13: inactive, and nothing more is
         // asked.
         let state = bus.unit_state(&unit("ci-test-a")).expect("state");
         let expected = parse::unit_state_from([
@@ -741,6 +742,7 @@ mod tests {
             ("ActiveState", "inactive"),
             ("SubState", "dead"),
             ("Result", "success"),
+            ("NRestarts", "0"),
         ]);
         assert_eq!(state, expected);
         assert!(state.loaded && state.run.is_none() && state.exit_status.is_none() && state.started.is_none());
