@@ -14,8 +14,8 @@ pub struct UnitState {
     pub result: String,
     pub exit_status: Option<i64>,
     /// How many times Restart= started the unit again since it was last
-    /// started by hand (systemd's NRestarts; kept past a last failure,
-    /// flushed by the next start).
+    /// started by hand (systemd's NRestarts; 252 shows 0 again once a
+    /// restarted run ends well).
     pub restarts: Option<u64>,
     pub run: Option<RunId>,
     /// Seconds since the epoch, from `--timestamp=unix` (`@N`).
