@@ -10,7 +10,7 @@ use argh::FromArgs;
 
 use crate::auth::{self, Scope};
 use crate::names::{JobName, Lines, Prefix, RunSelector};
-use crate::systemd::argv::{JournalAccess, JournalReader, Privilege, Tools};
+use crate::systemd::argv::{JournalReader, Privilege, Tools};
 
 #[derive(FromArgs)]
 /// jobgate: let CI start systemd jobs, watch their state and read their logs
@@ -39,7 +39,7 @@ pub struct Args {
     /// path of sudo (default: /usr/bin/sudo)
     #[argh(option, default = "PathBuf::from(\"/usr/bin/sudo\")")]
     sudo: PathBuf,
-    /// how to read the journal: group (as a member of systemd-journal, the default) or sudo
+    /// how to read the journal: group, as a member of systemd-journal (the one way left; sudo is gone)
     #[argh(option, default = "String::from(\"group\")")]
     journal: String,
     /// how the journal's entries are read: native (its files in-process, the default; journalctl for what that reader cannot) or journalctl
@@ -317,11 +317,15 @@ impl Args {
                 return Err(format!("{flag} must be an absolute path (sudo rules match it), not '{}'", path.display()));
             }
         }
-        let journal_access = match self.journal.as_str() {
-            "group" => JournalAccess::Group,
-            "sudo" => JournalAccess::Sudo,
-            other => return Err(format!("unknown --journal '{}' (expected 'group' or 'sudo')", other.escape_debug())),
-        };
+        match self.journal.as_str() {
+            "group" => {}
+            "sudo" => {
+                return Err(
+                    "--journal sudo is gone: run jobgate as a member of systemd-journal (--journal group)".into()
+                )
+            }
+            other => return Err(format!("unknown --journal '{}' (expected 'group')", other.escape_debug())),
+        }
         let journal_reader = match self.journal_reader.as_str() {
             "native" => JournalReader::Native,
             "journalctl" => JournalReader::Journalctl,
@@ -435,7 +439,6 @@ impl Args {
             systemctl: self.systemctl,
             journalctl: self.journalctl,
             sudo: self.sudo,
-            journal_access,
             journal_reader,
             privilege,
         };

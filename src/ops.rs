@@ -12,9 +12,9 @@ use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
+use crate::journal::{self, Entries};
 use crate::names::{JobName, Prefix, RunId, RunSelector, UnitName};
 use crate::redact::Redactions;
-use crate::runs::source::{Entries, JournalSource, Journalctl, NativeFirst};
 use crate::runs::{now_us, Run, Runs, Wanted};
 use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::bus::SystemBus;
@@ -95,28 +95,16 @@ impl Unloaded {
     }
 }
 
-/// Where runs are read: the journal's files in-process (journalctl behind
-/// them), or journalctl alone, as `tools` say.
-fn journal_source(tools: &Tools, runner: &Arc<dyn Runner>) -> Arc<dyn JournalSource> {
-    let journalctl = Journalctl { runner: Arc::clone(runner), tools: tools.clone() };
-    if tools.reads_journal_files() {
-        Arc::new(NativeFirst { native: crate::journal::Native::system(), journalctl })
-    } else {
-        Arc::new(journalctl)
-    }
-}
-
 impl Jobs {
     /// Jobs whose runs are read from the journal as `tools` say.
     pub fn new(prefix: Prefix, tools: Tools, runner: Arc<dyn Runner>) -> Jobs {
-        let runs = Runs::new(journal_source(&tools, &runner), Redactions::default());
+        let runs = Runs::new(journal::system(&tools, &runner), Redactions::default());
         Jobs { prefix, tools, runner, runs, unloaded: Unloaded::default(), start_locks: None, bus: None }
     }
 
     /// The same jobs with `redactions` applied to every line shown.
     pub fn with_redactions(self, redactions: Redactions) -> Jobs {
-        let source = journal_source(&self.tools, &self.runner);
-        Jobs { runs: Runs::new(source, redactions), ..self }
+        Jobs { runs: self.runs.with_redactions(redactions), ..self }
     }
 
     /// The same jobs, with `start` holding a lock file per job under `dir`
@@ -307,21 +295,16 @@ impl Jobs {
         if !over_bus && !works(Call::ManagerVersion, "systemctl show") {
             return Err("The service manager does not answer");
         }
-        let in_process = self.tools.reads_journal_files() && self.journal_files().is_ok();
-        if !in_process && !works(Call::JournalProbe, "journalctl") {
+        if let Err(e) = self.runs.journal().probe() {
+            log::warn!("health: {e}");
             return Err("The journal cannot be read");
         }
         Ok(())
     }
 
-    /// How many of the journal's files the in-process reader opens (for
-    /// `check` and `/healthz`); an error where it cannot read them.
-    pub fn journal_files(&self) -> std::io::Result<usize> {
-        let probe = crate::journal::Native::system().probe();
-        if let Err(e) = &probe {
-            log::warn!("the journal's files cannot be read in-process: {e}");
-        }
-        probe
+    /// What reads the journal, in a line (for `check`).
+    pub fn journal_described(&self) -> String {
+        self.runs.journal().describe()
     }
 
     /// Whether sudo would run `probe` (`sudo -n -l …`: nothing is run).

@@ -30,12 +30,11 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use jobgate::journal::Native;
+use jobgate::journal::entry::journal_entry;
+use jobgate::journal::export::{read_entry, RawEntry};
+use jobgate::journal::{Entry, JournalSource, Native};
 use jobgate::names::{Cursor, JobName, Prefix, UnitName};
-use jobgate::runs::source::JournalSource;
 use jobgate::systemd::argv::{Call, EntryRead, Seek, Tools};
-use jobgate::systemd::export::{read_entry, RawEntry};
-use jobgate::systemd::parse::{journal_entry, Entry};
 
 /// Units whose own lines (`_SYSTEMD_UNIT=`) a fixture holds, most lines first.
 const MAX_OWN_UNITS: usize = 20;
@@ -373,7 +372,7 @@ fn journalctl_read(dir: &Path, unit: &UnitName, read: &Read, state: State) -> Li
         );
     }
     let mut entries = entries_about(unit.as_str(), &output.stdout);
-    // As runs::source's journalctl stream: `--cursor=C` starts at C itself
+    // As journal::journalctl's stream: `--cursor=C` starts at C itself
     // where the read matches it, and that entry is dropped.
     if let Some(cursor) = &read.after {
         if entries.first().is_some_and(|e| e.cursor == cursor.as_str()) {

@@ -34,7 +34,7 @@ _jobgate() {
             mapfile -t COMPREPLY < <(compgen -d -- "$cur")
             return
             ;;
-        --journal) words='group sudo' ;;
+        --journal) words='group' ;;
         --journal-reader) words='native journalctl' ;;
         --privilege) words='sudo polkit' ;;
         --scope) words='ro rw metrics' ;;

@@ -4,8 +4,8 @@
 
 use std::io::Cursor;
 
-use jobgate::systemd::export::{read_entry, RawEntry, MAX_ENTRY_BYTES};
-use jobgate::systemd::parse::journal_entry;
+use jobgate::journal::entry::journal_entry;
+use jobgate::journal::export::{read_entry, RawEntry, MAX_ENTRY_BYTES};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {

@@ -27,12 +27,11 @@ use std::path::PathBuf;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use jobgate::journal::hash::{jenkins_hash64, siphash24};
-use jobgate::journal::{format_cursor, parse_cursor, Location, Native};
+use jobgate::journal::native::hash::{jenkins_hash64, siphash24};
+use jobgate::journal::native::{format_cursor, parse_cursor, Location, Native};
+use jobgate::journal::{Entries, Entry, JournalSource};
 use jobgate::names::{Cursor, JobName, Place, Prefix, UnitName};
-use jobgate::runs::source::{Entries, JournalSource};
 use jobgate::systemd::argv::{EntryRead, Seek};
-use jobgate::systemd::parse::Entry;
 use libfuzzer_sys::fuzz_target;
 
 const UNIT: &str = "ci-test-a.service";

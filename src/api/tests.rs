@@ -6,8 +6,8 @@ use std::sync::Arc;
 use super::http::{Request, Response};
 use super::*;
 use crate::auth::{hex, sha256};
+use crate::journal::export::from_json_lines;
 use crate::names::Prefix;
-use crate::systemd::export::from_json_lines;
 use crate::systemd::run::RecordingRunner;
 
 const RW: &str = "jgt_rw";

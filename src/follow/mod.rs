@@ -20,12 +20,11 @@ use std::time::{Duration, Instant};
 
 pub mod share;
 
+use crate::journal::{Entries, Entry};
 use crate::names::{Cursor, JobName, RunId, RunSelector};
 use crate::ops::{Jobs, OpError, START_WAIT};
 use crate::runs::attrib::Seen;
-use crate::runs::source::Entries;
 use crate::runs::{now_us, Run, Shown};
-use crate::systemd::parse::Entry;
 
 /// How often the loop wakes with nothing to send, to see whether the client
 /// is still there and the run still going.

@@ -19,7 +19,7 @@ use crate::ops::{journal_failure, Jobs};
 use crate::render;
 use crate::runs::Last;
 use crate::secure_file;
-use crate::systemd::argv::{Call, JournalAccess, JournalReader, Privilege, Probe};
+use crate::systemd::argv::{Call, Privilege, Probe};
 
 /// Prints the run's lines as they come, then its last line; exit 0 only if
 /// the run succeeded. Ends quietly when the output is closed (`| head`).
@@ -359,16 +359,13 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             report.push((want == allowed, line));
         }
     }
-    if jobs.tools.journal_access == JournalAccess::Group
-        && secure_file::current_uid() != Some(0)
-        && !in_group("systemd-journal")
-    {
+    if secure_file::current_uid() != Some(0) && !in_group("systemd-journal") {
         report.push((
             false,
             "not a member of systemd-journal, so logs cannot be read (fix: usermod -aG systemd-journal USER)".into(),
         ));
     }
-    report.push((true, journal_source_line(jobs)));
+    report.push((true, jobs.journal_described()));
     // A read as jobgate makes it: group membership is not enough where the
     // journal directory does not let the group in.
     let probe = crate::names::JobName::parse(&config.prefix, &format!("{}jobgate-check", config.prefix.as_str()));
@@ -393,21 +390,6 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
         return Err(Error::Failed(format!("check found {problems} problem(s)")));
     }
     Ok(())
-}
-
-/// Which source the journal is read from (never a failure: journalctl is
-/// behind the in-process reader).
-fn journal_source_line(jobs: &Jobs) -> String {
-    if jobs.tools.journal_access == JournalAccess::Sudo {
-        return "journal read through sudo journalctl (--journal sudo)".into();
-    }
-    if jobs.tools.journal_reader == JournalReader::Journalctl {
-        return "journal read through journalctl (--journal-reader journalctl)".into();
-    }
-    match jobs.journal_files() {
-        Ok(n) => format!("journal read in-process from its files ({n} open), journalctl where that cannot"),
-        Err(e) => format!("journal read through journalctl: its files cannot be read in-process ({e})"),
-    }
 }
 
 /// Whether this user may read the whole journal anyway: root, or a member

@@ -27,9 +27,9 @@
 //! to the previous run.
 #![forbid(unsafe_code)]
 
+use crate::journal::{message_ids, Entry, WriterId};
 use crate::names::{Place, RunId};
 use crate::runs::history::Run;
-use crate::systemd::parse::{message_ids, Entry, WriterId};
 
 /// Writers known to have written one run's lines, or another run's.
 #[derive(Default)]

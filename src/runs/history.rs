@@ -14,9 +14,8 @@
 
 use std::io;
 
+use crate::journal::{message_ids, Entry, EntryStream};
 use crate::names::{Cursor, Place, RunId};
-use crate::runs::source::EntryStream;
-use crate::systemd::parse::{message_ids, Entry};
 
 /// A journal entry that marks a place: a cursor and where it stands.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -257,9 +256,9 @@ impl History {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runs::source::Listed;
+    use crate::journal::message_ids::{DEACTIVATED, FAILED_RESULT, PROCESS_EXIT, STARTED, STARTING};
+    use crate::journal::Listed;
     use crate::runs::testing::{line, manager, RUN_A, RUN_B, RUN_C};
-    use crate::systemd::parse::message_ids::{DEACTIVATED, FAILED_RESULT, PROCESS_EXIT, STARTED, STARTING};
 
     /// The runs of a journal given oldest first, as `history` reads it.
     fn runs_of(journal: Vec<Entry>, limit: usize, current: Option<&str>) -> (Vec<Run>, bool) {

@@ -12,16 +12,15 @@ use std::io::{self, BufRead, Read};
 use std::thread;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::journal::export::MAX_ENTRY_BYTES;
 use crate::journal::streams::{Drain, Streams};
+use crate::journal::{Entries, Entry, JournalSource, Messages};
 use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
 use crate::runs::attrib::{begins_a_later_run, RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
-use crate::runs::source::{Entries, JournalSource, Messages};
 use crate::runs::{JOURNAL_SETTLE, LINES_IN_RECENT, LINES_IN_WAIT, SETTLE_US};
 use crate::systemd::argv::{EntryRead, Seek};
-use crate::systemd::export::MAX_ENTRY_BYTES;
-use crate::systemd::parse::Entry;
 use crate::systemd::run::STREAM_TIMEOUT;
 
 pub use crate::limits::HOLD_BYTES;
@@ -564,12 +563,11 @@ pub fn neutralise(line: &str) -> Cow<'_, str> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::journal::message_ids::{DEACTIVATED, STARTED, STARTING};
     use crate::names::{JobName, Prefix, RunId};
     use crate::redact::Redactions;
     use crate::runs::history::{history, Wanted};
-    use crate::runs::source::JournalSource;
     use crate::runs::testing::{line, manager, Journal, RUN_A, RUN_B};
-    use crate::systemd::parse::message_ids::{DEACTIVATED, STARTED, STARTING};
 
     /// No journald in view: finished runs of these journals ended long ago.
     static NO_STREAMS: std::sync::LazyLock<Streams> =

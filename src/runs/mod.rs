@@ -4,25 +4,25 @@
 //! - [`history`]: a unit's runs, from the service manager's messages;
 //! - [`attrib`]: the rule that says which entries are one run's lines;
 //! - [`lines`]: the one reader every route and the CLI take lines from,
-//!   where lines are neutralised and redacted;
-//! - [`source`]: where entries come from (journalctl, behind one trait).
+//!   where lines are neutralised and redacted.
+//!
+//! Entries come from the journal's one interface, `crate::journal`.
 #![forbid(unsafe_code)]
 
 pub mod attrib;
 pub mod history;
 pub mod lines;
-pub mod source;
 
 use std::io;
 use std::sync::Arc;
 use std::time::Duration;
 
 use crate::journal::streams::Streams;
+use crate::journal::{Entries, JournalSource};
 use crate::names::{JobName, RunId};
 use crate::redact::Redactions;
 pub use history::{Mark, Run, Wanted};
 pub use lines::{now_us, FromEnd, Last, Replay, RunReader, Shown, Tail};
-use source::{Entries, JournalSource};
 
 /// How long after a run's end journald may still be storing its last lines:
 /// the manager's end message and the job's output reach it on different
@@ -49,6 +49,16 @@ pub struct Runs {
 impl Runs {
     pub fn new(source: Arc<dyn JournalSource>, redactions: Redactions) -> Runs {
         Runs { source, redactions, streams: Streams::default() }
+    }
+
+    /// The same runs, their lines shown through `redactions`.
+    pub fn with_redactions(self, redactions: Redactions) -> Runs {
+        Runs { redactions, ..self }
+    }
+
+    /// The journal the runs are read from.
+    pub fn journal(&self) -> &dyn JournalSource {
+        self.source.as_ref()
     }
 
     /// Waits until the lines of a run that ended at `finished` (µs since
@@ -99,10 +109,9 @@ pub mod testing {
     use std::io;
     use std::time::Duration;
 
-    use super::source::{Entries, JournalSource, Listed};
+    use crate::journal::{Entries, Entry, JournalSource, Listed, Messages};
     use crate::names::{Place, RunId, UnitName};
     use crate::systemd::argv::{EntryRead, Seek};
-    use crate::systemd::parse::Entry;
 
     pub const RUN_A: &str = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
     pub const RUN_B: &str = "bbbbbbbbbbbbbbbbbbbbbbbbbbbbbbbb";
@@ -172,13 +181,21 @@ pub mod testing {
             Ok(Box::new(Listed(entries)))
         }
 
-        fn unit_messages(&self, _unit: &UnitName, since: u64, until: u64) -> io::Result<super::source::Messages> {
+        fn unit_messages(&self, _unit: &UnitName, since: u64, until: u64) -> io::Result<Messages> {
             let mut text = String::new();
             for e in self.0.iter().filter(|e| !e.from_manager && (since..=until).contains(&e.realtime)) {
                 text.push_str(&e.message);
                 text.push('\n');
             }
             Ok(Box::new(io::Cursor::new(text.into_bytes())))
+        }
+
+        fn describe(&self) -> String {
+            "journal made up for a test".into()
+        }
+
+        fn probe(&self) -> io::Result<()> {
+            Ok(())
         }
     }
 }

@@ -9,14 +9,6 @@ use std::path::PathBuf;
 
 use crate::names::{Cursor, Prefix, UnitName};
 
-/// How the journal is read: as a member of `systemd-journal` (the default),
-/// or through `sudo -n journalctl` where an operator prefers that.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JournalAccess {
-    Group,
-    Sudo,
-}
-
 /// Where the journal's entries are read: from its files in-process (the
 /// default; journalctl where that reader cannot), or through journalctl.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -39,17 +31,8 @@ pub struct Tools {
     pub systemctl: PathBuf,
     pub journalctl: PathBuf,
     pub sudo: PathBuf,
-    pub journal_access: JournalAccess,
     pub journal_reader: JournalReader,
     pub privilege: Privilege,
-}
-
-impl Tools {
-    /// Whether entries are read from the journal's files in-process: not
-    /// where only `sudo journalctl` may read them.
-    pub fn reads_journal_files(&self) -> bool {
-        self.journal_reader == JournalReader::Native && self.journal_access == JournalAccess::Group
-    }
 }
 
 impl Default for Tools {
@@ -58,7 +41,6 @@ impl Default for Tools {
             systemctl: PathBuf::from("/usr/bin/systemctl"),
             journalctl: PathBuf::from("/usr/bin/journalctl"),
             sudo: PathBuf::from("/usr/bin/sudo"),
-            journal_access: JournalAccess::Group,
             journal_reader: JournalReader::Native,
             privilege: Privilege::Sudo,
         }
@@ -104,7 +86,7 @@ pub enum Seek<'a> {
     /// `--cursor=C`, which starts at C itself, or at the first entry the
     /// read matches past it: `--after-cursor` skips one entry more when C
     /// is not one the read matches (a manager message, in a read of the
-    /// unit's own lines). The reader drops C's own entry (`runs::source`).
+    /// unit's own lines). The reader drops C's own entry (`journal::journalctl`).
     After(&'a Cursor),
     /// At the first entry from this time on (microseconds since the epoch).
     Since(u64),
@@ -299,10 +281,6 @@ fn at_time(us: u64) -> String {
 }
 
 fn journal_program(argv: &mut Vec<OsString>, tools: &Tools) {
-    if tools.journal_access == JournalAccess::Sudo {
-        argv.push(tools.sudo.clone().into());
-        argv.push("-n".into());
-    }
     argv.push(tools.journalctl.clone().into());
 }
 
@@ -420,13 +398,6 @@ mod tests {
                 "_PID=1"
             ]
         );
-    }
-
-    #[test]
-    fn journal_through_sudo_when_configured() {
-        let tools = Tools { journal_access: JournalAccess::Sudo, ..Tools::default() };
-        let unit = job("ci-test-hello").unit();
-        assert_eq!(words(Call::ManagerEvents(&unit), &tools)[..3], ["/usr/bin/sudo", "-n", "/usr/bin/journalctl"]);
     }
 
     #[test]

@@ -1,8 +1,8 @@
-//! Everything that talks to systemd: argument vectors (`argv`), running them
-//! (`run`), and reading what they print (`export`, `parse`); unit state
-//! over the system bus without a child (`bus`).
+//! The door to systemd's manager and programs: argument vectors (`argv`,
+//! the one table of every call), running them (`run`), unit state over the
+//! system bus without a child (`bus`), and what `systemctl` prints (`parse`).
+//! The journal has a room of its own, `crate::journal`.
 pub mod argv;
 pub mod bus;
-pub mod export;
 pub mod parse;
 pub mod run;

@@ -7,8 +7,13 @@
 
 use std::io::{self, BufRead, Read};
 
-/// Largest entry kept; a larger one is read past, never buffered.
+/// Largest entry kept, by [`RawEntry::fits`]; a larger one is read past,
+/// never buffered.
 pub const MAX_ENTRY_BYTES: usize = 1 << 20;
+/// Room for the address fields journalctl adds to every entry it exports
+/// (`__CURSOR=`, `__REALTIME_TIMESTAMP=`, `_BOOT_ID=`, ...: a few hundred
+/// bytes): read beyond [`MAX_ENTRY_BYTES`], never counted in it.
+const ADDRESS_ROOM: usize = 4 << 10;
 
 /// One entry's fields, as ranges into one reused buffer.
 #[derive(Default)]
@@ -41,9 +46,20 @@ impl RawEntry {
         self.fields.push((name_start, value_start, value_start, self.data.len()));
     }
 
-    /// The bytes the entry's names and values take.
-    pub fn len(&self) -> usize {
-        self.data.len()
+    /// The entry's size by the one rule both readers keep entries by:
+    /// `NAME=value\n` for each field but the journal's address fields
+    /// (`__` names and `_BOOT_ID`), which journalctl adds to an entry and
+    /// the in-process reader does not, so the count is the same by both.
+    pub fn counted_size(&self) -> usize {
+        let address = |name: &[u8]| name.starts_with(b"__") || name == b"_BOOT_ID";
+        let counted = self.fields.iter().filter(|&&(ns, ne, _, _)| !address(&self.data[ns..ne]));
+        counted.map(|&(ns, ne, vs, ve)| (ne - ns) + (ve - vs) + 2).sum()
+    }
+
+    /// Whether the entry is kept: its [`RawEntry::counted_size`] is at most
+    /// [`MAX_ENTRY_BYTES`].
+    pub fn fits(&self) -> bool {
+        self.counted_size() <= MAX_ENTRY_BYTES
     }
 
     pub fn is_empty(&self) -> bool {
@@ -52,14 +68,14 @@ impl RawEntry {
 }
 
 /// Reads the next entry into `entry`; false at the end of the stream (a
-/// last entry cut off midway is dropped). An entry larger than
-/// [`MAX_ENTRY_BYTES`] is skipped whole.
+/// last entry cut off midway is dropped). An entry that does not
+/// [`RawEntry::fits`] is skipped whole.
 pub fn read_entry(source: &mut dyn BufRead, entry: &mut RawEntry) -> io::Result<bool> {
     entry.clear();
     let mut oversized = false;
     loop {
         let start = entry.data.len();
-        let room = MAX_ENTRY_BYTES.saturating_sub(start);
+        let room = (MAX_ENTRY_BYTES + ADDRESS_ROOM).saturating_sub(start);
         if source.take(room as u64 + 1).read_until(b'\n', &mut entry.data)? == 0 {
             return Ok(false);
         }
@@ -74,7 +90,7 @@ pub fn read_entry(source: &mut dyn BufRead, entry: &mut RawEntry) -> io::Result<
         }
         let line_end = entry.data.len() - 1;
         if line_end == start {
-            if oversized {
+            if oversized || !entry.fits() {
                 entry.clear();
                 oversized = false;
                 continue;
@@ -89,7 +105,7 @@ pub fn read_entry(source: &mut dyn BufRead, entry: &mut RawEntry) -> io::Result<
                 let len = u64::from_le_bytes(len);
                 entry.data.truncate(line_end);
                 let value_start = entry.data.len();
-                if len > MAX_ENTRY_BYTES.saturating_sub(value_start) as u64 {
+                if len > (MAX_ENTRY_BYTES + ADDRESS_ROOM).saturating_sub(value_start) as u64 {
                     entry.data.truncate(start);
                     oversized = true;
                     io::copy(&mut source.take(len.saturating_add(1)), &mut io::sink())?;
@@ -216,5 +232,29 @@ mod tests {
         short.extend_from_slice(b"abc");
         let mut entry = RawEntry::default();
         assert!(read_entry(&mut io::Cursor::new(short), &mut entry).is_err(), "a value shorter than its length");
+    }
+
+    #[test]
+    fn both_readers_count_an_entry_alike_and_keep_it_to_the_byte() {
+        // MESSAGE=value\n and _PID=1\n count; the address fields do not.
+        let at_limit = "y".repeat(MAX_ENTRY_BYTES - "MESSAGE=\n".len() - "_PID=1\n".len());
+        let over = format!("{at_limit}y");
+        for (message, kept) in [(&at_limit, true), (&over, false)] {
+            let cursor = "s=0123456789abcdef0123456789abcdef;i=1f;b=01;m=0;t=5f3c00000001;x=ff";
+            let fields = [
+                ("__CURSOR", cursor),
+                ("__REALTIME_TIMESTAMP", "1"),
+                ("_BOOT_ID", "01"),
+                ("MESSAGE", message),
+                ("_PID", "1"),
+            ];
+            let exported = entries(&render(&[&fields]));
+            assert_eq!(exported.len(), usize::from(kept), "journalctl's form");
+            let mut built = RawEntry::default();
+            for (name, value) in fields {
+                built.push(name.as_bytes(), value.as_bytes());
+            }
+            assert_eq!(built.fits(), kept, "the in-process reader's form");
+        }
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::io;
 
-use crate::systemd::export::MAX_ENTRY_BYTES;
+use crate::journal::export::MAX_ENTRY_BYTES;
 
 use super::file::{damaged, JournalFile, Location, Postings};
 

@@ -108,7 +108,7 @@ fn final_mix(state: &mut [u32; 3]) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::journal::decompress::{decompress_into, Compression};
+    use crate::journal::native::decompress::{decompress_into, Compression};
 
     /// lookup3.c's own known values (driver5), as (pc, pb) in, (c, b) out.
     #[test]
@@ -155,8 +155,8 @@ mod tests {
     // Journal files made by systemd-journal-remote: the hash stored in every
     // DATA and FIELD object must be the one these functions compute over the
     // (decompressed) payload. See tests/data/journals/README.md.
-    const KEYED_COMPACT: &[u8] = include_bytes!("../../tests/data/journals/keyed-compact.journal.zst");
-    const LEGACY: &[u8] = include_bytes!("../../tests/data/journals/legacy.journal.zst");
+    const KEYED_COMPACT: &[u8] = include_bytes!("../../../tests/data/journals/keyed-compact.journal.zst");
+    const LEGACY: &[u8] = include_bytes!("../../../tests/data/journals/legacy.journal.zst");
 
     const KEYED_HASH: u32 = 4;
     const COMPACT: u32 = 16;
