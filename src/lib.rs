@@ -12,7 +12,6 @@ pub mod cli;
 pub mod error;
 pub mod follow;
 pub mod front;
-pub mod hooks;
 pub mod journal;
 pub mod limits;
 pub mod metrics;

@@ -65,7 +65,7 @@ fn run(args: Args) -> Result<(), Error> {
         let tails = tail_state::TailState::new(config.state_dir.clone());
         let hooks = match &config.hooks {
             Some(path) => Some(
-                jobgate::hooks::Hooks::load(path, &config.prefix)
+                jobgate::api::hooks::Hooks::load(path, &config.prefix)
                     .map_err(Error::Failed)?
                     .with_seen_dir(config.state_dir.join("hooks")),
             ),

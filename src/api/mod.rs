@@ -4,6 +4,7 @@
 #![forbid(unsafe_code)]
 
 pub mod access_log;
+pub mod hooks;
 pub mod http;
 
 use std::path::PathBuf;
@@ -54,7 +55,7 @@ pub struct Api {
     /// The reverse proxy whose X-Forwarded-For names the client.
     pub trust_proxy: Option<std::net::IpAddr>,
     /// Signed webhooks (`--hooks`); without them `/hook/…` is not found.
-    pub hooks: Option<crate::hooks::Hooks>,
+    pub hooks: Option<crate::api::hooks::Hooks>,
     /// How many `follow` streams at once, and for how long.
     pub follow: follow::Limits,
     /// CI identity tokens (`--trust`); without it a JWT is an unknown token.
@@ -188,8 +189,8 @@ impl Api {
                 if let Err(ignored) = taken.filter(req) {
                     ctx.outcome = Some("ignored");
                     let reason = match ignored {
-                        crate::hooks::Ignored::Event => "event",
-                        crate::hooks::Ignored::Ref => "ref",
+                        crate::api::hooks::Ignored::Event => "event",
+                        crate::api::hooks::Ignored::Ref => "ref",
                     };
                     return Ok(Response::json(200, &json!({"msg": "Ignored", "reason": reason, "job": job.as_str()})));
                 }

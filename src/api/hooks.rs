@@ -22,7 +22,7 @@ use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
-use crate::api::http::Request;
+use super::http::Request;
 use crate::auth::{parse_hex32, valid_token_name};
 use crate::names::{JobName, Prefix};
 
