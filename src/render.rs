@@ -92,3 +92,26 @@ impl LinesBody {
         self.bytes
     }
 }
+
+/// Bytes of a lines body handed out at a time by [`send_lines`].
+const SEND_BYTES: usize = 64 << 10;
+
+/// Renders the lines `each` gives as a lines body of `run` and hands it to
+/// `send` in pieces of about [`SEND_BYTES`], so that no answer is held
+/// whole. A failure of either cuts the body short.
+pub fn send_lines(
+    text: bool,
+    run: &str,
+    each: impl FnOnce(&mut dyn FnMut(&str) -> std::io::Result<()>) -> std::io::Result<()>,
+    send: &mut dyn FnMut(&[u8]) -> std::io::Result<()>,
+) -> std::io::Result<()> {
+    let mut body = LinesBody::new(text, None);
+    each(&mut |line| {
+        body.line(line);
+        if body.bytes.len() >= SEND_BYTES {
+            send(&std::mem::take(&mut body.bytes))?;
+        }
+        Ok(())
+    })?;
+    send(&body.end(Some(run)))
+}

@@ -7,6 +7,7 @@ pub mod access_log;
 pub mod hooks;
 pub mod http;
 
+use std::io;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -18,16 +19,11 @@ use crate::follow;
 use crate::metrics::{self, Counters, Series};
 use crate::names::{Cursor, JobName, Lines, RunId, RunSelector};
 use crate::oidc::{self, Trust, Verified};
-use crate::ops::{journal_failure, Jobs, OpError, MAX_RUNS};
-use crate::runs::{Last, Replay, Run};
+use crate::ops::{Jobs, OpError, RunLogs, RunTail, MAX_RUNS};
+use crate::runs::Run;
 use crate::secure_file::Watched;
-use crate::systemd::parse::UnitState;
 use crate::tail_state::TailState;
 use http::{parse_query, Request, Response, Sink, StreamBody};
-
-/// How long after a run's end `state` may still show it as active to a
-/// token whose `tail` has not caught up (see `Api::tail_pending`).
-pub const TAIL_HOLD: Duration = Duration::from_secs(10);
 
 /// Runs listed when a request does not say how many.
 pub const DEFAULT_RUNS: usize = 20;
@@ -179,7 +175,7 @@ impl Api {
                 let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
                 ctx.action = Some("hook");
                 allow(method, "POST")?;
-                let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let signed = hooks.verify(&job, req);
                 let first = signed.first().ok_or(Reject::new(401, "Invalid signature"))?;
@@ -211,7 +207,7 @@ impl Api {
                 };
                 allow(method, route.method())?;
                 let caller = self.authenticate(req, ctx)?;
-                let job = JobName::parse(&self.jobs.prefix, job).map_err(|_| Reject::new(400, "Invalid job"))?;
+                let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
                 ctx.job = Some(job.to_string());
                 let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
                 let grant = self.permit(&caller, needs, Some(&job), ctx)?;
@@ -353,7 +349,7 @@ impl Api {
 
     fn state(&self, job: &JobName, grant: &Grant) -> Answer {
         let mut state = self.jobs.state_with_last_run(job).map_err(op_error)?;
-        if !state.is_running() && self.tail_pending(job, grant, &state).map_err(op_error)? {
+        if !state.is_running() && self.jobs.tail_pending(job, &grant.name, &state, &self.tails).map_err(op_error)? {
             state.active_state = "active".into();
             state.sub_state = "tail-pending".into();
         }
@@ -362,28 +358,6 @@ impl Api {
             trust.origins.annotate(&mut answer);
         }
         Ok(Response::json(200, &answer))
-    }
-
-    /// Whether `token` reads `job` with a cursorless `tail` and has not yet
-    /// been given the last lines of a run that ended moments ago.
-    ///
-    /// The original API's follow script calls `tail`, then `state`, and
-    /// stops once the state is no longer active: lines written between the
-    /// two calls would never be read. So for such a token, a run that ended
-    /// less than [`TAIL_HOLD`] ago shows as `active` (sub-state
-    /// `tail-pending`) until its tail is empty; the next loop reads them.
-    /// Only a token whose last `tail` of the job was of this run is held.
-    fn tail_pending(&self, job: &JobName, grant: &Grant, state: &UnitState) -> Result<bool, OpError> {
-        let (Some(run), Some(finished)) = (&state.run, state.finished) else { return Ok(false) };
-        let Some((_, cursor)) = self.tails.load(&grant.name, job).filter(|(tailed, _)| tailed == run) else {
-            return Ok(false);
-        };
-        if now_secs().saturating_sub(finished) > TAIL_HOLD.as_secs() {
-            return Ok(false);
-        }
-        let Some(run) = self.jobs.find_run(job, &RunSelector::Id(run.clone()))? else { return Ok(false) };
-        let tail = self.jobs.runs.reader(job).tail(&run, Some(&cursor)).map_err(|e| journal_failure(job, e))?;
-        Ok(!tail.lines.is_empty())
     }
 
     fn runs(&self, job: &JobName, query: &Query) -> Answer {
@@ -396,22 +370,16 @@ impl Api {
     }
 
     fn logs(&self, job: &JobName, query: &Query, which: RunSelector) -> Answer {
-        let reader = self.jobs.runs.reader(job);
-        // The newest run's last lines: their read runs while the run is found.
-        let from_end = (which == RunSelector::Last).then(|| reader.read_from_end().ok()).flatten();
-        let Some(run) = self.jobs.find_run(job, &which).map_err(op_error)? else {
+        let lines = query.lines.unwrap_or_default().get() as usize;
+        let Some(logs) = self.jobs.logs(job, &which, lines).map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], None, None));
         };
-        let lines = query.lines.unwrap_or_default().get() as usize;
-        let last = reader.last(&run, lines, from_end).map_err(|e| op_error(journal_failure(job, e)))?;
-        match last {
-            Last::Held(lines) => Ok(lines_answer(query.text, &lines, None, Some(run.run.as_str()))),
-            Last::Replay(replay) => {
-                let text = query.text;
-                let stream = LogsStream { jobs: Arc::clone(&self.jobs), job: job.clone(), run, replay, text };
-                Ok(Response::streamed(if text { http::TEXT } else { http::JSON }, Box::new(stream)))
-            }
+        if let Some(lines) = logs.held() {
+            return Ok(lines_answer(query.text, lines, None, Some(logs.run.run.as_str())));
         }
+        let text = query.text;
+        let stream = LogsStream { jobs: Arc::clone(&self.jobs), logs, text };
+        Ok(Response::streamed(if text { http::TEXT } else { http::JSON }, Box::new(stream)))
     }
 
     fn follow(&self, job: JobName, grant: &Grant, query: &Query, ctx: &mut Context) -> Answer {
@@ -431,12 +399,10 @@ impl Api {
                 return Err(internal(OpError::Failed(why)));
             }
         };
-        let which = match &query.run {
-            Some(RunSelector::Id(id)) => Some(id),
-            _ => None,
-        };
-        let run = follow::run_to_follow(&self.jobs, &job, which).map_err(op_error)?;
-        let run = run.ok_or(Reject::new(404, if which.is_some() { "Unknown run" } else { "No run yet" }))?;
+        let which = query.run.clone().unwrap_or(RunSelector::Last);
+        let run = follow::run_to_follow(&self.jobs, &job, &which).map_err(op_error)?;
+        let unknown = if which == RunSelector::Last { "No run yet" } else { "Unknown run" };
+        let run = run.ok_or(Reject::new(404, unknown))?;
         let run_id = run.run.to_string();
         let stream = FollowStream {
             jobs: Arc::clone(&self.jobs),
@@ -450,32 +416,10 @@ impl Api {
     }
 
     fn tail(&self, job: &JobName, grant: &Grant, query: &Query) -> Answer {
-        let Some(run) = self.jobs.find_run(job, &RunSelector::Last).map_err(op_error)? else {
+        let tail = self.jobs.tail(job, query.cursor.as_ref(), &grant.name, &self.tails);
+        let Some(RunTail { run, tail }) = tail.map_err(op_error)? else {
             return Ok(lines_answer(query.text, &[], Some(None), None));
         };
-        // Without a cursor, go on from where this token left off in this
-        // run, holding off this token's other cursorless tails meanwhile.
-        let _lock = match &query.cursor {
-            Some(_) => None,
-            None => Some(self.tails.lock(&grant.name, job).map_err(|e| {
-                internal(OpError::Failed(format!("locking the tail cursor of token {} for {job}: {e}", grant.name)))
-            })?),
-        };
-        let stored = match &query.cursor {
-            Some(_) => None,
-            None => self.tails.load(&grant.name, job).filter(|(r, _)| *r == run.run).map(|(_, c)| c),
-        };
-        let after = query.cursor.as_ref().or(stored.as_ref());
-        let tail = self.jobs.runs.reader(job).tail(&run, after).map_err(|e| op_error(journal_failure(job, e)))?;
-        // Nothing of the run in the journal yet: its lines will all come
-        // after its first message, and the token is known to be reading it.
-        let upto = tail.cursor.as_ref().or(after).unwrap_or(&run.start.cursor);
-        if query.cursor.is_none() {
-            if let Err(e) = self.tails.save(&grant.name, job, &run.run, upto) {
-                let why = format!("saving the tail cursor of token {} for {job}: {e}", grant.name);
-                return Err(internal(OpError::Failed(why)));
-            }
-        }
         let cursor = tail.cursor.as_ref().map(|c| c.as_str());
         // The run in a header too, for a plain-text poller (jobgate-run).
         let answer = lines_answer(query.text, &tail.lines, Some(cursor), Some(run.run.as_str()))
@@ -512,27 +456,16 @@ impl StreamBody for FollowStream {
 /// sent as they come. A failure midway can only cut the answer short.
 struct LogsStream {
     jobs: Arc<Jobs>,
-    job: JobName,
-    run: Run,
-    replay: Replay,
+    logs: RunLogs,
     text: bool,
 }
 
 impl StreamBody for LogsStream {
     fn send_to(self: Box<Self>, sink: &mut dyn Sink) {
-        let reader = self.jobs.runs.reader(&self.job);
-        let sent = reader.replay(&self.run, &self.replay).and_then(|lines| {
-            let mut body = crate::render::LinesBody::new(self.text, None);
-            for line in lines {
-                body.line(&line?);
-                if body.bytes.len() >= 64 << 10 {
-                    sink.send(&std::mem::take(&mut body.bytes))?;
-                }
-            }
-            sink.send(&body.end(Some(self.run.run.as_str())))
-        });
-        if let Err(e) = sent {
-            log::error!("logs of {} cut short: {e}", self.job);
+        let Self { jobs, logs, text } = *self;
+        let each = |line: &mut dyn FnMut(&str) -> io::Result<()>| jobs.each_log_line(&logs, line);
+        if let Err(e) = crate::render::send_lines(text, logs.run.run.as_str(), each, &mut |bytes| sink.send(bytes)) {
+            log::error!("logs of {} cut short: {e}", logs.job);
         }
     }
 }

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 pub mod share;
 
 use crate::journal::{Entries, Entry};
-use crate::names::{Cursor, JobName, RunId, RunSelector};
+use crate::names::{Cursor, JobName, RunSelector};
 use crate::ops::{Jobs, OpError, START_WAIT};
 use crate::runs::attrib::Seen;
 use crate::runs::{now_us, Run, Shown};
@@ -169,13 +169,12 @@ fn take_one(dir: &std::path::Path, n: usize) -> io::Result<Option<File>> {
 /// may not be in the journal yet: while the unit runs a run that the
 /// journal does not show, it is waited for (up to [`START_WAIT`]). `None`
 /// if there is no such run.
-pub fn run_to_follow(jobs: &Jobs, job: &JobName, which: Option<&RunId>) -> Result<Option<Run>, OpError> {
+pub fn run_to_follow(jobs: &Jobs, job: &JobName, which: &RunSelector) -> Result<Option<Run>, OpError> {
     let deadline = Instant::now() + START_WAIT;
-    let selector = which.cloned().map_or(RunSelector::Last, RunSelector::Id);
     loop {
-        let found = jobs.find_run(job, &selector)?;
+        let found = jobs.find_run(job, which)?;
         let settled = match (&found, which) {
-            (Some(run), None) if run.finished.is_some() => {
+            (Some(run), RunSelector::Last) if run.finished.is_some() => {
                 // Over: unless the unit is running a newer run already.
                 let state = jobs.state(job)?;
                 !state.is_running() || state.run.as_ref() == Some(&run.run)
@@ -233,7 +232,7 @@ fn stream_run(
     options: &FollowOptions,
     out: &mut Output,
 ) -> Result<FollowEnd, StreamError> {
-    let reader = jobs.runs.reader(job);
+    let reader = jobs.reader(job);
     if run.finished.is_some() {
         // Over already: its lines as `logs` reads them, then the end.
         let mut lines = match after {
@@ -309,7 +308,7 @@ fn stream_run(
     // The manager says the run has ended: how, and once its lines are in
     // (confirmed), the rest of them.
     let ended = jobs.find_run(job, &RunSelector::Id(run.run.clone()))?.unwrap_or_else(|| run.clone());
-    jobs.runs.lines_in(ended.finished.unwrap_or_else(now_us));
+    jobs.lines_in(ended.finished.unwrap_or_else(now_us));
     let last = last.as_deref().and_then(Cursor::parse);
     let mut rest = picker.rest(&ended, last.as_ref())?;
     while let Some(shown) = rest.next_shown()? {

@@ -15,20 +15,15 @@ use crate::follow::FollowOptions;
 use crate::front::http1::{BodySink, Framing};
 use crate::names::{JobName, Lines, RunSelector};
 use crate::oidc::{self, report::Level};
-use crate::ops::{journal_failure, Jobs};
+use crate::ops::Jobs;
 use crate::render;
-use crate::runs::Last;
 use crate::secure_file;
 use crate::systemd::argv::{Call, Privilege, Probe};
 
 /// Prints the run's lines as they come, then its last line; exit 0 only if
 /// the run succeeded. Ends quietly when the output is closed (`| head`).
 fn follow(out: &mut dyn Write, config: &Config, jobs: &Jobs, job: &JobName, run: &RunSelector) -> Result<(), Error> {
-    let which = match run {
-        RunSelector::Id(id) => Some(id),
-        RunSelector::Last => None,
-    };
-    let Some(run) = crate::follow::run_to_follow(jobs, job, which)? else {
+    let Some(run) = crate::follow::run_to_follow(jobs, job, run)? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
     let options = FollowOptions { cursors: false, max_duration: config.follow.max_duration };
@@ -213,27 +208,14 @@ fn logs(
     lines: Lines,
     run: &RunSelector,
 ) -> Result<(), Error> {
-    let reader = jobs.runs.reader(job);
-    // The newest run's last lines: their read runs while the run is found.
-    let from_end = (*run == RunSelector::Last).then(|| reader.read_from_end().ok()).flatten();
-    let Some(run) = jobs.find_run(job, run)? else {
+    let Some(logs) = jobs.logs(job, run, lines.get() as usize)? else {
         return Err(Error::Failed(format!("{job} has no such run in the journal")));
     };
-    let failed = |e| Error::from(journal_failure(job, e));
-    let mut body = render::LinesBody::new(!json, None);
-    let mut written = Ok(());
-    match reader.last(&run, lines.get() as usize, from_end).map_err(failed)? {
-        Last::Held(lines) => lines.iter().for_each(|line| body.line(line)),
-        Last::Replay(replay) => {
-            for line in reader.replay(&run, &replay).map_err(failed)? {
-                body.line(&line.map_err(failed)?);
-                if body.bytes.len() >= 64 << 10 {
-                    written = written.and_then(|()| out.write_all(&std::mem::take(&mut body.bytes)));
-                }
-            }
-        }
+    let each = |line: &mut dyn FnMut(&str) -> io::Result<()>| jobs.each_log_line(&logs, line);
+    match render::send_lines(!json, logs.run.run.as_str(), each, &mut |bytes| out.write_all(bytes)) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Error::Failed(format!("logs of {job}: {e}"))),
+        _ => Ok(()),
     }
-    ignore_broken_pipe(written.and_then(|()| out.write_all(&body.end(Some(run.run.as_str())))))
 }
 
 fn write_token_file(config: &Config, file: &TokenFile) -> Result<(), Error> {
@@ -336,7 +318,7 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
         ),
         None => (true, "warning: no system bus: state and jobs are read through systemctl".into()),
     });
-    if jobs.tools.privilege == Privilege::Polkit {
+    if jobs.tools().privilege == Privilege::Polkit {
         // polkit has no dry run: asking it means running the call.
         report.push((
             true,
@@ -346,7 +328,7 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
         report.push((true, "running as root: the sudo rule is not checked (run this as the service user: sudo -u jobgate jobgate check)".into()));
     } else {
         for probe in Probe::ALL {
-            let argv = Call::SudoProbe(probe, &config.prefix).argv(&jobs.tools);
+            let argv = Call::SudoProbe(probe, &config.prefix).argv(jobs.tools());
             let shown: Vec<String> = argv.iter().skip(3).map(|a| a.to_string_lossy().into_owned()).collect();
             let allowed = jobs.sudo_allows(probe);
             let want = probe.should_be_allowed();
@@ -370,7 +352,7 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
     // journal directory does not let the group in.
     let probe = crate::names::JobName::parse(&config.prefix, &format!("{}jobgate-check", config.prefix.as_str()));
     if let Ok(probe) = probe {
-        match jobs.runs.history(&probe, crate::runs::Wanted { limit: 1, only: None }, &mut || None) {
+        match jobs.journal_readable(&probe) {
             Ok(_) => report.push((true, "the journal can be read".into())),
             Err(e) => report.push((
                 false,

@@ -5,6 +5,8 @@
 //! nothing of HTTP or tokens.
 #![forbid(unsafe_code)]
 
+mod reads;
+
 use std::collections::HashSet;
 use std::fmt;
 use std::io;
@@ -20,6 +22,7 @@ use crate::systemd::argv::{Call, Probe, Tools};
 use crate::systemd::bus::SystemBus;
 use crate::systemd::parse::{self, Listing, UnitState};
 use crate::systemd::run::{program_name, Output, Runner};
+pub use reads::{RunLogs, RunTail, TAIL_HOLD};
 
 /// How long `start` waits to see the run it began.
 pub const START_WAIT: Duration = Duration::from_secs(3);
@@ -57,10 +60,10 @@ pub struct JobSummary {
 /// The jobs under one prefix: their units, through the runner, and their
 /// runs, through [`Runs`].
 pub struct Jobs {
-    pub prefix: Prefix,
-    pub tools: Tools,
+    prefix: Prefix,
+    tools: Tools,
     runner: Arc<dyn Runner>,
-    pub runs: Runs,
+    runs: Runs,
     /// The jobs whose unit held no run when last asked.
     unloaded: Unloaded,
     /// Where `start` takes a lock per job (see [`Jobs::with_start_locks`]).
@@ -305,6 +308,29 @@ impl Jobs {
     /// What reads the journal, in a line (for `check`).
     pub fn journal_described(&self) -> String {
         self.runs.journal().describe()
+    }
+
+    /// Whether `job`'s runs can be read as every read makes it (for
+    /// `check`: group membership is not enough where the journal's
+    /// directory does not let the group in).
+    pub fn journal_readable(&self, job: &JobName) -> io::Result<()> {
+        self.runs.history(job, Wanted { limit: 1, only: None }, &mut || None).map(drop)
+    }
+
+    /// Waits until the lines of a run that ended at `finished` (µs since
+    /// the epoch) are in the journal; see `runs::lines::lines_in`.
+    pub fn lines_in(&self, finished: u64) -> bool {
+        self.runs.lines_in(finished)
+    }
+
+    /// The prefix every job's unit name has.
+    pub fn prefix(&self) -> &Prefix {
+        &self.prefix
+    }
+
+    /// The programs run, and how.
+    pub fn tools(&self) -> &Tools {
+        &self.tools
     }
 
     /// Whether sudo would run `probe` (`sudo -n -l …`: nothing is run).
