@@ -76,7 +76,7 @@ fuzz_target!(|data: &[u8]| {
     let (method, target) = line.split_once(' ').unwrap_or(("GET", line));
     let mut req = Request::new(method, target);
     req.headers.push(("Authorization".into(), auth.into()));
-    let response = api().handle(&req);
+    let (response, _) = api().handle(&req);
     assert!(matches!(response.status, 200 | 400 | 401 | 403 | 404 | 405 | 425 | 500 | 503), "status {}", response.status);
     if response.status != 200 {
         let value: serde_json::Value = serde_json::from_slice(&response.body).expect("a JSON error body");

@@ -7,28 +7,43 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use super::http::Response;
+/// What the access line says of a request beside its answer's status:
+/// the method, the route template, the job and the token NAME. The HTTP
+/// core makes it with the answer; the exchange logs it once the answer is
+/// sent.
+#[derive(Debug, Clone)]
+pub struct Record {
+    pub method: String,
+    pub route: &'static str,
+    pub job: Option<String>,
+    pub token: Option<String>,
+}
 
-pub fn line(method: &str, response: &Response, elapsed: Duration) -> String {
+impl Record {
+    /// The record of a request that could not be read.
+    pub fn unread() -> Record {
+        Record { method: "-".into(), route: "-", job: None, token: None }
+    }
+}
+
+pub fn line(record: &Record, status: u16, elapsed: Duration) -> String {
     // The method is echoed only if it is a plain word, so a hostile one
     // cannot forge log lines.
-    let method = if !method.is_empty() && method.len() <= 16 && method.bytes().all(|b| b.is_ascii_uppercase()) {
-        method
-    } else {
-        "?"
-    };
+    let method = &record.method;
+    let plain =
+        method == "-" || (!method.is_empty() && method.len() <= 16 && method.bytes().all(|b| b.is_ascii_uppercase()));
     format!(
-        "{method} {} job={} token={} status={} ms={}",
-        response.route,
-        response.job.as_deref().unwrap_or("-"),
-        response.token.as_deref().unwrap_or("-"),
-        response.status,
+        "{} {} job={} token={} status={status} ms={}",
+        if plain { method } else { "?" },
+        record.route,
+        record.job.as_deref().unwrap_or("-"),
+        record.token.as_deref().unwrap_or("-"),
         elapsed.as_millis()
     )
 }
 
-pub fn log(method: &str, response: &Response, elapsed: Duration) {
-    log::info!("{}", line(method, response, elapsed));
+pub fn log(record: &Record, status: u16, elapsed: Duration) {
+    log::info!("{}", line(record, status, elapsed));
 }
 
 /// The client a request came from: the peer, or, when the peer is the
@@ -73,15 +88,15 @@ pub fn audit(line: &str) {
 pub fn audit_line(
     action: &str,
     outcome: &str,
-    response: &super::http::Response,
+    record: &Record,
     client: Option<IpAddr>,
     run: Option<&str>,
     origin: &[(&str, String)],
 ) -> String {
     let mut line = format!(
         "audit action={action} outcome={outcome} job={} token={} client={} run={}",
-        response.job.as_deref().unwrap_or("-"),
-        response.token.as_deref().unwrap_or("-"),
+        record.job.as_deref().unwrap_or("-"),
+        record.token.as_deref().unwrap_or("-"),
         client.map(|c| c.to_string()).unwrap_or_else(|| "-".into()),
         run.unwrap_or("-")
     );
@@ -108,28 +123,29 @@ mod tests {
         assert_eq!(client(Some(peer), None, proxy), Some(peer));
     }
 
+    fn record(method: &str, route: &'static str, job: &str, token: &str) -> Record {
+        Record { method: method.into(), route, job: Some(job.into()), token: Some(token.into()) }
+    }
+
     #[test]
     fn audit_lines() {
-        let mut response = Response::error(425, "Job is already active");
-        response.job = Some("ci-test-a".into());
-        response.token = Some("ci".into());
+        let record = record("POST", "/api/job/{job}", "ci-test-a", "ci");
         let client = "192.0.2.1".parse().ok();
         assert_eq!(
-            audit_line("start", outcome(response.status), &response, client, None, &[]),
+            audit_line("start", outcome(425), &record, client, None, &[]),
             "audit action=start outcome=already-active job=ci-test-a token=ci client=192.0.2.1 run=-"
         );
     }
 
     #[test]
     fn shows_route_template_and_token_name_only() {
-        let mut response = Response::error(403, "Not permitted");
-        response.route = "/api/job/{job}/logs";
-        response.job = Some("ci-test-a".into());
-        response.token = Some("deploy".into());
+        let record = record("GET", "/api/job/{job}/logs", "ci-test-a", "deploy");
         assert_eq!(
-            line("GET", &response, Duration::from_millis(7)),
+            line(&record, 403, Duration::from_millis(7)),
             "GET /api/job/{job}/logs job=ci-test-a token=deploy status=403 ms=7"
         );
-        assert!(line("GET\nforged", &response, Duration::ZERO).starts_with("? "));
+        let forged = Record { method: "GET\nforged".into(), ..record };
+        assert!(line(&forged, 403, Duration::ZERO).starts_with("? "));
+        assert!(line(&Record::unread(), 408, Duration::ZERO).starts_with("- - job=- token=-"));
     }
 }

@@ -63,10 +63,6 @@ pub struct Response {
     pub body: Vec<u8>,
     /// Sent instead of `body` when set.
     pub stream: Option<Box<dyn StreamBody>>,
-    /// For the access log: the route template, the job and the token NAME.
-    pub route: &'static str,
-    pub job: Option<String>,
-    pub token: Option<String>,
 }
 
 pub const JSON: &str = "application/json";
@@ -80,7 +76,7 @@ impl Response {
     }
 
     pub fn bytes(status: u16, content_type: &'static str, body: Vec<u8>) -> Response {
-        Response { status, content_type, headers: Vec::new(), body, stream: None, route: "-", job: None, token: None }
+        Response { status, content_type, headers: Vec::new(), body, stream: None }
     }
 
     /// A 200 whose body is `stream`, sent unbuffered by any proxy.

@@ -23,6 +23,7 @@ use crate::ops::{Jobs, OpError, RunLogs, RunTail, MAX_RUNS};
 use crate::runs::Run;
 use crate::secure_file::Watched;
 use crate::tail_state::TailState;
+pub use access_log::Record;
 use http::{parse_query, Request, Response, Sink, StreamBody};
 
 /// Runs listed when a request does not say how many.
@@ -99,7 +100,7 @@ impl Reject {
 impl Api {
     /// Answers one request. Never panics on input; every error is a JSON
     /// `{"msg"}` with a 4xx, or a 500 whose cause goes to the log only.
-    pub fn handle(&self, req: &Request) -> Response {
+    pub fn handle(&self, req: &Request) -> (Response, Record) {
         let mut ctx = Context {
             route: "-",
             job: None,
@@ -114,21 +115,19 @@ impl Api {
             Some(path) => self.route(req, &path.split('/').collect::<Vec<_>>(), &mut ctx),
             None => Err(Reject::new(404, "Not found")),
         };
-        let mut response = answer.unwrap_or_else(Reject::into_response);
-        response.route = ctx.route;
-        response.job = ctx.job;
-        response.token = ctx.token;
+        let response = answer.unwrap_or_else(Reject::into_response);
+        let record = Record { method: req.method.clone(), route: ctx.route, job: ctx.job, token: ctx.token };
         let status = response.status.to_string();
         let mut counted = vec![Series::new("jobgate_requests_total", &[("route", ctx.route), ("status", &status)])];
         if let (Some(action), false) = (ctx.action, response.status == 405) {
             let client = access_log::client(req.remote, req.header("X-Forwarded-For"), self.trust_proxy);
             let outcome = ctx.outcome.unwrap_or_else(|| access_log::outcome(response.status));
-            let line = access_log::audit_line(action, outcome, &response, client, ctx.run.as_deref(), &ctx.origin);
+            let line = access_log::audit_line(action, outcome, &record, client, ctx.run.as_deref(), &ctx.origin);
             access_log::audit(&line);
             // A job's own series only where it was found: names a client
             // made up are all counted as "-".
             let found = matches!(outcome, "ok" | "already-active" | "failed" | "ignored");
-            let job = response.job.as_deref().filter(|_| found).unwrap_or("-");
+            let job = record.job.as_deref().filter(|_| found).unwrap_or("-");
             let labels = [("action", action), ("job", job), ("outcome", outcome)];
             counted.push(Series::new("jobgate_job_actions_total", &labels));
         }
@@ -136,7 +135,7 @@ impl Api {
             counted.push(Series::new("jobgate_follow_refused_total", &[("cap", cap)]));
         }
         self.counters.count(&counted);
-        response
+        (response, record)
     }
 
     fn route(&self, req: &Request, segments: &[&str], ctx: &mut Context) -> Answer {

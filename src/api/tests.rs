@@ -80,7 +80,7 @@ fn call(api: &Api, method: &str, target: &str, token: Option<&str>) -> (u16, Str
     if let Some(token) = token {
         req = req.with_header("Authorization", &format!("Bearer {token}"));
     }
-    let response = api.handle(&req);
+    let (response, _) = api.handle(&req);
     (response.status, body_text(response))
 }
 
@@ -171,7 +171,7 @@ fn token_in_the_query_is_accepted() {
     assert_eq!(status, 200);
     // CGI servers pass an empty HTTP_AUTHORIZATION when there was none.
     let req = Request::new("GET", &format!("/api/job/ci-test-a/state?token={RO}")).with_header("Authorization", "");
-    assert_eq!(api.handle(&req).status, 200);
+    assert_eq!(api.handle(&req).0.status, 200);
 }
 
 #[test]
@@ -248,7 +248,7 @@ fn streamed(response: &mut Response) -> String {
 #[test]
 fn tail_names_its_run_and_cursor_in_headers_for_a_plain_text_poller() {
     let (api, _) = api_with(finished_run());
-    let response = api.handle(
+    let (response, _) = api.handle(
         &Request::new("GET", "/api/job/ci-test-a/tail?format=text").with_header("Authorization", "Bearer jgt_ro"),
     );
     assert_eq!((response.status, response.content_type), (200, http::TEXT));
@@ -260,7 +260,7 @@ fn tail_names_its_run_and_cursor_in_headers_for_a_plain_text_poller() {
 #[test]
 fn follow_of_a_finished_run_streams_it_and_its_end() {
     let (api, _) = api_with(finished_run());
-    let mut response =
+    let (mut response, _) =
         api.handle(&Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", "Bearer jgt_ro"));
     assert_eq!((response.status, response.content_type), (200, http::TEXT));
     assert!(response.headers.contains(&("X-Accel-Buffering", "no".into())));
@@ -269,7 +269,7 @@ fn follow_of_a_finished_run_streams_it_and_its_end() {
         streamed(&mut response),
         format!("one\ntwo\nthree\njobgate: {RUN} finished result=success exit_status=0\n")
     );
-    let mut response = api.handle(
+    let (mut response, _) = api.handle(
         &Request::new("GET", "/api/job/ci-test-a/follow?cursors=1").with_header("Authorization", "Bearer jgt_ro"),
     );
     assert_eq!(
@@ -284,14 +284,14 @@ fn follow_of_a_finished_run_streams_it_and_its_end() {
 fn follow_streams_are_capped() {
     let (api, _) = api_with(finished_run());
     let request = || Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", "Bearer jgt_ro");
-    let first = api.handle(&request());
+    let (first, _) = api.handle(&request());
     assert_eq!(first.status, 200);
-    let second = api.handle(&request());
+    let (second, _) = api.handle(&request());
     assert_eq!((second.status, body_text(second).trim()), (503, r#"{"msg":"Too many streams"}"#));
     drop(first);
-    assert_eq!(api.handle(&request()).status, 200, "the slot is free once the stream is over");
+    assert_eq!(api.handle(&request()).0.status, 200, "the slot is free once the stream is over");
     for bad in ["cursors=yes", "run=abc", "cursor=x%00"] {
-        let response = api.handle(
+        let (response, _) = api.handle(
             &Request::new("GET", &format!("/api/job/ci-test-a/follow?{bad}"))
                 .with_header("Authorization", "Bearer jgt_ro"),
         );
@@ -332,8 +332,8 @@ fn jobs_are_filtered_by_the_token_patterns() {
 fn access_log_fields_never_hold_the_token() {
     let (api, _) = api_with(loaded("inactive"));
     let req = Request::new("GET", &format!("/api/job/ci-test-a/state?token={RO}"));
-    let response = api.handle(&req);
-    let line = access_log::line("GET", &response, std::time::Duration::ZERO);
+    let (response, record) = api.handle(&req);
+    let line = access_log::line(&record, response.status, std::time::Duration::ZERO);
     assert_eq!(line, "GET /api/job/{job}/state job=ci-test-a token=ro status=200 ms=0");
     assert!(!line.contains(RO));
 }
@@ -369,7 +369,7 @@ fn metrics_only_for_a_metrics_token() {
     assert_eq!(call(&api, "POST", "/api/job/ci-test-a", Some(RW)).0, 425);
     assert_eq!(call(&api, "POST", "/api/job/ci-test-made-up%3B", Some(RW)).0, 400);
 
-    let response =
+    let (response, _) =
         api.handle(&Request::new("GET", "/metrics").with_header("Authorization", &format!("Bearer {METRICS}")));
     assert_eq!(response.content_type, crate::metrics::CONTENT_TYPE);
     let text = body_text(response);
@@ -396,6 +396,7 @@ fn follow_streams_are_shared_fairly_between_tokens() {
         api.handle(
             &Request::new("GET", "/api/job/ci-test-a/follow").with_header("Authorization", &format!("Bearer {token}")),
         )
+        .0
     };
     // Alone, a token may take more than its half.
     let ro: Vec<_> = (0..3).map(|_| follow("jgt_ro")).collect();

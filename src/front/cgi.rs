@@ -10,33 +10,17 @@ use std::io::{self, Read, Write};
 use std::time::Instant;
 
 use crate::api::http::{Request, Response, MAX_BODY};
-use crate::api::{access_log, Api, Reject};
-use crate::front::http1::{self, BodySink, Framing};
+use crate::api::{Api, Reject};
+use crate::front::exchange::{self, Wire};
+use crate::front::http1::{self, Framing};
 
 pub fn run(api: &Api) -> io::Result<()> {
     let started = Instant::now();
     let request = request_from_env(std::env::vars(), &mut io::stdin().lock());
-    let (method, mut response) = match request {
-        Ok(req) => (req.method.clone(), api.handle(&req)),
-        Err(reject) => (String::from("-"), reject.into_response()),
-    };
-    let mut out = io::stdout().lock();
-    let written = match response.stream.take() {
-        None => write_response(&mut out, &response),
-        Some(stream) => {
-            // The web server frames the body; a client that leaves is seen
-            // only when a write fails (CGI has no way to ask sooner).
-            write_head(&mut out, &response, Framing::Close).map(|()| {
-                let mut sink = BodySink { out: &mut out, framing: Framing::Close, gone: || false };
-                stream.send_to(&mut sink);
-            })
-        }
-    };
-    access_log::log(&method, &response, started.elapsed());
-    match written {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        result => result,
-    }
+    // The web server frames a streamed body; a client that leaves is seen
+    // only when a write fails (CGI has no way to ask sooner).
+    let wire = Wire { out: &mut io::stdout().lock(), write_head, framing: Framing::Close, gone: &mut || false };
+    exchange::exchange(api, request, wire, started)
 }
 
 /// The request a CGI environment describes; the body read from `stdin`,
@@ -80,12 +64,6 @@ pub fn request_from_env(vars: impl Iterator<Item = (String, String)>, stdin: &mu
 }
 
 /// A CGI answer: `Status:` and the headers, then the body.
-pub fn write_response(out: &mut dyn Write, response: &Response) -> io::Result<()> {
-    write_head(out, response, Framing::Length)?;
-    out.write_all(&response.body)?;
-    out.flush()
-}
-
 fn write_head(out: &mut dyn Write, response: &Response, framing: Framing) -> io::Result<()> {
     let mut head = format!("Status: {} {}\r\n", response.status, http1::reason(response.status));
     http1::push_headers(&mut head, response, framing);
@@ -97,6 +75,9 @@ fn write_head(out: &mut dyn Write, response: &Response, framing: Framing) -> io:
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Record;
+    use crate::front::exchange::{answer, Wire};
+    use std::time::Instant;
 
     fn env(pairs: &[(&str, &str)]) -> impl Iterator<Item = (String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<Vec<_>>().into_iter()
@@ -149,7 +130,8 @@ mod tests {
     #[test]
     fn answers_with_a_status_header() {
         let mut out = Vec::new();
-        write_response(&mut out, &Response::error(425, "Job is already active")).expect("write");
+        let wire = Wire { out: &mut out, write_head, framing: Framing::Close, gone: &mut || false };
+        answer(Response::error(425, "Job is already active"), &Record::unread(), wire, Instant::now()).expect("write");
         let text = String::from_utf8(out).expect("utf8");
         assert!(text.starts_with("Status: 425 Too Early\r\nContent-Type: application/json\r\n"), "{text}");
     }

@@ -131,12 +131,6 @@ fn read_failed(e: &io::Error) -> Reject {
 }
 
 /// Writes `response` as HTTP/1.1 with `Connection: close`.
-pub fn write_response(out: &mut dyn Write, response: &Response) -> io::Result<()> {
-    write_head(out, response, Framing::Length)?;
-    out.write_all(&response.body)?;
-    out.flush()
-}
-
 /// Writes the head of an answer whose body is framed as `framing` says.
 pub fn write_head(out: &mut dyn Write, response: &Response, framing: Framing) -> io::Result<()> {
     let mut head = format!("HTTP/1.1 {} {}\r\n", response.status, reason(response.status));
@@ -247,6 +241,9 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::api::Record;
+    use crate::front::exchange::{answer, Wire};
+    use std::time::Instant;
 
     fn read(raw: &[u8]) -> Result<Request, u16> {
         read_request(&mut io::Cursor::new(raw.to_vec())).map_err(|r| r.into_response().status)
@@ -438,7 +435,8 @@ mod tests {
     #[test]
     fn answers_close_the_connection() {
         let mut out = Vec::new();
-        write_response(&mut out, &Response::error(404, "Not found")).expect("write");
+        let wire = Wire { out: &mut out, write_head, framing: Framing::Close, gone: &mut || false };
+        answer(Response::error(404, "Not found"), &Record::unread(), wire, Instant::now()).expect("write");
         let text = String::from_utf8(out).expect("utf8");
         assert!(
             text.starts_with("HTTP/1.1 404 Not Found\r\nContent-Type: application/json\r\nContent-Length: 20\r\n"),

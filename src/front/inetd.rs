@@ -3,7 +3,7 @@
 //! One request, one answer, `Connection: close`.
 #![forbid(unsafe_code)]
 
-use std::io::{self, Write};
+use std::io;
 use std::net::TcpStream;
 use std::os::fd::AsFd;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -11,9 +11,10 @@ use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::Instant;
 
-use crate::api::http::{Response, StreamBody};
-use crate::api::{access_log, Api, Reject};
-use crate::front::http1::{self, BodySink, Framing, REQUEST_TIMEOUT};
+use crate::api::http::{Request, Response};
+use crate::api::{Api, Record, Reject};
+use crate::front::exchange::{self, Wire};
+use crate::front::http1::{self, Framing, REQUEST_TIMEOUT};
 
 pub fn run(api: &Api) -> io::Result<()> {
     let started = Instant::now();
@@ -27,9 +28,7 @@ pub fn run(api: &Api) -> io::Result<()> {
         {
             // The client is too slow: answer 408 and end the process, which
             // also ends the read the main thread is blocked in.
-            let response = Reject::new(408, "Request timeout").into_response();
-            access_log::log("-", &response, started.elapsed());
-            let _ = http1::write_response(&mut io::stdout().lock(), &response);
+            let _ = answer_directly(Reject::new(408, "Request timeout").into_response(), started);
             std::process::exit(0);
         }
     });
@@ -37,48 +36,33 @@ pub fn run(api: &Api) -> io::Result<()> {
         // Without it a slow client could hold this process for ever: refuse
         // the request rather than read it unbounded.
         log::error!("cannot start the request watchdog: {e}");
-        let response = Response::error(503, "Too many requests");
-        access_log::log("-", &response, started.elapsed());
-        return ignore_broken_pipe(http1::write_response(&mut io::stdout().lock(), &response));
+        return answer_directly(Response::error(503, "Too many requests"), started);
     }
     let request = http1::read_request(&mut io::stdin().lock());
     let _ = got_request.send(());
     if answered.swap(true, Ordering::SeqCst) {
         return Ok(()); // the watchdog answered already
     }
-    let (method, mut response) = match request {
-        Ok(mut req) => {
-            // systemd sets REMOTE_ADDR for Accept=yes sockets (TCP only).
-            req.remote = std::env::var("REMOTE_ADDR").ok().and_then(|a| a.parse().ok());
-            (req.method.clone(), api.handle(&req))
-        }
-        Err(reject) => (String::from("-"), reject.into_response()),
-    };
-    let mut out = io::stdout().lock();
-    let written = match response.stream.take() {
-        None => http1::write_response(&mut out, &response),
-        Some(stream) => send_stream(&mut out, &response, stream),
-    };
-    access_log::log(&method, &response, started.elapsed());
-    ignore_broken_pipe(written)
+    // systemd sets REMOTE_ADDR for Accept=yes sockets (TCP only).
+    let remote = std::env::var("REMOTE_ADDR").ok().and_then(|a| a.parse().ok());
+    let request = request.map(|req| Request { remote, ..req });
+    // The probe is made only once a stream asks.
+    let mut probe = None;
+    let gone = &mut move || probe.get_or_insert_with(stdin_socket).as_mut().is_some_and(http1::peer_closed);
+    // A streamed body is ended by closing the connection (the process's exit).
+    let wire = Wire { out: &mut io::stdout().lock(), write_head: http1::write_head, framing: Framing::Close, gone };
+    exchange::exchange(api, request, wire, started)
 }
 
-/// A client that left before its answer is no error of jobgate's.
-fn ignore_broken_pipe(written: io::Result<()>) -> io::Result<()> {
-    match written {
-        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        result => result,
-    }
-}
-
-/// A streamed body, ended by closing the connection (the process's exit).
-fn send_stream(out: &mut dyn Write, response: &Response, stream: Box<dyn StreamBody>) -> io::Result<()> {
-    http1::write_head(out, response, Framing::Close)?;
-    let mut probe = stdin_socket();
-    let gone = move || probe.as_mut().is_some_and(http1::peer_closed);
-    let mut sink = BodySink { out, framing: Framing::Close, gone };
-    stream.send_to(&mut sink);
-    sink.finish()
+/// An answer made without the API (too slow, too busy).
+fn answer_directly(response: Response, started: Instant) -> io::Result<()> {
+    let wire = Wire {
+        out: &mut io::stdout().lock(),
+        write_head: http1::write_head,
+        framing: Framing::Close,
+        gone: &mut || false,
+    };
+    exchange::answer(response, &Record::unread(), wire, started)
 }
 
 /// stdin, when it is the connection's socket (as under `Accept=yes`), with

@@ -8,17 +8,19 @@
 //! bounded reader, shared with `inetd`, does both.
 #![forbid(unsafe_code)]
 
-use std::io::{self, Read, Write};
+use std::io;
 use std::net::{IpAddr, Shutdown, TcpListener, TcpStream};
-use std::os::unix::net::{UnixListener, UnixStream};
+use std::os::fd::OwnedFd;
+use std::os::unix::net::UnixListener;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use crate::api::http::{Response, StreamBody};
-use crate::api::{access_log, Api, Reject};
-use crate::front::http1::{self, BodySink, Deadline, Framing, TimedRead, REQUEST_TIMEOUT};
+use crate::api::http::{Request, Response};
+use crate::api::{Api, Record, Reject};
+use crate::front::exchange::{self, Wire};
+use crate::front::http1::{self, Deadline, Framing, TimedRead, REQUEST_TIMEOUT};
 
 /// Connections served at once; past it the answer is 503.
 pub const MAX_IN_FLIGHT: usize = crate::limits::MAX_CONNECTIONS;
@@ -50,80 +52,33 @@ impl Listener {
 
     fn accept(&self) -> io::Result<(Connection, Option<IpAddr>)> {
         match self {
-            Listener::Tcp(l) => l.accept().map(|(s, addr)| (Connection::Tcp(s), Some(addr.ip()))),
-            Listener::Unix(l) => l.accept().map(|(s, _)| (Connection::Unix(s), None)),
+            Listener::Tcp(l) => l.accept().map(|(s, addr)| (s, Some(addr.ip()))),
+            // `TcpStream` is only the wrapper of the descriptor: its reads,
+            // writes, timeouts and shutdown work on a socket of any family.
+            Listener::Unix(l) => l.accept().map(|(s, _)| (TcpStream::from(OwnedFd::from(s)), None)),
         }
     }
 }
 
-enum Connection {
-    Tcp(TcpStream),
-    Unix(UnixStream),
-}
+/// A client's connection, TCP or Unix (see [`Listener::accept`]).
+type Connection = TcpStream;
 
-impl Connection {
-    /// The read timeout is set before each read of the request, by [`Deadline`].
-    fn set_write_timeout(&self) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.set_write_timeout(Some(WRITE_TIMEOUT)),
-            Connection::Unix(s) => s.set_write_timeout(Some(WRITE_TIMEOUT)),
-        }
-    }
-
-    /// A second handle on the socket, whose reads wait at most
-    /// [`http1::PROBE_TIMEOUT`]: for seeing that a client has left.
-    fn probe(&self) -> io::Result<Connection> {
-        let probe = match self {
-            Connection::Tcp(s) => Connection::Tcp(s.try_clone()?),
-            Connection::Unix(s) => Connection::Unix(s.try_clone()?),
-        };
-        match &probe {
-            Connection::Tcp(s) => s.set_read_timeout(Some(http1::PROBE_TIMEOUT))?,
-            Connection::Unix(s) => s.set_read_timeout(Some(http1::PROBE_TIMEOUT))?,
-        }
-        Ok(probe)
-    }
-
-    fn close(&self) {
-        let _ = match self {
-            Connection::Tcp(s) => s.shutdown(Shutdown::Both),
-            Connection::Unix(s) => s.shutdown(Shutdown::Both),
-        };
-    }
-}
-
-impl Read for Connection {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(s) => s.read(buf),
-            Connection::Unix(s) => s.read(buf),
-        }
-    }
-}
-
-impl TimedRead for Connection {
+impl TimedRead for TcpStream {
     fn set_read_limit(&mut self, limit: Duration) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.set_read_timeout(Some(limit)),
-            Connection::Unix(s) => s.set_read_timeout(Some(limit)),
-        }
+        self.set_read_timeout(Some(limit))
     }
 }
 
-impl Write for Connection {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        match self {
-            Connection::Tcp(s) => s.write(buf),
-            Connection::Unix(s) => s.write(buf),
-        }
-    }
+/// A second handle on the socket, whose reads wait at most
+/// [`http1::PROBE_TIMEOUT`]: for seeing that a client has left.
+fn probe(connection: &Connection) -> io::Result<Connection> {
+    let probe = connection.try_clone()?;
+    probe.set_read_timeout(Some(http1::PROBE_TIMEOUT))?;
+    Ok(probe)
+}
 
-    fn flush(&mut self) -> io::Result<()> {
-        match self {
-            Connection::Tcp(s) => s.flush(),
-            Connection::Unix(s) => s.flush(),
-        }
-    }
+fn close(connection: &Connection) {
+    let _ = connection.shutdown(Shutdown::Both);
 }
 
 /// Serves on the socket systemd passed (`passed`), or else binds `listen`.
@@ -204,71 +159,61 @@ fn start_thread(
         }
         Err(e) => {
             log::error!("cannot start a connection thread: {e}");
-            let mut connection = connection;
-            let response = too_busy();
             // A new socket's send buffer takes this small answer at once:
             // the accept loop does not wait on the client.
-            let written =
-                connection.set_write_timeout().and_then(|()| http1::write_response(&mut connection, &response));
+            let written = connection.set_write_timeout(Some(WRITE_TIMEOUT)).and_then(|()| {
+                let (mut out, gone) = (&connection, &mut || false);
+                let wire = Wire { out: &mut out, write_head: http1::write_head, framing: Framing::Close, gone };
+                exchange::answer(too_busy(), &Record::unread(), wire, accepted)
+            });
             if let Err(e) = written {
                 log::debug!("writing the answer: {e}");
             }
-            access_log::log("-", &response, accepted.elapsed());
-            connection.close();
+            close(&connection);
             None
         }
     }
 }
 
 fn handle(api: &Api, mut connection: Connection, remote: Option<IpAddr>, busy: bool, accepted: Instant) {
-    if let Err(e) = connection.set_write_timeout() {
+    if let Err(e) = connection.set_write_timeout(Some(WRITE_TIMEOUT)) {
         log::error!("setting socket timeouts: {e}");
         return;
     }
-    let (method, mut response, http10) = if busy {
-        (String::from("-"), too_busy(), false)
+    let request = if busy {
+        Err(Reject::new(503, "Too many requests"))
     } else {
         // The whole request within REQUEST_TIMEOUT of the accept, however
         // slowly its bytes come.
         let until = accepted + REQUEST_TIMEOUT;
-        match http1::read_request(&mut Deadline { socket: &mut connection, until }) {
-            Ok(mut req) => {
-                req.remote = remote;
-                (req.method.clone(), api.handle(&req), req.http10)
-            }
-            Err(reject) => (String::from("-"), Reject::into_response(reject), false),
-        }
+        http1::read_request(&mut Deadline { socket: &mut connection, until }).map(|req| Request { remote, ..req })
     };
-    let written = match response.stream.take() {
-        None => http1::write_response(&mut connection, &response),
-        Some(stream) => {
-            let framing = if http10 { Framing::Close } else { Framing::Chunked };
-            send_stream(&mut connection, &response, stream, framing)
-        }
+    let framing = match &request {
+        Ok(req) if req.http10 => Framing::Close,
+        _ => Framing::Chunked,
     };
-    if let Err(e) = written {
+    // The probe is made only once a stream asks (a stream is long; most
+    // answers are not).
+    let mut probed: Option<Connection> = None;
+    let gone = &mut || {
+        if probed.is_none() {
+            probed = probe(&connection).ok();
+        }
+        probed.as_mut().is_some_and(http1::peer_closed)
+    };
+    let mut out = &connection;
+    let wire = Wire { out: &mut out, write_head: http1::write_head, framing, gone };
+    if let Err(e) = exchange::exchange(api, request, wire, accepted) {
         log::debug!("writing the answer: {e}");
     }
-    access_log::log(&method, &response, accepted.elapsed());
-    connection.close();
-}
-
-fn send_stream(
-    connection: &mut Connection,
-    response: &Response,
-    stream: Box<dyn StreamBody>,
-    framing: Framing,
-) -> io::Result<()> {
-    let mut probe = connection.probe()?;
-    http1::write_head(connection, response, framing)?;
-    let mut sink = BodySink { out: connection, framing, gone: move || http1::peer_closed(&mut probe) };
-    stream.send_to(&mut sink);
-    sink.finish()
+    close(&connection);
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::{Read, Write};
+    use std::os::unix::net::UnixStream;
 
     #[test]
     fn a_panic_gives_the_slot_back() {
@@ -297,7 +242,7 @@ mod tests {
     fn pair() -> (Connection, UnixStream) {
         let (server, client) = UnixStream::pair().expect("socket pair");
         client.set_read_timeout(Some(Duration::from_secs(5))).expect("timeout");
-        (Connection::Unix(server), client)
+        (TcpStream::from(OwnedFd::from(server)), client)
     }
 
     #[test]
@@ -349,7 +294,7 @@ mod tests {
         let elapsed = started.elapsed();
         assert_eq!(read.err().map(|r| r.into_response().status), Some(408));
         assert!(elapsed >= Duration::from_millis(300) && elapsed < Duration::from_secs(1), "{elapsed:?}");
-        connection.close();
+        close(&connection);
         writer.join().expect("writer");
     }
 }
