@@ -39,6 +39,11 @@ impl Scope {
         }
     }
 
+    /// The scope `s` names, or the one message that says it names none.
+    pub fn named(s: &str) -> Result<Scope, String> {
+        Scope::parse(s).ok_or_else(|| format!("unknown scope '{}' ({})", s.escape_debug(), Scope::EXPECTED))
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Scope::Ro => "ro",
@@ -168,31 +173,36 @@ pub fn valid_pattern(pattern: &str) -> bool {
         && pattern.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.' | b'-' | b'@' | b'*' | b'?'))
 }
 
+/// A token name, or the one message that says why `name` is not one.
+pub fn check_token_name(name: &str) -> Result<(), String> {
+    if valid_token_name(name) {
+        return Ok(());
+    }
+    Err(format!("invalid token name '{}' (expected 1 to {MAX_NAME_LEN} of [a-zA-Z0-9_.-])", name.escape_debug()))
+}
+
+/// A job pattern, or the one message that says why `pattern` is not one.
+pub fn check_pattern(pattern: &str) -> Result<(), String> {
+    if valid_pattern(pattern) {
+        return Ok(());
+    }
+    Err(format!("invalid job pattern '{}' (expected job-name characters, '*' and '?')", pattern.escape_debug()))
+}
+
 fn parse_line(line: &str) -> Result<TokenEntry, String> {
     let mut fields = line.split_whitespace();
     let (Some(name), Some(scope), Some(hash)) = (fields.next(), fields.next(), fields.next()) else {
         return Err("expected 'NAME SCOPE sha256:HEX [JOB-PATTERN...]'".into());
     };
-    if !valid_token_name(name) {
-        return Err(format!(
-            "invalid token name '{}' (expected 1 to {MAX_NAME_LEN} of [a-zA-Z0-9_.-])",
-            name.escape_debug()
-        ));
-    }
-    let scope =
-        Scope::parse(scope).ok_or_else(|| format!("unknown scope '{}' ({})", scope.escape_debug(), Scope::EXPECTED))?;
+    check_token_name(name)?;
+    let scope = Scope::named(scope)?;
     let hash = hash
         .strip_prefix("sha256:")
         .and_then(parse_hex32)
         .ok_or_else(|| "invalid hash (expected 'sha256:' and 64 lowercase hex digits)".to_string())?;
     let mut patterns = Vec::new();
     for pattern in fields {
-        if !valid_pattern(pattern) {
-            return Err(format!(
-                "invalid job pattern '{}' (expected job-name characters, '*' and '?')",
-                pattern.escape_debug()
-            ));
-        }
+        check_pattern(pattern)?;
         patterns.push(pattern.to_string());
     }
     Ok(TokenEntry { name: name.to_string(), scope, hash, patterns })

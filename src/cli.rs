@@ -31,23 +31,23 @@ pub struct Args {
     #[argh(option)]
     state_dir: Option<PathBuf>,
     /// path of systemctl (default: /usr/bin/systemctl)
-    #[argh(option, default = "PathBuf::from(\"/usr/bin/systemctl\")")]
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/systemctl\")", from_str_fn(absolute_path))]
     systemctl: PathBuf,
     /// path of journalctl (default: /usr/bin/journalctl)
-    #[argh(option, default = "PathBuf::from(\"/usr/bin/journalctl\")")]
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/journalctl\")", from_str_fn(absolute_path))]
     journalctl: PathBuf,
     /// path of sudo (default: /usr/bin/sudo)
-    #[argh(option, default = "PathBuf::from(\"/usr/bin/sudo\")")]
+    #[argh(option, default = "PathBuf::from(\"/usr/bin/sudo\")", from_str_fn(absolute_path))]
     sudo: PathBuf,
     /// how to read the journal: group, as a member of systemd-journal (the one way left; sudo is gone)
-    #[argh(option, default = "String::from(\"group\")")]
-    journal: String,
+    #[argh(option, long = "journal", from_str_fn(journal_group))]
+    _journal: Option<()>,
     /// how the journal's entries are read: native (its files in-process, the default; journalctl for what that reader cannot) or journalctl
-    #[argh(option, default = "String::from(\"native\")")]
-    journal_reader: String,
+    #[argh(option, default = "JournalReader::Native", from_str_fn(journal_reader))]
+    journal_reader: JournalReader,
     /// how start and stop are allowed: sudo (the default, with contrib/sudoers.d/jobgate) or polkit (contrib/polkit/50-jobgate.rules)
-    #[argh(option, default = "String::from(\"sudo\")")]
-    privilege: String,
+    #[argh(option, default = "Privilege::Sudo", from_str_fn(privilege))]
+    privilege: Privilege,
     /// signed webhooks: NAME JOB SECRET [event=EVENT] [ref=REF] a line (POST /hook/JOB)
     #[argh(option)]
     hooks: Option<PathBuf>,
@@ -58,14 +58,14 @@ pub struct Args {
     #[argh(option)]
     redact: Option<PathBuf>,
     /// most follow streams at once, across all front ends (default: 16)
-    #[argh(option, default = "crate::follow::DEFAULT_MAX_STREAMS")]
+    #[argh(option, default = "crate::follow::DEFAULT_MAX_STREAMS", from_str_fn(follow_count))]
     max_follows: usize,
     /// a ceiling on the follow streams one token holds at once, over its fair share of the free ones (default: --max-follows)
-    #[argh(option)]
+    #[argh(option, from_str_fn(follow_count))]
     max_follows_per_token: Option<usize>,
     /// most seconds one follow stream lasts before it ends with a "still running" line (default: 3600)
-    #[argh(option, default = "crate::follow::DEFAULT_MAX_DURATION.as_secs()")]
-    max_follow_secs: u64,
+    #[argh(option, default = "crate::follow::DEFAULT_MAX_DURATION", from_str_fn(follow_secs))]
+    max_follow_secs: Duration,
     /// print JSON instead of text (admin commands)
     #[argh(switch)]
     json: bool,
@@ -102,8 +102,8 @@ struct ServeArgs {
     #[argh(option, default = "String::from(\"127.0.0.1:8000\")")]
     listen: String,
     /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
-    #[argh(option)]
-    trust_proxy: Option<String>,
+    #[argh(option, from_str_fn(ip))]
+    trust_proxy: Option<IpAddr>,
 }
 
 #[derive(FromArgs)]
@@ -111,8 +111,8 @@ struct ServeArgs {
 /// answer one connection on stdin and stdout (socket unit with Accept=yes)
 struct InetdArgs {
     /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
-    #[argh(option)]
-    trust_proxy: Option<String>,
+    #[argh(option, from_str_fn(ip))]
+    trust_proxy: Option<IpAddr>,
 }
 
 #[derive(FromArgs)]
@@ -120,8 +120,8 @@ struct InetdArgs {
 /// answer one CGI request (REQUEST_METHOD, REQUEST_URI or PATH_INFO, ...)
 struct CgiArgs {
     /// the reverse proxy's address: only from it is X-Forwarded-For taken as the client's address
-    #[argh(option)]
-    trust_proxy: Option<String>,
+    #[argh(option, from_str_fn(ip))]
+    trust_proxy: Option<IpAddr>,
 }
 
 #[derive(FromArgs)]
@@ -160,7 +160,7 @@ struct RunsArgs {
     #[argh(positional)]
     job: String,
     /// how many runs (1 to 100, default 20)
-    #[argh(option, default = "20")]
+    #[argh(option, default = "20", from_str_fn(run_limit))]
     limit: usize,
 }
 
@@ -171,11 +171,11 @@ struct LogsArgs {
     #[argh(positional)]
     job: String,
     /// how many of the run's last lines (default 1000, at most 20000)
-    #[argh(option)]
-    lines: Option<String>,
+    #[argh(option, default = "Lines::default()", from_str_fn(lines))]
+    lines: Lines,
     /// which run: last (default) or a run id
-    #[argh(option)]
-    run: Option<String>,
+    #[argh(option, default = "RunSelector::Last", from_str_fn(run_selector))]
+    run: RunSelector,
     /// show the lines as the journal has them, without --redact rules (for
     /// users who can read the journal anyway)
     #[argh(switch)]
@@ -189,8 +189,8 @@ struct FollowArgs {
     #[argh(positional)]
     job: String,
     /// which run: the current or last one (default), or a run id
-    #[argh(option)]
-    run: Option<String>,
+    #[argh(option, default = "RunSelector::Last", from_str_fn(run_selector))]
+    run: RunSelector,
 }
 
 #[derive(FromArgs)]
@@ -250,13 +250,13 @@ struct TrustCheckJwksArgs {
 #[argh(subcommand, name = "add")]
 /// make a new token, add it to the token file and print it once
 struct TokenAddArgs {
-    #[argh(positional)]
+    #[argh(positional, from_str_fn(token_name))]
     name: String,
     /// ro (read), rw (read, start and stop) or metrics (GET /metrics only)
-    #[argh(option)]
-    scope: String,
+    #[argh(option, from_str_fn(scope))]
+    scope: Scope,
     /// limit the token to jobs matching this glob (repeatable)
-    #[argh(option)]
+    #[argh(option, from_str_fn(job_pattern))]
     job: Vec<String>,
 }
 
@@ -307,64 +307,49 @@ pub enum Command {
 }
 
 impl Args {
-    /// Checks every argument; the error is one line for stderr.
+    /// Assembles the checked arguments (each option was parsed into its
+    /// type as it was read); the error is one line for stderr.
     pub fn validate(self) -> Result<(Config, Command), String> {
         let prefix = Prefix::parse(&self.prefix)?;
-        for (flag, path) in
-            [("--systemctl", &self.systemctl), ("--journalctl", &self.journalctl), ("--sudo", &self.sudo)]
-        {
-            if !path.is_absolute() {
-                return Err(format!("{flag} must be an absolute path (sudo rules match it), not '{}'", path.display()));
-            }
-        }
-        match self.journal.as_str() {
-            "group" => {}
-            "sudo" => {
-                return Err(
-                    "--journal sudo is gone: run jobgate as a member of systemd-journal (--journal group)".into()
-                )
-            }
-            other => return Err(format!("unknown --journal '{}' (expected 'group')", other.escape_debug())),
-        }
-        let journal_reader = match self.journal_reader.as_str() {
-            "native" => JournalReader::Native,
-            "journalctl" => JournalReader::Journalctl,
-            other => {
-                return Err(format!(
-                    "unknown --journal-reader '{}' (expected 'native' or 'journalctl')",
-                    other.escape_debug()
-                ))
-            }
-        };
-        let privilege = match self.privilege.as_str() {
-            "sudo" => Privilege::Sudo,
-            "polkit" => Privilege::Polkit,
-            other => {
-                return Err(format!("unknown --privilege '{}' (expected 'sudo' or 'polkit')", other.escape_debug()))
-            }
-        };
         let state_dir = self.state_dir.unwrap_or_else(default_state_dir);
-        if !(1..=MAX_FOLLOWS).contains(&self.max_follows) {
-            return Err(format!("invalid --max-follows {} (expected 1 to {MAX_FOLLOWS})", self.max_follows));
-        }
-        let max_per_token = self.max_follows_per_token.unwrap_or(self.max_follows);
-        if !(1..=MAX_FOLLOWS).contains(&max_per_token) {
-            return Err(format!("invalid --max-follows-per-token {max_per_token} (expected 1 to {MAX_FOLLOWS})"));
-        }
-        if !(1..=MAX_FOLLOW_SECS).contains(&self.max_follow_secs) {
-            return Err(format!(
-                "invalid --max-follow-secs {} (expected 1 to {MAX_FOLLOW_SECS})",
-                self.max_follow_secs
-            ));
-        }
         let follow = crate::follow::Limits {
             max_streams: self.max_follows,
-            max_per_token: max_per_token.min(self.max_follows),
-            max_duration: Duration::from_secs(self.max_follow_secs),
+            max_per_token: self.max_follows_per_token.unwrap_or(self.max_follows).min(self.max_follows),
+            max_duration: self.max_follow_secs,
             slot_dir: state_dir.join("follow"),
         };
+        let command = match (self.version, self.command) {
+            (true, _) => Command::Version,
+            (false, Some(sub)) => sub.command(&prefix, self.trust.is_some())?,
+            (false, None) => return Err("no command given (see jobgate --help)".into()),
+        };
+        let tools = Tools {
+            systemctl: self.systemctl,
+            journalctl: self.journalctl,
+            sudo: self.sudo,
+            journal_reader: self.journal_reader,
+            privilege: self.privilege,
+        };
+        let config = Config {
+            prefix,
+            tokens: self.tokens,
+            state_dir,
+            tools,
+            redact: self.redact,
+            hooks: self.hooks,
+            trust: self.trust,
+            follow,
+            json: self.json,
+        };
+        Ok((config, command))
+    }
+}
+
+impl Sub {
+    /// The command, its job names checked against `prefix`.
+    fn command(self, prefix: &Prefix, trusting: bool) -> Result<Command, String> {
         let job = |name: &str| {
-            JobName::parse(&prefix, name).map_err(|_| {
+            JobName::parse(prefix, name).map_err(|_| {
                 format!(
                     "invalid job '{}' (expected {}NAME or {}NAME@INSTANCE, without .service)",
                     name.escape_debug(),
@@ -373,89 +358,29 @@ impl Args {
                 )
             })
         };
-        let sub = match (self.version, self.command) {
-            (true, _) => None,
-            (false, Some(sub)) => Some(sub),
-            (false, None) => return Err("no command given (see jobgate --help)".into()),
-        };
-        let command = match sub {
-            None => Command::Version,
-            Some(Sub::Serve(a)) => Command::Serve { listen: a.listen, trust_proxy: ip(a.trust_proxy)? },
-            Some(Sub::Inetd(a)) => Command::Inetd { trust_proxy: ip(a.trust_proxy)? },
-            Some(Sub::Cgi(a)) => Command::Cgi { trust_proxy: ip(a.trust_proxy)? },
-            Some(Sub::Jobs(_)) => Command::Jobs,
-            Some(Sub::Start(a)) => Command::Start(job(&a.job)?),
-            Some(Sub::Stop(a)) => Command::Stop(job(&a.job)?),
-            Some(Sub::State(a)) => Command::State(job(&a.job)?),
-            Some(Sub::Runs(a)) => {
-                if !(1..=crate::ops::MAX_RUNS).contains(&a.limit) {
-                    return Err(format!("invalid --limit {} (expected 1 to {})", a.limit, crate::ops::MAX_RUNS));
-                }
-                Command::Runs { job: job(&a.job)?, limit: a.limit }
-            }
-            Some(Sub::Logs(a)) => {
-                let lines = match a.lines {
-                    Some(n) => Lines::parse(&n)
-                        .ok_or_else(|| format!("invalid --lines '{}' (expected a number from 1)", n.escape_debug()))?,
-                    None => Lines::default(),
-                };
-                Command::Logs { job: job(&a.job)?, lines, run: run_selector(a.run)?, raw: a.raw }
-            }
-            Some(Sub::Follow(a)) => Command::Follow { job: job(&a.job)?, run: run_selector(a.run)? },
-            Some(Sub::Check(_)) => Command::Check,
-            Some(Sub::Token(t)) => match t.command {
-                TokenSub::Add(a) => {
-                    if !auth::valid_token_name(&a.name) {
-                        return Err(format!(
-                            "invalid token name '{}' (expected 1 to {} of [a-zA-Z0-9_.-])",
-                            a.name.escape_debug(),
-                            auth::MAX_NAME_LEN
-                        ));
-                    }
-                    let scope = Scope::parse(&a.scope)
-                        .ok_or_else(|| format!("unknown scope '{}' ({})", a.scope.escape_debug(), Scope::EXPECTED))?;
-                    if let Some(bad) = a.job.iter().find(|p| !auth::valid_pattern(p)) {
-                        return Err(format!(
-                            "invalid job pattern '{}' (expected job-name characters, '*' and '?')",
-                            bad.escape_debug()
-                        ));
-                    }
-                    Command::TokenAdd { name: a.name, scope, patterns: a.job }
-                }
+        Ok(match self {
+            Sub::Serve(a) => Command::Serve { listen: a.listen, trust_proxy: a.trust_proxy },
+            Sub::Inetd(a) => Command::Inetd { trust_proxy: a.trust_proxy },
+            Sub::Cgi(a) => Command::Cgi { trust_proxy: a.trust_proxy },
+            Sub::Jobs(_) => Command::Jobs,
+            Sub::Start(a) => Command::Start(job(&a.job)?),
+            Sub::Stop(a) => Command::Stop(job(&a.job)?),
+            Sub::State(a) => Command::State(job(&a.job)?),
+            Sub::Runs(a) => Command::Runs { job: job(&a.job)?, limit: a.limit },
+            Sub::Logs(a) => Command::Logs { job: job(&a.job)?, lines: a.lines, run: a.run, raw: a.raw },
+            Sub::Follow(a) => Command::Follow { job: job(&a.job)?, run: a.run },
+            Sub::Check(_) => Command::Check,
+            Sub::Token(t) => match t.command {
+                TokenSub::Add(a) => Command::TokenAdd { name: a.name, scope: a.scope, patterns: a.job },
                 TokenSub::List(_) => Command::TokenList,
                 TokenSub::Revoke(a) => Command::TokenRevoke { name: a.name },
             },
-            Some(Sub::Trust(t)) => match t.command {
-                TrustSub::Explain(a) => {
-                    if self.trust.is_none() {
-                        return Err("trust explain needs --trust FILE".into());
-                    }
-                    Command::TrustExplain { job: a.job.as_deref().map(job).transpose()? }
-                }
+            Sub::Trust(t) => match t.command {
+                TrustSub::Explain(_) if !trusting => return Err("trust explain needs --trust FILE".into()),
+                TrustSub::Explain(a) => Command::TrustExplain { job: a.job.as_deref().map(job).transpose()? },
                 TrustSub::CheckJwks(a) => Command::TrustCheckJwks { file: a.file },
             },
-        };
-        let tools = Tools {
-            systemctl: self.systemctl,
-            journalctl: self.journalctl,
-            sudo: self.sudo,
-            journal_reader,
-            privilege,
-        };
-        Ok((
-            Config {
-                prefix,
-                tokens: self.tokens,
-                state_dir,
-                tools,
-                redact: self.redact,
-                hooks: self.hooks,
-                trust: self.trust,
-                follow,
-                json: self.json,
-            },
-            command,
-        ))
+        })
     }
 }
 
@@ -464,19 +389,83 @@ const MAX_FOLLOWS: usize = 1024;
 /// Highest `--max-follow-secs`: a week.
 const MAX_FOLLOW_SECS: u64 = 7 * 24 * 3600;
 
-fn run_selector(run: Option<String>) -> Result<RunSelector, String> {
-    match run {
-        Some(r) => RunSelector::parse(&r)
-            .ok_or_else(|| format!("invalid --run '{}' (expected 'last' or a 32-hex-digit run id)", r.escape_debug())),
-        None => Ok(RunSelector::Last),
+// Each option's value parsed into its type as argh reads it; argh says
+// which option and value an error is about.
+
+fn absolute_path(value: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(value);
+    match path.is_absolute() {
+        true => Ok(path),
+        false => Err("expected an absolute path (sudo rules match it)".into()),
     }
 }
 
-fn ip(addr: Option<String>) -> Result<Option<IpAddr>, String> {
-    addr.map(|a| {
-        a.parse().map_err(|_| format!("invalid --trust-proxy '{}' (expected an IP address)", a.escape_debug()))
-    })
-    .transpose()
+fn journal_group(value: &str) -> Result<(), String> {
+    match value {
+        "group" => Ok(()),
+        "sudo" => Err("--journal sudo is gone: run jobgate as a member of systemd-journal (--journal group)".into()),
+        _ => Err("expected 'group'".into()),
+    }
+}
+
+fn journal_reader(value: &str) -> Result<JournalReader, String> {
+    match value {
+        "native" => Ok(JournalReader::Native),
+        "journalctl" => Ok(JournalReader::Journalctl),
+        _ => Err("expected 'native' or 'journalctl'".into()),
+    }
+}
+
+fn privilege(value: &str) -> Result<Privilege, String> {
+    match value {
+        "sudo" => Ok(Privilege::Sudo),
+        "polkit" => Ok(Privilege::Polkit),
+        _ => Err("expected 'sudo' or 'polkit'".into()),
+    }
+}
+
+fn in_range<T: std::str::FromStr + PartialOrd + std::fmt::Display + Copy>(
+    value: &str,
+    low: T,
+    high: T,
+) -> Result<T, String> {
+    value.parse().ok().filter(|n| (low..=high).contains(n)).ok_or_else(|| format!("expected {low} to {high}"))
+}
+
+fn follow_count(value: &str) -> Result<usize, String> {
+    in_range(value, 1, MAX_FOLLOWS)
+}
+
+fn follow_secs(value: &str) -> Result<Duration, String> {
+    in_range(value, 1, MAX_FOLLOW_SECS).map(Duration::from_secs)
+}
+
+fn run_limit(value: &str) -> Result<usize, String> {
+    in_range(value, 1, crate::ops::MAX_RUNS)
+}
+
+fn lines(value: &str) -> Result<Lines, String> {
+    Lines::parse(value).ok_or_else(|| "expected a number from 1".into())
+}
+
+fn run_selector(value: &str) -> Result<RunSelector, String> {
+    RunSelector::parse(value).ok_or_else(|| "expected 'last' or a 32-hex-digit run id".into())
+}
+
+fn ip(value: &str) -> Result<IpAddr, String> {
+    value.parse().map_err(|_| "expected an IP address".into())
+}
+
+fn token_name(value: &str) -> Result<String, String> {
+    auth::check_token_name(value).map(|()| value.to_string())
+}
+
+fn scope(value: &str) -> Result<Scope, String> {
+    Scope::named(value)
+}
+
+fn job_pattern(value: &str) -> Result<String, String> {
+    auth::check_pattern(value).map(|()| value.to_string())
 }
 
 /// `$STATE_DIRECTORY` as systemd sets it (the first, if several), else
@@ -486,4 +475,57 @@ fn default_state_dir() -> PathBuf {
         .and_then(|dirs| dirs.to_str().and_then(|d| d.split(':').next()).map(PathBuf::from))
         .filter(|d| d.is_absolute())
         .unwrap_or_else(|| PathBuf::from("/var/lib/jobgate"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What jobgate says of these arguments, if it refuses them.
+    fn refusal(words: &[&str]) -> Option<String> {
+        match Args::from_args(&["jobgate"], words) {
+            Err(early) => Some(early.output.trim_end().to_string()),
+            Ok(args) => args.validate().err(),
+        }
+    }
+
+    #[test]
+    fn bad_arguments_are_refused_with_what_was_expected() {
+        let table: &[(&[&str], &str)] = &[
+            (&["--prefix", "ci test", "jobs"], "invalid prefix"),
+            (&["--systemctl", "systemctl", "jobs"], "'--systemctl' with value 'systemctl': expected an absolute path"),
+            (&["--journal", "sudo", "jobs"], "--journal sudo is gone"),
+            (&["--journal", "x", "jobs"], "'--journal' with value 'x': expected 'group'"),
+            (&["--journal-reader", "mmap", "jobs"], "expected 'native' or 'journalctl'"),
+            (&["--privilege", "root", "jobs"], "expected 'sudo' or 'polkit'"),
+            (&["--max-follows", "0", "jobs"], "'--max-follows' with value '0': expected 1 to 1024"),
+            (&["--max-follows-per-token", "2000", "jobs"], "expected 1 to 1024"),
+            (&["--max-follow-secs", "x", "jobs"], "expected 1 to 604800"),
+            (&["serve", "--trust-proxy", "localhost"], "expected an IP address"),
+            (&["start", "ssh"], "invalid job 'ssh' (expected ci-test-NAME or ci-test-NAME@INSTANCE"),
+            (&["logs", "ci-test-a", "--lines", "0"], "'--lines' with value '0': expected a number from 1"),
+            (&["logs", "ci-test-a", "--run", "prev"], "expected 'last' or a 32-hex-digit run id"),
+            (&["runs", "ci-test-a", "--limit", "101"], "expected 1 to 100"),
+            (&["token", "add", "a/b", "--scope", "ro"], "invalid token name 'a/b'"),
+            (&["token", "add", "ab", "--scope", "admin"], "unknown scope 'admin' (expected 'ro', 'rw' or 'metrics')"),
+            (&["token", "add", "ab", "--scope", "ro", "--job", "x;y"], "invalid job pattern 'x;y'"),
+            (&["trust", "explain"], "trust explain needs --trust FILE"),
+            (&["--bogus", "jobs"], "Unrecognized argument: --bogus"),
+            (&[], "no command given"),
+        ];
+        for (words, said) in table {
+            let refused = refusal(words).unwrap_or_else(|| panic!("{words:?} was taken"));
+            assert!(refused.contains(said), "{words:?}: {refused:?} does not say {said:?}");
+        }
+    }
+
+    #[test]
+    fn good_arguments_are_assembled() {
+        let args = ["--journal", "group", "--max-follows", "8", "logs", "ci-test-a@x", "--lines", "5", "--run", "last"];
+        let (config, command) =
+            Args::from_args(&["jobgate"], &args).ok().and_then(|a| a.validate().ok()).expect("taken");
+        assert_eq!((config.follow.max_streams, config.follow.max_per_token), (8, 8));
+        let Command::Logs { job, lines, run, raw } = command else { panic!("not logs") };
+        assert_eq!((job.as_str(), lines.get(), run, raw), ("ci-test-a@x", 5, RunSelector::Last, false));
+    }
 }

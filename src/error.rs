@@ -15,10 +15,15 @@ pub enum Error {
 }
 
 impl Error {
+    /// The exit code of bad arguments or input.
+    pub const USAGE: u8 = 2;
+    /// The exit code of a command that failed.
+    pub const FAILED: u8 = 1;
+
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Usage(_) => 2,
-            Error::Failed(_) => 1,
+            Error::Usage(_) => Error::USAGE,
+            Error::Failed(_) => Error::FAILED,
             Error::Silent(code) => *code,
         }
     }

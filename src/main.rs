@@ -5,6 +5,7 @@
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use argh::FromArgs;
 use jobgate::cli::{Args, Command};
 use jobgate::error::Error;
 use jobgate::{api, front, ops, redact, systemd, tail_state};
@@ -14,9 +15,23 @@ fn main() -> ExitCode {
     // such an argument is bad input (no job name or option holds one).
     if let Some(n) = std::env::args_os().position(|a| a.to_str().is_none()) {
         eprintln!("jobgate: argument {n} is not valid UTF-8");
-        return ExitCode::from(Error::Usage(String::new()).exit_code());
+        return ExitCode::from(Error::USAGE);
     }
-    let args: Args = argh::from_env();
+    // As argh::from_env, but a bad option or value is bad arguments: exit 2.
+    let argv: Vec<String> = std::env::args().collect();
+    let name = argv.first().and_then(|a| std::path::Path::new(a).file_name()).and_then(|n| n.to_str());
+    let words: Vec<&str> = argv.iter().skip(1).map(String::as_str).collect();
+    let args = match Args::from_args(&[name.unwrap_or("jobgate")], &words) {
+        Ok(args) => args,
+        Err(argh::EarlyExit { output, status: Ok(()) }) => {
+            println!("{output}");
+            return ExitCode::SUCCESS;
+        }
+        Err(argh::EarlyExit { output, status: Err(()) }) => {
+            eprintln!("jobgate: {}", output.trim_end());
+            return ExitCode::from(Error::USAGE);
+        }
+    };
     match run(args) {
         Ok(()) => ExitCode::SUCCESS,
         Err(Error::Silent(code)) => ExitCode::from(code),

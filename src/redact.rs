@@ -18,7 +18,7 @@ use std::path::Path;
 
 use regex::Regex;
 
-use crate::auth::{glob_match, valid_pattern};
+use crate::auth::{check_pattern, glob_match};
 use crate::names::JobName;
 
 /// What a match replaces in `mask` rules.
@@ -103,12 +103,7 @@ fn parse_rule(line: &str) -> Result<Rule, String> {
     let (jobs, rest) = match line.strip_prefix('[') {
         Some(scoped) => {
             let (glob, rest) = scoped.split_once(']').ok_or("missing ']' after the job pattern")?;
-            if !valid_pattern(glob) {
-                return Err(format!(
-                    "invalid job pattern '{}' (expected job-name characters, '*' and '?')",
-                    glob.escape_debug()
-                ));
-            }
+            check_pattern(glob)?;
             (Some(glob.to_string()), rest.trim_start())
         }
         None => (None, line),

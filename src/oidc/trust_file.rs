@@ -12,7 +12,7 @@ use std::path::PathBuf;
 
 use jsonwebtoken::Algorithm;
 
-use crate::auth::{valid_pattern, valid_token_name, Scope};
+use crate::auth::{check_pattern, valid_token_name, Scope};
 
 /// How long a token may live (`exp - iat`) unless the issuer line says.
 pub const DEFAULT_MAX_AGE: u64 = 900;
@@ -183,11 +183,8 @@ fn parse_trust(words: Vec<&str>, at: &str) -> Result<TrustLine, String> {
     if patterns.is_empty() {
         return Err("no job pattern: name the jobs this line may act on".into());
     }
-    if let Some(bad) = patterns.iter().find(|p| !valid_pattern(p)) {
-        return Err(format!(
-            "invalid job pattern '{}' (expected job-name characters, '*' and '?')",
-            bad.escape_debug()
-        ));
+    for pattern in patterns {
+        check_pattern(pattern)?;
     }
     if claims.is_empty() {
         return Err("no claim after '--': a line that checks no claim trusts every job of the issuer".into());

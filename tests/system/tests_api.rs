@@ -368,7 +368,7 @@ fn admin_cli_as_the_service_user(w: &World) {
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown job"));
     let out = w.cli(&["logs", "ci-test-count", "--lines", "zero"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("invalid --lines"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("'--lines' with value 'zero'"));
     let out = w.cli(&["--prefix", "ci test", "jobs"]);
     assert_eq!(out.status.code(), Some(2));
 }
