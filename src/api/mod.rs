@@ -158,78 +158,86 @@ impl Api {
                 let grant = self.permit(&caller, Scope::Metrics, None, ctx)?;
                 self.metrics(&grant)
             }
-            ["api", "jobs"] => {
-                ctx.route = "/api/jobs";
-                allow(method, "GET")?;
-                let caller = self.authenticate(req, ctx)?;
-                self.permit(&caller, Scope::Ro, None, ctx)?;
-                let may_see = |job: &JobName| auth::decide(&caller.grants, Scope::Ro, Some(job)).is_some();
-                let jobs: Vec<_> =
-                    self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| may_see(&j.job)).collect();
-                Ok(Response::json(200, &crate::render::jobs(&jobs)))
-            }
-            ["hook", job] => {
-                ctx.route = "/hook/{job}";
-                // Without --hooks there is no such route, and nothing to audit.
-                let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
-                ctx.action = Some("hook");
-                allow(method, "POST")?;
-                let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
-                ctx.job = Some(job.to_string());
-                let signed = hooks.verify(&job, req);
-                let first = signed.first().ok_or(Reject::new(401, "Invalid signature"))?;
-                // The first line whose filters take it, else the first's reason.
-                let taken = signed.iter().find(|h| h.filter(req).is_ok()).unwrap_or(first);
-                ctx.token = Some(taken.name.clone());
-                if let Err(ignored) = taken.filter(req) {
-                    ctx.outcome = Some("ignored");
-                    let reason = match ignored {
-                        crate::api::hooks::Ignored::Event => "event",
-                        crate::api::hooks::Ignored::Ref => "ref",
-                    };
-                    return Ok(Response::json(200, &json!({"msg": "Ignored", "reason": reason, "job": job.as_str()})));
-                }
-                match hooks.first_delivery(req) {
-                    Ok(true) => {}
-                    Ok(false) => return Err(Reject::new(409, "Delivery already seen")),
-                    Err(e) => return Err(internal(OpError::Failed(format!("remembering a delivery: {e}")))),
-                }
-                self.start(&job, ctx)
-            }
-            ["api", "job", job, rest @ ..] => {
-                let route = JobRoute::parse(rest).ok_or(Reject::new(404, "Not found"))?;
-                ctx.route = route.template();
-                ctx.action = match route {
-                    JobRoute::Start => Some("start"),
-                    JobRoute::Stop => Some("stop"),
-                    _ => None,
-                };
-                allow(method, route.method())?;
-                let caller = self.authenticate(req, ctx)?;
-                let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
-                ctx.job = Some(job.to_string());
-                let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
-                let grant = self.permit(&caller, needs, Some(&job), ctx)?;
-                if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
-                    self.use_once(&ci.token)?;
-                    ctx.origin = oidc::claims::provenance(&grant.name, &ci.token.claims);
-                }
-                let query = Query::parse(req)?;
-                match route {
-                    JobRoute::Start => self.start(&job, ctx),
-                    JobRoute::Stop => self.stop(&job),
-                    JobRoute::State => self.state(&job, &grant),
-                    JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
-                    JobRoute::RunLogs(run) => {
-                        let run = RunId::parse(run).ok_or(Reject::new(400, "Invalid run"))?;
-                        self.logs(&job, &query, RunSelector::Id(run))
-                    }
-                    JobRoute::Tail => self.tail(&job, &grant, &query),
-                    JobRoute::Follow => self.follow(job, &grant, &query, ctx),
-                    JobRoute::Runs => self.runs(&job, &query),
-                }
-            }
+            ["api", "jobs"] => self.list_jobs(req, ctx),
+            ["hook", job] => self.hook(req, job, ctx),
+            ["api", "job", job, rest @ ..] => self.job_route(req, job, rest, ctx),
             _ => Err(Reject::new(404, "Not found")),
+        }
+    }
+
+    /// `GET /api/jobs`: the jobs the token may see.
+    fn list_jobs(&self, req: &Request, ctx: &mut Context) -> Answer {
+        ctx.route = "/api/jobs";
+        allow(&req.method, "GET")?;
+        let caller = self.authenticate(req, ctx)?;
+        self.permit(&caller, Scope::Ro, None, ctx)?;
+        let may_see = |job: &JobName| auth::decide(&caller.grants, Scope::Ro, Some(job)).is_some();
+        let jobs: Vec<_> = self.jobs.jobs().map_err(op_error)?.into_iter().filter(|j| may_see(&j.job)).collect();
+        Ok(Response::json(200, &crate::render::jobs(&jobs)))
+    }
+
+    /// `POST /hook/JOB`: a signed webhook delivery starts the job.
+    fn hook(&self, req: &Request, job: &str, ctx: &mut Context) -> Answer {
+        ctx.route = "/hook/{job}";
+        // Without --hooks there is no such route, and nothing to audit.
+        let hooks = self.hooks.as_ref().ok_or(Reject::new(404, "Not found"))?;
+        ctx.action = Some("hook");
+        allow(&req.method, "POST")?;
+        let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
+        ctx.job = Some(job.to_string());
+        let signed = hooks.verify(&job, req);
+        let first = signed.first().ok_or(Reject::new(401, "Invalid signature"))?;
+        // The first line whose filters take it, else the first's reason.
+        let taken = signed.iter().find(|h| h.filter(req).is_ok()).unwrap_or(first);
+        ctx.token = Some(taken.name.clone());
+        if let Err(ignored) = taken.filter(req) {
+            ctx.outcome = Some("ignored");
+            let reason = match ignored {
+                crate::api::hooks::Ignored::Event => "event",
+                crate::api::hooks::Ignored::Ref => "ref",
+            };
+            return Ok(Response::json(200, &json!({"msg": "Ignored", "reason": reason, "job": job.as_str()})));
+        }
+        match hooks.first_delivery(req) {
+            Ok(true) => {}
+            Ok(false) => return Err(Reject::new(409, "Delivery already seen")),
+            Err(e) => return Err(internal(OpError::Failed(format!("remembering a delivery: {e}")))),
+        }
+        self.start(&job, ctx)
+    }
+
+    /// The routes under `/api/job/JOB/`.
+    fn job_route(&self, req: &Request, job: &str, rest: &[&str], ctx: &mut Context) -> Answer {
+        let route = JobRoute::parse(rest).ok_or(Reject::new(404, "Not found"))?;
+        ctx.route = route.template();
+        ctx.action = match route {
+            JobRoute::Start => Some("start"),
+            JobRoute::Stop => Some("stop"),
+            _ => None,
+        };
+        allow(&req.method, route.method())?;
+        let caller = self.authenticate(req, ctx)?;
+        let job = JobName::parse(self.jobs.prefix(), job).map_err(|_| Reject::new(400, "Invalid job"))?;
+        ctx.job = Some(job.to_string());
+        let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
+        let grant = self.permit(&caller, needs, Some(&job), ctx)?;
+        if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
+            self.use_once(&ci.token)?;
+            ctx.origin = oidc::claims::provenance(&grant.name, &ci.token.claims);
+        }
+        let query = Query::parse(req)?;
+        match route {
+            JobRoute::Start => self.start(&job, ctx),
+            JobRoute::Stop => self.stop(&job),
+            JobRoute::State => self.state(&job, &grant),
+            JobRoute::Logs => self.logs(&job, &query, query.run.clone().unwrap_or(RunSelector::Last)),
+            JobRoute::RunLogs(run) => {
+                let run = RunId::parse(run).ok_or(Reject::new(400, "Invalid run"))?;
+                self.logs(&job, &query, RunSelector::Id(run))
+            }
+            JobRoute::Tail => self.tail(&job, &grant, &query),
+            JobRoute::Follow => self.follow(job, &grant, &query, ctx),
+            JobRoute::Runs => self.runs(&job, &query),
         }
     }
 

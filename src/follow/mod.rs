@@ -24,7 +24,7 @@ use crate::journal::{Entries, Entry};
 use crate::names::{Cursor, JobName, RunSelector};
 use crate::ops::{Jobs, OpError, START_WAIT};
 use crate::runs::attrib::Seen;
-use crate::runs::{now_us, Run, Shown};
+use crate::runs::{now_us, Picker, Run, RunReader, Shown};
 
 /// How often the loop wakes with nothing to send, to see whether the client
 /// is still there and the run still going.
@@ -234,16 +234,7 @@ fn stream_run(
 ) -> Result<FollowEnd, StreamError> {
     let reader = jobs.reader(job);
     if run.finished.is_some() {
-        // Over already: its lines as `logs` reads them, then the end.
-        let mut lines = match after {
-            None if !options.cursors => reader.all_lines(run)?,
-            after => reader.forward(run, after)?,
-        };
-        while let Some(shown) = lines.next_shown()? {
-            out.shown(&shown)?;
-        }
-        out.flush()?;
-        return Ok(finished(run));
+        return send_finished(&reader, run, after, options, out);
     }
     let started = Instant::now();
     let (mut source, mut picker) = reader.live(run, after, options.max_duration + START_WAIT)?;
@@ -255,34 +246,13 @@ fn stream_run(
     let mut next_check = Instant::now() + STATE_CHECK;
     let mut next_gone_check = Instant::now();
     let end = 'stream: loop {
-        let mut got = match entries.recv_timeout(TICK) {
+        let first = match entries.recv_timeout(TICK) {
             Ok(entry) => Some(entry?),
             Err(RecvTimeoutError::Timeout) => None,
             // journalctl ended (killed at its time limit, or failed).
             Err(RecvTimeoutError::Disconnected) => break 'stream None,
         };
-        // At most READ_AHEAD entries per turn, so that the checks below
-        // come round even while a long backlog is sent.
-        let mut budget = READ_AHEAD;
-        while let Some(entry) = got.take() {
-            match picker.pick(entry) {
-                (Seen::Line, Some(shown), _) => {
-                    out.shown(&shown)?;
-                    last = Some(shown.cursor);
-                }
-                (seen, _, cursor) => {
-                    // The manager's messages say when to ask it, never
-                    // that the run has ended: a root job can forge them.
-                    ask_now |= matches!(seen, Seen::RunEnded | Seen::LaterRun | Seen::Past);
-                    last = Some(cursor);
-                }
-            }
-            budget -= 1;
-            if budget > 0 {
-                got = entries.try_recv().transpose()?;
-            }
-        }
-        out.flush()?;
+        ask_now |= send_entries(first, &entries, &mut picker, &mut last, out)?;
         let now = Instant::now();
         if now >= next_gone_check {
             if out.sink.gone() {
@@ -316,6 +286,60 @@ fn stream_run(
     }
     out.flush()?;
     Ok(finished(&ended))
+}
+
+/// Sends the lines of `first` and the entries queued after it, at most
+/// [`READ_AHEAD`] (so that the stream's checks come round even while a long
+/// backlog is sent), noting in `last` the cursor of the last one taken.
+/// Whether one of them says the manager should be asked now.
+fn send_entries(
+    first: Option<Entry>,
+    entries: &ByteBoundedReceiver,
+    picker: &mut Picker<'_>,
+    last: &mut Option<String>,
+    out: &mut Output,
+) -> Result<bool, StreamError> {
+    let (mut got, mut budget, mut ask_now) = (first, READ_AHEAD, false);
+    while let Some(entry) = got.take() {
+        match picker.pick(entry) {
+            (Seen::Line, Some(shown), _) => {
+                out.shown(&shown)?;
+                *last = Some(shown.cursor);
+            }
+            (seen, _, cursor) => {
+                // The manager's messages say when to ask it, never that
+                // the run has ended: a root job can forge them.
+                ask_now |= matches!(seen, Seen::RunEnded | Seen::LaterRun | Seen::Past);
+                *last = Some(cursor);
+            }
+        }
+        budget -= 1;
+        if budget > 0 {
+            got = entries.try_recv().transpose()?;
+        }
+    }
+    out.flush()?;
+    Ok(ask_now)
+}
+
+/// A run that was over already when asked for: its lines as `logs` reads
+/// them, then its end.
+fn send_finished(
+    reader: &RunReader<'_>,
+    run: &Run,
+    after: Option<&Cursor>,
+    options: &FollowOptions,
+    out: &mut Output,
+) -> Result<FollowEnd, StreamError> {
+    let mut lines = match after {
+        None if !options.cursors => reader.all_lines(run)?,
+        after => reader.forward(run, after)?,
+    };
+    while let Some(shown) = lines.next_shown()? {
+        out.shown(&shown)?;
+    }
+    out.flush()?;
+    Ok(finished(run))
 }
 
 /// How a finished run ended, as its history says.

@@ -63,75 +63,86 @@ pub fn run(config: &Config, jobs: &Jobs, command: Command) -> Result<(), Error> 
         Command::Runs { job, limit } => {
             let mut value = render::runs(&jobs.runs(&job, limit)?);
             annotate_origins(config, &mut value);
-            let mut text = String::new();
-            for run in value["runs"].as_array().into_iter().flatten() {
-                let field = |k: &str| match &run[k] {
-                    Value::Null => "-".to_string(),
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                };
-                text.push_str(&format!(
-                    "{}  {}  {:<20}  {:<10} {}\n",
-                    field("run"),
-                    field("started"),
-                    field("finished"),
-                    field("result"),
-                    field("exit_status")
-                ));
-            }
-            print(out, config.json, &value, &text)
+            print(out, config.json, &value, &runs_text(&value))
         }
         Command::Logs { job, lines, run, .. } => return logs(out, config.json, jobs, &job, lines, &run),
         Command::Follow { job, run } => return follow(out, config, jobs, &job, &run),
         Command::Check => return check(out, config, jobs),
         Command::TokenAdd { name, scope, patterns } => return token_add(out, config, name, scope, patterns),
-        Command::TokenList => {
-            let file = read_token_file(&config.tokens).map_err(Error::Failed)?;
-            let list: Vec<Value> = file
-                .entries
-                .iter()
-                .map(|e| json!({"name": e.name, "scope": e.scope.as_str(), "jobs": e.patterns}))
-                .collect();
-            let text: String = file
-                .entries
-                .iter()
-                .map(|e| {
-                    let jobs = if e.patterns.is_empty() { "(all jobs)".to_string() } else { e.patterns.join(" ") };
-                    format!("{:<24} {}  {jobs}\n", e.name, e.scope.as_str())
-                })
-                .collect();
-            print(out, config.json, &json!({ "tokens": list }), &text)
-        }
-        Command::TokenRevoke { name } => {
-            let _lock = lock_token_file(config)?;
-            let mut file = read_token_file(&config.tokens).map_err(Error::Failed)?;
-            let before = file.entries.len();
-            file.entries.retain(|e| e.name != name);
-            if file.entries.len() == before {
-                return Err(Error::Failed(format!(
-                    "{}: no token named '{}'",
-                    config.tokens.display(),
-                    name.escape_debug()
-                )));
-            }
-            write_token_file(config, &file)?;
-            print(out, config.json, &json!({"msg": "Token revoked", "name": name}), &format!("revoked {name}\n"))
-        }
+        Command::TokenList => return token_list(out, config),
+        Command::TokenRevoke { name } => return token_revoke(out, config, &name),
         Command::TrustExplain { job } => return trust_explain(out, config, job.as_ref()),
-        Command::TrustCheckJwks { file } => {
-            let set = oidc::read_jwks(&file).map_err(Error::Failed)?;
-            let problems = oidc::jwks_problems(&set);
-            if !problems.is_empty() {
-                return Err(Error::Failed(format!("{}: {}", file.display(), problems.join("; "))));
-            }
-            let value = json!({"ok": true, "keys": set.keys.len()});
-            print(out, config.json, &value, &format!("{}: {} key(s), usable\n", file.display(), set.keys.len()))
-        }
+        Command::TrustCheckJwks { file } => return trust_check_jwks(out, config, &file),
         Command::Serve { .. } | Command::Inetd { .. } | Command::Cgi { .. } | Command::Version => {
             return Err(Error::Failed("not an admin command".into()))
         }
     };
     ignore_broken_pipe(printed)
+}
+
+/// `runs` as text: a run a line.
+fn runs_text(value: &Value) -> String {
+    let mut text = String::new();
+    for run in value["runs"].as_array().into_iter().flatten() {
+        let field = |k: &str| match &run[k] {
+            Value::Null => "-".to_string(),
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        };
+        text.push_str(&format!(
+            "{}  {}  {:<20}  {:<10} {}\n",
+            field("run"),
+            field("started"),
+            field("finished"),
+            field("result"),
+            field("exit_status")
+        ));
+    }
+    text
+}
+
+fn token_list(out: &mut dyn Write, config: &Config) -> Result<(), Error> {
+    let file = read_token_file(&config.tokens).map_err(Error::Failed)?;
+    let list: Vec<Value> =
+        file.entries.iter().map(|e| json!({"name": e.name, "scope": e.scope.as_str(), "jobs": e.patterns})).collect();
+    let text: String = file
+        .entries
+        .iter()
+        .map(|e| {
+            let jobs = if e.patterns.is_empty() { "(all jobs)".to_string() } else { e.patterns.join(" ") };
+            format!("{:<24} {}  {jobs}\n", e.name, e.scope.as_str())
+        })
+        .collect();
+    ignore_broken_pipe(print(out, config.json, &json!({ "tokens": list }), &text))
+}
+
+fn token_revoke(out: &mut dyn Write, config: &Config, name: &str) -> Result<(), Error> {
+    let _lock = lock_token_file(config)?;
+    let mut file = read_token_file(&config.tokens).map_err(Error::Failed)?;
+    let before = file.entries.len();
+    file.entries.retain(|e| e.name != name);
+    if file.entries.len() == before {
+        let why = format!("{}: no token named '{}'", config.tokens.display(), name.escape_debug());
+        return Err(Error::Failed(why));
+    }
+    write_token_file(config, &file)?;
+    let value = json!({"msg": "Token revoked", "name": name});
+    ignore_broken_pipe(print(out, config.json, &value, &format!("revoked {name}\n")))
+}
+
+fn trust_check_jwks(out: &mut dyn Write, config: &Config, file: &std::path::Path) -> Result<(), Error> {
+    let set = oidc::read_jwks(file).map_err(Error::Failed)?;
+    let problems = oidc::jwks_problems(&set);
+    if !problems.is_empty() {
+        return Err(Error::Failed(format!("{}: {}", file.display(), problems.join("; "))));
+    }
+    let value = json!({"ok": true, "keys": set.keys.len()});
+    ignore_broken_pipe(print(
+        out,
+        config.json,
+        &value,
+        &format!("{}: {} key(s), usable\n", file.display(), set.keys.len()),
+    ))
 }
 
 /// Who started each run shown, where a CI token did (`--trust` only).
@@ -275,7 +286,27 @@ fn new_token() -> io::Result<String> {
 
 /// `jobgate check`, modelled on `doas -C`: every problem with its fix.
 fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error> {
-    let mut report: Vec<(bool, String)> = vec![(true, format!("prefix '{}'", config.prefix.as_str()))];
+    let mut report: Report = vec![(true, format!("prefix '{}'", config.prefix.as_str()))];
+    check_files(config, &mut report);
+    check_manager(config, jobs, &mut report);
+    check_privilege(config, jobs, &mut report);
+    check_journal(config, jobs, &mut report);
+    let problems = report.iter().filter(|(ok, _)| !ok).count();
+    let text: String =
+        report.iter().map(|(ok, line)| format!("{} {line}\n", if *ok { "ok  " } else { "FAIL" })).collect();
+    let value = json!({"ok": problems == 0, "checks": report.iter().map(|(ok, line)| json!({"ok": ok, "what": line})).collect::<Vec<_>>()});
+    ignore_broken_pipe(print(out, config.json, &value, &text))?;
+    if problems > 0 {
+        return Err(Error::Failed(format!("check found {problems} problem(s)")));
+    }
+    Ok(())
+}
+
+/// What `check` found: a line each, and whether it is fine.
+type Report = Vec<(bool, String)>;
+
+/// The token and trust files.
+fn check_files(config: &Config, report: &mut Report) {
     match read_token_file(&config.tokens) {
         Ok(file) => {
             report.push((true, format!("{}: {} token(s), permissions ok", config.tokens.display(), file.entries.len())))
@@ -296,6 +327,10 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             Err(e) => report.push((false, e)),
         }
     }
+}
+
+/// The jobs under the prefix, and how the manager is asked.
+fn check_manager(config: &Config, jobs: &Jobs, report: &mut Report) {
     match jobs.jobs() {
         Ok(jobs) if jobs.is_empty() => report.push((
             false,
@@ -318,6 +353,10 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
         ),
         None => (true, "warning: no system bus: state and jobs are read through systemctl".into()),
     });
+}
+
+/// That start and stop are allowed, and nothing more.
+fn check_privilege(config: &Config, jobs: &Jobs, report: &mut Report) {
     if jobs.tools().privilege == Privilege::Polkit {
         // polkit has no dry run: asking it means running the call.
         report.push((
@@ -341,6 +380,10 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             report.push((want == allowed, line));
         }
     }
+}
+
+/// That the journal can be read, and how.
+fn check_journal(config: &Config, jobs: &Jobs, report: &mut Report) {
     if secure_file::current_uid() != Some(0) && !in_group("systemd-journal") {
         report.push((
             false,
@@ -363,15 +406,6 @@ fn check(out: &mut dyn Write, config: &Config, jobs: &Jobs) -> Result<(), Error>
             )),
         }
     }
-    let problems = report.iter().filter(|(ok, _)| !ok).count();
-    let text: String =
-        report.iter().map(|(ok, line)| format!("{} {line}\n", if *ok { "ok  " } else { "FAIL" })).collect();
-    let value = json!({"ok": problems == 0, "checks": report.iter().map(|(ok, line)| json!({"ok": ok, "what": line})).collect::<Vec<_>>()});
-    ignore_broken_pipe(print(out, config.json, &value, &text))?;
-    if problems > 0 {
-        return Err(Error::Failed(format!("check found {problems} problem(s)")));
-    }
-    Ok(())
 }
 
 /// Whether this user may read the whole journal anyway: root, or a member

@@ -22,7 +22,7 @@ use crate::journal::{Entries, JournalSource};
 use crate::names::{JobName, RunId};
 use crate::redact::Redactions;
 pub use history::{Mark, Run, Wanted};
-pub use lines::{now_us, FromEnd, Last, Replay, RunReader, Shown, Tail};
+pub use lines::{now_us, FromEnd, Last, Picker, Replay, RunReader, Shown, Tail};
 
 /// How long after a run's end journald may still be storing its last lines:
 /// the manager's end message and the job's output reach it on different

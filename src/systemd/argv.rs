@@ -203,27 +203,7 @@ impl Call<'_> {
                 let pattern = service_pattern(prefix);
                 push_all(&mut argv, &["--type=service", "--no-legend", "--no-pager", "--plain", "--", &pattern]);
             }
-            Call::UnitEntries(read) => {
-                journal_program(&mut argv, tools);
-                let fields = output_fields(if read.manager { ENTRY_FIELDS } else { LINE_FIELDS });
-                push_all(&mut argv, &["--no-pager", "--all", "-o", "export", &fields]);
-                if read.backward {
-                    argv.push("-r".into());
-                }
-                if read.follow {
-                    push_all(&mut argv, &["--follow", "--no-tail"]);
-                }
-                match read.seek {
-                    Seek::Edge => {}
-                    Seek::After(cursor) => argv.push(format!("--cursor={}", cursor.as_str()).into()),
-                    Seek::Since(us) => argv.push(format!("--since={}", at_time(us)).into()),
-                }
-                if read.manager {
-                    push_all(&mut argv, &["-u", read.unit.as_str()]);
-                } else {
-                    argv.push(format!("_SYSTEMD_UNIT={}", read.unit.as_str()).into());
-                }
-            }
+            Call::UnitEntries(read) => push_unit_entries(&mut argv, read, tools),
             Call::UnitMessages { unit, since, until } => {
                 journal_program(&mut argv, tools);
                 push_all(&mut argv, &["--no-pager", "--all", "-o", "cat"]);
@@ -255,24 +235,50 @@ impl Call<'_> {
                 journal_program(&mut argv, tools);
                 push_all(&mut argv, &["--no-pager", "--quiet", "--lines=0"]);
             }
-            Call::SudoProbe(probe, prefix) => {
-                let unit = format!("{}jobgate-check.service", prefix.as_str());
-                argv.push(tools.sudo.clone().into());
-                push_all(&mut argv, &["-n", "-l"]);
-                argv.push(tools.systemctl.clone().into());
-                let second = format!("{}jobgate-check2.service", prefix.as_str());
-                let args: &[&str] = match probe {
-                    Probe::Start => &["start", "--no-block", "--", &unit],
-                    Probe::Stop => &["stop", "--no-block", "--", &unit],
-                    Probe::OtherVerb => &["restart", "--no-block", "--", &unit],
-                    Probe::UnitWithoutPrefix => &["start", "--no-block", "--", "ssh.service"],
-                    Probe::SecondUnit => &["start", "--no-block", "--", &unit, &second],
-                };
-                push_all(&mut argv, args);
-            }
+            Call::SudoProbe(probe, prefix) => push_sudo_probe(&mut argv, *probe, prefix, tools),
         }
         argv
     }
+}
+
+/// `journalctl -o export` of a unit's entries, as `read` says.
+fn push_unit_entries(argv: &mut Vec<OsString>, read: &EntryRead<'_>, tools: &Tools) {
+    journal_program(argv, tools);
+    let fields = output_fields(if read.manager { ENTRY_FIELDS } else { LINE_FIELDS });
+    push_all(argv, &["--no-pager", "--all", "-o", "export", &fields]);
+    if read.backward {
+        argv.push("-r".into());
+    }
+    if read.follow {
+        push_all(argv, &["--follow", "--no-tail"]);
+    }
+    match read.seek {
+        Seek::Edge => {}
+        Seek::After(cursor) => argv.push(format!("--cursor={}", cursor.as_str()).into()),
+        Seek::Since(us) => argv.push(format!("--since={}", at_time(us)).into()),
+    }
+    if read.manager {
+        push_all(argv, &["-u", read.unit.as_str()]);
+    } else {
+        argv.push(format!("_SYSTEMD_UNIT={}", read.unit.as_str()).into());
+    }
+}
+
+/// `sudo -n -l systemctl …`: whether sudo would run a call (nothing is run).
+fn push_sudo_probe(argv: &mut Vec<OsString>, probe: Probe, prefix: &Prefix, tools: &Tools) {
+    let unit = format!("{}jobgate-check.service", prefix.as_str());
+    argv.push(tools.sudo.clone().into());
+    push_all(argv, &["-n", "-l"]);
+    argv.push(tools.systemctl.clone().into());
+    let second = format!("{}jobgate-check2.service", prefix.as_str());
+    let args: &[&str] = match probe {
+        Probe::Start => &["start", "--no-block", "--", &unit],
+        Probe::Stop => &["stop", "--no-block", "--", &unit],
+        Probe::OtherVerb => &["restart", "--no-block", "--", &unit],
+        Probe::UnitWithoutPrefix => &["start", "--no-block", "--", "ssh.service"],
+        Probe::SecondUnit => &["start", "--no-block", "--", &unit, &second],
+    };
+    push_all(argv, args);
 }
 
 /// A time as journalctl takes it to the microsecond: `@SECONDS.MICROS`.
