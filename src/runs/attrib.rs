@@ -176,3 +176,131 @@ impl RunFilter {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::journal::message_ids::{DEACTIVATED, STARTED, STARTING};
+    use crate::names::Cursor;
+    use crate::runs::history::Mark;
+    use crate::runs::testing::{line, manager, RUN_A, RUN_B};
+
+    /// Run A, begun by entry 10; `next`: where run B begins.
+    fn run_a(next: Option<u64>, current: bool) -> Run {
+        let mark = |number| {
+            let entry = manager(number, RUN_A, STARTED);
+            Mark { cursor: Cursor::parse(&entry.cursor).expect("a test cursor"), place: entry.place }
+        };
+        Run {
+            run: RunId::parse(RUN_A).expect("a run id"),
+            start: mark(10),
+            previous: None,
+            next: next.map(mark),
+            started: 0,
+            finished: None,
+            result: None,
+            exit_status: None,
+            current,
+        }
+    }
+
+    #[test]
+    fn each_entry_is_seen_as_the_rule_says() {
+        use Seen::*;
+        // (case, run B's first entry, the manager holds A as current,
+        //  entries in journal order, what each is to run A)
+        let table: &[(&str, Option<u64>, bool, Vec<Entry>, &[Seen])] = &[
+            ("a tagged line is its run's", None, true, vec![line(11, "a", Some(RUN_A), 7)], &[Line]),
+            (
+                "an untagged line of an unknown writer in the run is the run's",
+                None,
+                true,
+                vec![line(11, "a", None, 7)],
+                &[Line],
+            ),
+            (
+                "a line tagged with another run is not, nor its writer's untagged ones",
+                None,
+                true,
+                vec![line(11, "b", Some(RUN_B), 8), line(12, "b", None, 8), line(13, "a", None, 7)],
+                &[Other, Other, Line],
+            ),
+            (
+                "before the run's first message an untagged line is the previous run's, and so is its writer",
+                None,
+                true,
+                vec![
+                    line(9, "late", None, 6),
+                    manager(10, RUN_A, STARTED),
+                    line(11, "late", None, 6),
+                    line(12, "a", None, 7),
+                ],
+                &[Other, Other, Other, Line],
+            ),
+            (
+                "a writer that tagged a line as the run's keeps it after the run's end",
+                None,
+                true,
+                vec![line(11, "a", Some(RUN_A), 7), manager(12, RUN_A, DEACTIVATED), line(13, "a", None, 7)],
+                &[Line, RunEnded, Line],
+            ),
+            (
+                "the manager's end of another run is not this run's end",
+                None,
+                true,
+                vec![manager(11, RUN_B, DEACTIVATED)],
+                &[LaterRun],
+            ),
+            (
+                "for a run no longer current, a later Starting is past it",
+                None,
+                false,
+                vec![manager(11, RUN_A, STARTING), line(12, "a", Some(RUN_A), 7)],
+                &[Past, Past],
+            ),
+            (
+                "for the current run, a later Starting only asks the manager: then only known writers are the run's",
+                None,
+                true,
+                vec![
+                    line(11, "a", Some(RUN_A), 7),
+                    manager(12, RUN_A, STARTING),
+                    line(13, "a", None, 7),
+                    line(14, "forged?", None, 9),
+                ],
+                &[Line, LaterRun, Line, Other],
+            ),
+            (
+                "from the next run's first message on, everything is past",
+                Some(20),
+                false,
+                vec![line(19, "a", None, 7), line(20, "b", None, 7), line(21, "a", Some(RUN_A), 7)],
+                &[Line, Past, Past],
+            ),
+        ];
+        for (case, next, current, entries, want) in table {
+            let mut filter = RunFilter::new(&run_a(*next, *current), None);
+            let seen: Vec<Seen> = entries.iter().map(|e| filter.see(e)).collect();
+            assert_eq!(seen, *want, "{case}");
+        }
+    }
+
+    #[test]
+    fn writers_by_tag_then_by_what_was_noted() {
+        let a = RunId::parse(RUN_A).expect("a run id");
+        let mut writers = Writers::default();
+        let table: &[(Entry, Writer)] = &[
+            (line(1, "x", None, 7), Writer::Unknown),
+            (line(2, "x", Some(RUN_A), 7), Writer::Ours),
+            (line(3, "x", None, 7), Writer::Ours),
+            (line(4, "x", Some(RUN_B), 8), Writer::Others),
+            (line(5, "x", None, 8), Writer::Others),
+            (line(6, "x", Some(RUN_A), 8), Writer::Ours),
+            // Noted as another run's first: it stays so for untagged lines.
+            (line(7, "x", None, 8), Writer::Others),
+        ];
+        for (entry, want) in table {
+            assert_eq!(writers.whose(&a, entry), *want, "entry {}", entry.place.number);
+        }
+    }
+}
