@@ -204,12 +204,14 @@ mod tests {
         }
     }
 
+    /// A case: its name, run B's first entry, whether the manager holds A
+    /// as current, entries in journal order, and what each is to run A.
+    type Case = (&'static str, Option<u64>, bool, Vec<Entry>, &'static [Seen]);
+
     #[test]
     fn each_entry_is_seen_as_the_rule_says() {
         use Seen::*;
-        // (case, run B's first entry, the manager holds A as current,
-        //  entries in journal order, what each is to run A)
-        let table: &[(&str, Option<u64>, bool, Vec<Entry>, &[Seen])] = &[
+        let table: &[Case] = &[
             ("a tagged line is its run's", None, true, vec![line(11, "a", Some(RUN_A), 7)], &[Line]),
             (
                 "an untagged line of an unknown writer in the run is the run's",
