@@ -169,3 +169,100 @@ fn version_matches_the_crate() {
     let out = Command::new(env!("CARGO_BIN_EXE_jobgate")).arg("--version").output().expect("run jobgate");
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("jobgate {}", env!("CARGO_PKG_VERSION")));
 }
+
+/// A token of an argument vector in the manual: a word with `|` between
+/// alternatives, `...` for any words, or `[ ]` around words that may be
+/// left out.
+enum Item {
+    Word(Vec<String>),
+    Any,
+    Optional(Vec<Item>),
+}
+
+fn items(line: &str) -> Vec<Item> {
+    let mut out = Vec::new();
+    let mut group: Option<Vec<Item>> = None;
+    for word in line.split_whitespace() {
+        let (opens, word) = word.strip_prefix('[').map_or((false, word), |w| (true, w));
+        let (closes, word) = word.strip_suffix(']').map_or((false, word), |w| (true, w));
+        if opens {
+            group = Some(Vec::new());
+        }
+        let item = if word == "..." { Item::Any } else { Item::Word(word.split('|').map(str::to_string).collect()) };
+        match &mut group {
+            Some(words) => words.push(item),
+            None => out.push(item),
+        }
+        if closes {
+            out.push(Item::Optional(group.take().unwrap_or_default()));
+        }
+    }
+    out
+}
+
+fn matches(template: &[Item], argv: &[String]) -> bool {
+    let Some((first, rest)) = template.split_first() else { return argv.is_empty() };
+    match first {
+        Item::Any => (0..=argv.len()).any(|n| matches(rest, &argv[n..])),
+        Item::Word(alternatives) => argv.first().is_some_and(|w| alternatives.contains(w)) && matches(rest, &argv[1..]),
+        Item::Optional(words) => {
+            matches(rest, argv) || (0..=argv.len()).any(|n| matches(words, &argv[..n]) && matches(rest, &argv[n..]))
+        }
+    }
+}
+
+/// An argument vector as the manual writes it: programs by name, the job's
+/// unit as JOB.service, the prefix's pattern, cursors and times as C and
+/// @S.U.
+fn as_written(argv: &[std::ffi::OsString]) -> Vec<String> {
+    let words = argv.iter().map(|a| a.to_string_lossy().into_owned());
+    words
+        .map(|w| match w.as_str() {
+            "ci-test-x.service" => "JOB.service".to_string(),
+            "ci-test-*.service" => "PREFIX*.service".to_string(),
+            "_SYSTEMD_UNIT=ci-test-x.service" => "_SYSTEMD_UNIT=JOB.service".to_string(),
+            w if w.starts_with('/') => w.rsplit('/').next().unwrap_or(w).to_string(),
+            w if w.starts_with("--cursor=") => "--cursor=C".to_string(),
+            w if w.starts_with("--since=@") => "--since=@S.U".to_string(),
+            w if w.starts_with("--until=@") => "--until=@S.U".to_string(),
+            w => w.to_string(),
+        })
+        .collect()
+}
+
+#[test]
+fn every_argument_vector_is_in_the_manual() {
+    use jobgate::names::{Cursor, JobName, Prefix};
+    use jobgate::systemd::argv::{Call, EntryRead, Privilege, Probe, Seek, Tools};
+    let block = MAN.split(".Bd -literal -offset indent\nsudo -n systemctl").nth(1).expect("the list of calls");
+    let block = format!("sudo -n systemctl{}", block.split(".Ed").next().unwrap_or_default());
+    let templates: Vec<Vec<Item>> = block.lines().map(items).collect();
+    let prefix = Prefix::parse("ci-test-").expect("prefix");
+    let unit = JobName::parse(&prefix, "ci-test-x").expect("job").unit();
+    let cursor = Cursor::parse("s=1;i=2").expect("cursor");
+    let (sudo, polkit) = (Tools::default(), Tools { privilege: Privilege::Polkit, ..Tools::default() });
+    let mut calls: Vec<(Call, &Tools)> = vec![
+        (Call::Start(&unit), &sudo),
+        (Call::Stop(&unit), &sudo),
+        (Call::Start(&unit), &polkit),
+        (Call::Stop(&unit), &polkit),
+        (Call::Show(&unit), &sudo),
+        (Call::ListUnitFiles(&prefix), &sudo),
+        (Call::ListUnits(&prefix), &sudo),
+        (Call::UnitMessages { unit: &unit, since: 1, until: 2 }, &sudo),
+        (Call::ManagerEvents(&unit), &sudo),
+        (Call::ManagerVersion, &sudo),
+        (Call::JournalProbe, &sudo),
+    ];
+    calls.extend(Probe::ALL.map(|probe| (Call::SudoProbe(probe, &prefix), &sudo)));
+    for seek in [Seek::Edge, Seek::After(&cursor), Seek::Since(1)] {
+        for (backward, follow, manager) in (0..8).map(|b| (b & 1 != 0, b & 2 != 0, b & 4 != 0)) {
+            let read = EntryRead { unit: &unit, seek, backward, follow, manager };
+            calls.push((Call::UnitEntries(read), &sudo));
+        }
+    }
+    for (call, tools) in calls {
+        let argv = as_written(&call.argv(tools));
+        assert!(templates.iter().any(|t| matches(t, &argv)), "{} is not in jobgate(8)", argv.join(" "));
+    }
+}
