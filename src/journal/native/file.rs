@@ -85,9 +85,27 @@ fn id128(bytes: &[u8], at: usize) -> [u8; 16] {
     id
 }
 
+/// What a file's bytes are read from: the journal file, or (in tests)
+/// bytes in memory.
+trait FileBytes {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()>;
+    /// The file's length now.
+    fn length(&self) -> io::Result<u64>;
+}
+
+impl FileBytes for File {
+    fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+        FileExt::read_exact_at(self, buf, offset)
+    }
+
+    fn length(&self) -> io::Result<u64> {
+        Ok(self.metadata()?.len())
+    }
+}
+
 /// Reads of one file through a few reused windows.
-struct Windows {
-    file: File,
+struct Windows<F: FileBytes = File> {
+    file: F,
     /// The file's length, as last seen.
     limit: u64,
     /// Each window's first offset (`u64::MAX`: holds nothing) and bytes.
@@ -102,7 +120,11 @@ struct Windows {
     fill: u64,
 }
 
-impl Windows {
+impl<F: FileBytes> Windows<F> {
+    fn new(file: F, len: u64) -> Windows<F> {
+        Windows { file, limit: len, windows: Vec::new(), next: 0, last: 0, filled: (0, 0), fill: 0 }
+    }
+
     /// `len` bytes at `offset`, from a window (read in if needed).
     fn bytes(&mut self, offset: u64, len: u64) -> io::Result<&[u8]> {
         let end = self.check_range(offset, len, WINDOW)?;
@@ -131,7 +153,7 @@ impl Windows {
         let end = offset.checked_add(len).filter(|_| len <= max);
         let Some(end) = end else { return Err(damaged(format_args!("{len} bytes at {offset}"))) };
         if end > self.limit {
-            self.limit = self.file.metadata()?.len();
+            self.limit = self.file.length()?;
         }
         if end > self.limit {
             return Err(damaged(format_args!("{len} bytes at {offset} past the end")));
@@ -172,7 +194,7 @@ impl Windows {
                 return Err(e);
             }
             // journald cuts a file to its used size as it archives it.
-            self.limit = self.file.metadata()?.len();
+            self.limit = self.file.length()?;
             buf.truncate(self.limit.saturating_sub(start).min(len as u64) as usize);
             self.file.read_exact_at(buf, start)?;
         }
@@ -264,7 +286,7 @@ impl JournalFile {
             // Just created (journald writes its header next), or cut short.
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, format!("{}: no header yet", path.display())));
         }
-        let mut windows = Windows { file, limit: len, windows: Vec::new(), next: 0, last: 0, filled: (0, 0), fill: 0 };
+        let mut windows = Windows::new(file, len);
         let header = windows.bytes(0, MIN_HEADER)?.to_vec();
         if &header[..8] != SIGNATURE {
             return Err(damaged(format_args!("{} is not a journal file", path.display())));
@@ -302,13 +324,13 @@ impl JournalFile {
             return Ok(false);
         }
         let mut header = [0u8; MIN_HEADER as usize];
-        self.windows.file.read_exact_at(&mut header, 0)?;
+        FileBytes::read_exact_at(&self.windows.file, &mut header, 0)?;
         let live = read_live(&header);
         if live == self.live {
             return Ok(false);
         }
         self.live = live;
-        self.windows.limit = self.windows.file.metadata()?.len();
+        self.windows.limit = self.windows.file.length()?;
         self.forget();
         Ok(true)
     }
@@ -530,4 +552,93 @@ pub struct Postings {
     /// An entry counted but not linked yet was met: there is more to read
     /// even if the header does not change again.
     pub waiting: bool,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::{Arc, Mutex};
+
+    /// A file in memory that a test may grow or cut while it is read.
+    #[derive(Clone, Default)]
+    struct Memory(Arc<Mutex<Vec<u8>>>);
+
+    impl FileBytes for Memory {
+        fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> io::Result<()> {
+            let bytes = self.0.lock().map_err(|_| io::Error::other("poisoned"))?;
+            let end = offset as usize + buf.len();
+            let part = bytes.get(offset as usize..end).ok_or(io::ErrorKind::UnexpectedEof)?;
+            buf.copy_from_slice(part);
+            Ok(())
+        }
+
+        fn length(&self) -> io::Result<u64> {
+            Ok(self.0.lock().map_err(|_| io::Error::other("poisoned"))?.len() as u64)
+        }
+    }
+
+    /// A file of `len` bytes, each its offset's low bits, and its windows.
+    fn file(len: usize) -> (Memory, Windows<Memory>) {
+        let memory = Memory::default();
+        *memory.0.lock().expect("lock") = (0..len).map(|i| (i * 7 % 251) as u8).collect();
+        (memory.clone(), Windows::new(memory, len as u64))
+    }
+
+    fn expected(offset: u64, len: u64) -> Vec<u8> {
+        (offset..offset + len).map(|i| (i * 7 % 251) as u8).collect()
+    }
+
+    #[test]
+    fn every_read_gives_the_files_bytes_within_bounded_memory() {
+        let size = 4 << 20;
+        let (_, mut windows) = file(size);
+        // Forward and backward runs, jumps, and reads across window edges.
+        let mut reads: Vec<(u64, u64)> = (0..400).map(|i| (i * 40, 64)).collect();
+        reads.extend((0..400).rev().map(|i| (1_000_000 + i * 24, 24)));
+        reads.extend((0..2000u64).map(|i| ((i * 2_654_435_761) % (size as u64 - WINDOW), 1 + i % WINDOW)));
+        for (offset, len) in reads {
+            assert_eq!(windows.bytes(offset, len).expect("in the file"), expected(offset, len), "{len} at {offset}");
+            let held: usize = windows.windows.iter().map(|(_, buf)| buf.capacity()).sum();
+            assert!(windows.windows.len() <= WINDOWS && held as u64 <= WINDOWS as u64 * (WINDOW + FILL_MAX + 8192));
+        }
+    }
+
+    #[test]
+    fn reads_that_go_on_read_more_each_time_up_to_the_most() {
+        let (_, mut windows) = file(8 << 20);
+        let mut fills = Vec::new();
+        let mut offset = 0;
+        for _ in 0..8 {
+            // Just past what the last fill read: a window is filled again.
+            offset = windows.filled.1;
+            windows.bytes(offset, 16).expect("in the file");
+            fills.push(windows.fill);
+        }
+        assert_eq!(fills, [FILL_MIN, 16 << 10, 32 << 10, FILL_MAX, FILL_MAX, FILL_MAX, FILL_MAX, FILL_MAX], "{offset}");
+        windows.bytes(6 << 20, 16).expect("a jump");
+        assert_eq!(windows.fill, FILL_MIN, "a jump reads little");
+        let (mut start, mut backward) = (windows.filled.0, Vec::new());
+        for _ in 0..4 {
+            windows.bytes(start - 16, 16).expect("just before");
+            backward.push(windows.fill);
+            start = windows.filled.0;
+        }
+        assert_eq!(backward, [16 << 10, 32 << 10, FILL_MAX, FILL_MAX], "backward too");
+    }
+
+    #[test]
+    fn a_file_that_grows_is_read_on_and_one_cut_short_is_an_error() {
+        let (memory, mut windows) = file(10_000);
+        assert!(windows.bytes(9_990, 20).is_err(), "past the end");
+        memory.0.lock().expect("lock").extend((10_000..20_000u64).map(|i| (i * 7 % 251) as u8));
+        assert_eq!(windows.bytes(9_990, 20).expect("grown"), expected(9_990, 20));
+        windows.forget();
+        memory.0.lock().expect("lock").truncate(5_000);
+        let cut = windows.bytes(6_000, 16).expect_err("cut short");
+        assert_eq!(cut.kind(), io::ErrorKind::InvalidData, "{cut}");
+        assert_eq!(windows.bytes(100, 16).expect("still there"), expected(100, 16));
+        let mut big = Vec::new();
+        assert!(windows.read_into(0, MAX_OBJECT + 1, &mut big).is_err(), "over the largest object");
+        assert!(windows.bytes(u64::MAX - 4, 8).is_err(), "no overflow");
+    }
 }
