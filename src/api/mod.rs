@@ -222,7 +222,7 @@ impl Api {
         let needs = if route.method() == "POST" { Scope::Rw } else { Scope::Ro };
         let grant = self.permit(&caller, needs, Some(&job), ctx)?;
         if let (Scope::Rw, Some(ci)) = (needs, &caller.ci) {
-            self.use_once(&ci.token)?;
+            self.use_once(ci)?;
             ctx.origin = oidc::claims::provenance(&grant.name, &ci.token.claims);
         }
         let query = Query::parse(req)?;
@@ -286,9 +286,11 @@ impl Api {
 
     /// A CI token that starts or stops does so once: its `jti` is marked
     /// used for every jobgate process until it expires.
-    fn use_once(&self, token: &oidc::CiToken) -> Result<(), Reject> {
-        let Some(trust) = &self.trust else { return Ok(()) };
-        match trust.first_use(token, now_secs()) {
+    fn use_once(&self, ci: &Verified) -> Result<(), Reject> {
+        let (Some(trust), token) = (&self.trust, &ci.token) else { return Ok(()) };
+        // The clock of its verification: a token verified in its last
+        // second is marked as of that second.
+        match trust.first_use(token, ci.at) {
             Ok(true) => Ok(()),
             Ok(false) => {
                 log::warn!("CI token of issuer {} refused: its jti is used already, or it has none", token.issuer);

@@ -242,6 +242,9 @@ pub struct Trust {
 pub struct Verified {
     pub token: CiToken,
     file: Arc<TrustFile>,
+    /// When it was verified (seconds since the epoch): the one clock
+    /// reading its mark as used is made by too.
+    pub at: u64,
 }
 
 impl Verified {
@@ -273,7 +276,7 @@ impl Trust {
     pub fn verify(&self, jwt: &str, now: u64) -> Result<Verified, Refusal> {
         let file = self.file.current();
         let token = verify(&file, &|issuer| self.keys.of(issuer), jwt, now)?;
-        Ok(Verified { token, file })
+        Ok(Verified { token, file, at: now })
     }
 
     /// `jobgate trust explain`, with the keys of the JWKS files.
@@ -285,12 +288,20 @@ impl Trust {
     /// process, or the token has none. A file per token, created
     /// exclusively and named by the hash of issuer and `jti`; the expired
     /// ones are swept as new ones come.
+    ///
+    /// `now` is the time the token was verified at ([`Verified::at`]): a
+    /// token that no longer verifies then is never first, and a mark is
+    /// kept [`MARK_KEPT`] past the token's last accepted second, so no
+    /// request that straddles that second finds its mark swept.
     pub fn first_use(&self, token: &CiToken, now: u64) -> io::Result<bool> {
         let Some(jti) = &token.jti else { return Ok(false) };
+        let last_second = token.exp.saturating_add(LEEWAY);
+        if last_second < now {
+            return Ok(false);
+        }
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&self.used)?;
         sweep_used(&self.used, now);
-        let name =
-            format!("{}-{}", token.exp.saturating_add(LEEWAY), hex(&sha256(&format!("{}\0{jti}", token.issuer))));
+        let name = format!("{last_second}-{}", hex(&sha256(&format!("{}\0{jti}", token.issuer))));
         match fs::OpenOptions::new().write(true).create_new(true).open(self.used.join(name)) {
             Ok(_) => Ok(true),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => Ok(false),
@@ -299,14 +310,18 @@ impl Trust {
     }
 }
 
-/// Removes the marks of tokens that have expired (their names begin with
-/// the time they stop being valid).
+/// How long a used token's mark is kept past its last accepted second: far
+/// longer than a request takes from its verification to its mark.
+pub const MARK_KEPT: u64 = 300;
+
+/// Removes the marks of tokens that expired more than [`MARK_KEPT`] ago
+/// (their names begin with their last accepted second).
 fn sweep_used(dir: &Path, now: u64) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let until = name.to_str().and_then(|n| n.split('-').next()).and_then(|t| t.parse::<u64>().ok());
-        if until.is_some_and(|until| until < now) {
+        if until.is_some_and(|until| until.saturating_add(MARK_KEPT) < now) {
             let _ = fs::remove_file(entry.path());
         }
     }

@@ -147,8 +147,30 @@ fn a_jti_is_used_once_across_processes() {
     assert!(!again.first_use(&CiToken { jti: None, ..token.clone() }, now()).expect("mark"), "no jti: never first");
     // Once expired, the marks go.
     assert!(again.first_use(&CiToken { jti: Some("j-3".into()), ..token.clone() }, now()).expect("mark"));
-    sweep_used(&dir.join("jti"), token.exp + LEEWAY + 1);
+    sweep_used(&dir.join("jti"), token.exp + LEEWAY + MARK_KEPT + 1);
     assert_eq!(fs::read_dir(dir.join("jti")).map(|d| d.count()).unwrap_or(0), 0);
+    let _ = fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_jti_is_used_once_to_the_tokens_last_second_and_after() {
+    let dir = std::env::temp_dir().join(format!("jobgate-jti-edge-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let trust = Trust::fixed(file(""), &dir);
+    let token = check(&rsa().sign("gh-1", &github_claims())).expect("valid");
+    let last = token.exp + LEEWAY;
+    let with = |jti: &str| CiToken { jti: Some(jti.into()), ..token.clone() };
+    assert!(trust.first_use(&with("a"), last - 1).expect("mark"), "first, a second before the last");
+    assert!(!trust.first_use(&with("a"), last).expect("mark"), "a replay in the last accepted second");
+    assert!(!trust.first_use(&with("a"), last + 1).expect("mark"), "a replay a second after: no mark swept");
+    assert!(trust.first_use(&with("b"), last).expect("mark"), "first in its last second");
+    assert!(!trust.first_use(&with("b"), last).expect("mark"));
+    assert!(!trust.first_use(&with("c"), last + 1).expect("mark"), "never first once it no longer verifies");
+    // The marks outlive the tokens by MARK_KEPT, then go.
+    for (at, kept) in [(last + MARK_KEPT, 2), (last + MARK_KEPT + 1, 0)] {
+        sweep_used(&dir.join("jti"), at);
+        assert_eq!(fs::read_dir(dir.join("jti")).map(|d| d.count()).unwrap_or(0), kept, "swept at {at}");
+    }
     let _ = fs::remove_dir_all(&dir);
 }
 

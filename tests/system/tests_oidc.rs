@@ -20,6 +20,7 @@ pub const TESTS: &[Test] = &[
     ),
     ("trust_explain_and_check_speak_to_the_operator", trust_explain_and_check_speak_to_the_operator),
     ("jobgate_run_oidc_end_to_end", jobgate_run_oidc_end_to_end),
+    ("a_used_ci_token_is_refused_across_its_expiry", a_used_ci_token_is_refused_across_its_expiry),
 ];
 
 const AUD: &str = "https://ci.example.org/jobgate";
@@ -400,4 +401,41 @@ pub(crate) fn id_token_endpoint() -> (String, std::sync::Arc<std::sync::atomic::
         }
     });
     (endpoint, minted)
+}
+
+/// Issue 24: a used rw CI token is refused in every request to its last
+/// accepted second (exp + 60 s of leeway) and after it, by serve and by
+/// inetd, which share its mark through the state directory.
+fn a_used_ci_token_is_refused_across_its_expiry(w: &World) {
+    let o = oidc(w);
+    let port = free_port();
+    let service = super::tests_api::shipped_unit("jobgate@.service").replace(
+        &format!("--tokens {TOKENS} --state-dir {STATE}"),
+        &format!("--tokens {TOKENS} --state-dir {OIDC_STATE} --trust {TRUST}"),
+    );
+    w.sb.install_unit("jobgate-oidc-inetd@.service", &service);
+    let socket =
+        super::tests_api::shipped_unit("jobgate.socket").replace("127.0.0.1:8000", &format!("127.0.0.1:{port}"));
+    // Accept=yes: each connection is an instance of the socket's name.
+    w.sb.install_unit("jobgate-oidc-inetd.socket", &socket);
+    w.sb.sh_ok("systemctl restart jobgate-oidc-inetd.socket");
+    let inetd = format!("127.0.0.1:{port}");
+    wait_idle(o, "ci-test-deploy@main");
+    // Its last accepted second is 3 s from now.
+    let now = now();
+    let (exp, iat) = (now + 3 - 60, now - 100);
+    let claims = with(with(with(github_claims(&jti()), "exp", json!(exp)), "iat", json!(iat)), "nbf", json!(iat));
+    let token = o.github.sign("github-1", &claims);
+    assert_eq!(start(o, "ci-test-deploy@main", &token).status, 200, "the first use");
+    let mut replays = 0;
+    while super::now_us() / 1_000_000 <= exp + 60 + 2 {
+        for addr in [&o.addr, &inetd] {
+            let replay = request(addr, "POST", "/api/job/ci-test-deploy@main/stop", Some(&token));
+            assert_eq!(replay.status, 401, "a replay through {addr}: {}", replay.body);
+            replays += 1;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(replays >= 40, "{replays} replays across the expiry");
+    wait_idle(o, "ci-test-deploy@main");
 }
