@@ -52,23 +52,26 @@ fn read_checked(path: &Path, private: bool, max: u64) -> Result<String, String> 
     Ok(text)
 }
 
-/// The (device, inode, size, mtime) of a file, to notice a change cheaply.
-pub type Fingerprint = (u64, u64, u64, i64, i64);
+/// The device, inode, size, mtime and ctime of a file, to notice a change
+/// cheaply (ctime: a `chmod` that loosens its modes is a change too).
+pub type Fingerprint = (u64, u64, u64, (i64, i64), (i64, i64));
 
 pub fn fingerprint(path: &Path) -> Option<Fingerprint> {
     let m = fs::metadata(path).ok()?;
-    Some((m.dev(), m.ino(), m.size(), m.mtime(), m.mtime_nsec()))
+    Some((m.dev(), m.ino(), m.size(), (m.mtime(), m.mtime_nsec()), (m.ctime(), m.ctime_nsec())))
 }
 
-/// A file of settings read again when it changes on disk; a version that
-/// no longer reads is reported and the last good one kept.
+/// A file with authority (tokens, trust lines, keys) read again when it
+/// changes on disk. A version that does not read (a typo, loose modes, a
+/// file gone) grants nothing until it is fixed: keeping the last good one
+/// would keep a token, trust line or key working that the edit removed.
 pub struct Watched<T> {
     path: PathBuf,
     read: fn(&Path) -> Result<T, String>,
     cached: Mutex<(Option<Fingerprint>, Arc<T>)>,
 }
 
-impl<T> Watched<T> {
+impl<T: Default> Watched<T> {
     /// Reads the file now: a first version that does not read is an error.
     pub fn new(path: PathBuf, read: fn(&Path) -> Result<T, String>) -> Result<Watched<T>, String> {
         let fingerprint = fingerprint(&path);
@@ -92,13 +95,11 @@ impl<T> Watched<T> {
         }
         let now = fingerprint(&self.path);
         if now != cached.0 {
-            match (self.read)(&self.path) {
-                Ok(value) => *cached = (now, Arc::new(value)),
-                Err(e) => {
-                    log::error!("{e}; keeping {} as it was last read", self.path.display());
-                    cached.0 = now;
-                }
-            }
+            let value = (self.read)(&self.path).unwrap_or_else(|e| {
+                log::error!("{e}; nothing in {} is taken until it is fixed", self.path.display());
+                T::default()
+            });
+            *cached = (now, Arc::new(value));
         }
         Arc::clone(&cached.1)
     }
@@ -174,6 +175,39 @@ mod tests {
         fn drop(&mut self) {
             let _ = fs::remove_dir_all(&self.0);
         }
+    }
+
+    /// Lines without a space; a line with one is an error.
+    fn words(path: &Path) -> Result<Vec<String>, String> {
+        let text = read_private(path)?;
+        text.lines().map(|l| if l.contains(' ') { Err(format!("bad line '{l}'")) } else { Ok(l.to_string()) }).collect()
+    }
+
+    #[test]
+    fn an_edit_that_does_not_read_grants_nothing_until_fixed() {
+        let scratch = Scratch::new("watched");
+        let path = scratch.file();
+        let write = |text: &str, mode: u32| {
+            fs::write(&path, text).expect("write");
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).expect("chmod");
+        };
+        write("a\nb\n", 0o600);
+        let watched = Watched::new(path.clone(), words).expect("reads");
+        assert_eq!(*watched.current(), ["a", "b"]);
+        // b revoked, with a typo elsewhere in the same edit: b must not
+        // keep working, so nothing does.
+        write("a\nc d\n", 0o600);
+        assert!(watched.current().is_empty());
+        write("a\n", 0o600);
+        assert_eq!(*watched.current(), ["a"]);
+        // Loose modes by a chmod alone: the file may have been changed by
+        // anyone.
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o666)).expect("chmod");
+        assert!(watched.current().is_empty());
+        fs::set_permissions(&path, fs::Permissions::from_mode(0o600)).expect("chmod");
+        assert_eq!(*watched.current(), ["a"]);
+        fs::remove_file(&path).expect("remove");
+        assert!(watched.current().is_empty(), "a file gone grants nothing");
     }
 
     #[test]

@@ -32,6 +32,7 @@ pub const TESTS: &[Test] = &[
     ("admin_cli_as_the_service_user", admin_cli_as_the_service_user),
     ("check_passes_as_the_service_user", check_passes_as_the_service_user),
     ("token_file_permissions_and_admin", token_file_permissions_and_admin),
+    ("a_revoked_token_stays_revoked_when_the_edit_has_a_typo", a_revoked_token_stays_revoked_when_the_edit_has_a_typo),
     ("access_log_names_tokens_never_shows_them", access_log_names_tokens_never_shows_them),
     ("redaction_in_every_route_and_the_cli", redaction_in_every_route_and_the_cli),
     ("audit_lines_for_every_start_and_stop", audit_lines_for_every_start_and_stop),
@@ -401,6 +402,34 @@ fn token_file_permissions_and_admin(w: &World) {
     assert!(bad.contains(&format!("{file}:")) && bad.contains("unknown scope 'admin'"), "{bad}");
     let state_files = w.sb.sh_ok(&format!("ls {STATE}/tail"));
     assert!(state_files.contains("ci-ro,ci-test-count"), "{state_files}");
+}
+
+/// Issue 24: a token removed by hand in an edit that also breaks another
+/// line is refused at once: a version that does not read grants nothing
+/// (keeping the last good one would keep the removed token working).
+fn a_revoked_token_stays_revoked_when_the_edit_has_a_typo(w: &World) {
+    let (file, state) = ("/run/jobgate-test/revoke-tokens", "/run/jobgate-test/revoke-state");
+    w.sb.sh_ok(&format!(
+        "cp {TOKENS} {file} && chown root:{USER} {file} && chmod 0640 {file} && mkdir -p {state} && chown {USER} {state}"
+    ));
+    let addr = format!("127.0.0.1:{}", super::free_port());
+    w.sb.sh_ok(&format!(
+        "systemd-run --quiet --unit=jobgate-revoke --uid={USER} --gid={USER} -p SupplementaryGroups=systemd-journal \
+         {BIN} --tokens {file} --state-dir {state} serve --listen {addr}"
+    ));
+    super::wait_until("the serve of its own answers", Duration::from_secs(10), || {
+        std::net::TcpStream::connect(&addr).is_ok()
+    });
+    let status = |token: &str| get(&addr, "/api/job/ci-test-hello/state", token).status;
+    assert_eq!((status(&w.ro), status(&w.rw)), (200, 200));
+    // ci-ro removed, and a typo in a line of its own.
+    w.sb.sh_ok(&format!("sed -i '/^ci-ro /d' {file} && echo 'x admin sha256:00' >> {file}"));
+    assert_eq!((status(&w.ro), status(&w.rw)), (401, 401), "nothing is taken until the file is fixed");
+    let log = w.sb.sh_ok("journalctl --no-pager -o cat -u jobgate-revoke.service");
+    assert!(log.contains("unknown scope 'admin'") && log.contains("nothing in"), "{log}");
+    w.sb.sh_ok(&format!("sed -i '/^x admin/d' {file}"));
+    assert_eq!((status(&w.ro), status(&w.rw)), (401, 200), "fixed: the revocation holds, the rest works");
+    w.sb.sh_ok("systemctl stop jobgate-revoke.service");
 }
 
 fn access_log_names_tokens_never_shows_them(w: &World) {
