@@ -400,6 +400,9 @@ fn token_file_permissions_and_admin(w: &World) {
     assert_eq!(w.sb.sh_ok(&format!("stat -c %a {file}")).trim(), "600", "mode kept on rewrite");
     let bad = w.sb.sh_ok(&format!("echo 'x admin sha256:00' >> {file}; {BIN} --tokens {file} token list 2>&1 || true"));
     assert!(bad.contains(&format!("{file}:")) && bad.contains("unknown scope 'admin'"), "{bad}");
+    // A cursorless tail keeps the token's place under the state directory,
+    // by the token's name.
+    assert_eq!(w.get("/api/job/ci-test-count/tail").status, 200);
     let state_files = w.sb.sh_ok(&format!("ls {STATE}/tail"));
     assert!(state_files.contains("ci-ro,ci-test-count"), "{state_files}");
 }
