@@ -5,6 +5,10 @@
 //! runs `jobgate serve` as an unprivileged user in `systemd-journal`, then
 //! runs every test below in order and powers the sandbox off, also when a
 //! test fails. Prints `N passed, N failed`. Needs root.
+//!
+//! Each test makes the runs it reads, so it passes alone too: an argument
+//! runs the tests whose names contain it (`cargo test --test system NAME`),
+//! in a sandbox of their own.
 
 mod client;
 mod sandbox;
@@ -95,7 +99,7 @@ fn main() -> ExitCode {
         .chain(tests_exact::TESTS)
         .chain(tests_workflows::TESTS)
         .chain(tests_units::TESTS)
-        // After the others: it reads the runs of every job they ran.
+        // After the others: besides its own runs, it reads theirs.
         .chain(tests_journal::TESTS)
         // Last: it stops and starts the sandbox's bus.
         .chain(tests_bus::TESTS)

@@ -1,5 +1,6 @@
-//! The integration tests, in the order they run (later ones may rely on the
-//! runs earlier ones made).
+//! The integration tests of the HTTP API, the CLI and the shipped files.
+//! Each makes the runs it reads, so that it passes alone as well as in
+//! order (`cargo test --test system NAME`).
 
 use std::io::Write;
 use std::time::{Duration, Instant};
@@ -147,6 +148,7 @@ fn logs_of_a_job_that_never_ran_leak_nothing(w: &World) {
 }
 
 fn logs_lines_and_text_format(w: &World) {
+    w.run_to_end("ci-test-count");
     let (lines, _) = w.logs("/api/job/ci-test-count/logs?lines=2");
     assert_eq!(lines.len(), 2);
     assert!(lines[1].ends_with("line 5") && lines[0].ends_with("line 4"), "{lines:?}");
@@ -346,6 +348,8 @@ fn sudo_rule_allows_exactly_start_and_stop(w: &World) {
 }
 
 fn admin_cli_as_the_service_user(w: &World) {
+    w.run_to_end("ci-test-count");
+    w.run_to_end("ci-test-fail");
     let out = w.cli(&["state", "ci-test-count"]);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(String::from_utf8_lossy(&out.stdout).contains("state: inactive"));
@@ -402,6 +406,7 @@ fn token_file_permissions_and_admin(w: &World) {
     assert!(bad.contains(&format!("{file}:")) && bad.contains("unknown scope 'admin'"), "{bad}");
     // A cursorless tail keeps the token's place under the state directory,
     // by the token's name.
+    w.run_to_end("ci-test-count");
     assert_eq!(w.get("/api/job/ci-test-count/tail").status, 200);
     let state_files = w.sb.sh_ok(&format!("ls {STATE}/tail"));
     assert!(state_files.contains("ci-ro,ci-test-count"), "{state_files}");
