@@ -69,7 +69,7 @@ pub const HEALTH_KEPT: Duration = Duration::from_secs(2);
 
 /// The last health check: when, and what it found.
 #[derive(Default)]
-pub struct Health(Mutex<Option<(Instant, Result<(), &'static str>)>>);
+pub struct Health(Mutex<Option<(Instant, Result<String, &'static str>)>>);
 
 /// A route's answer before the access-log fields are filled in.
 type Answer = Result<Response, Reject>;
@@ -304,16 +304,16 @@ impl Api {
     /// else 503 with the reason; a fresh check at most every [`HEALTH_KEPT`].
     fn health(&self) -> Answer {
         let Ok(mut last) = self.health.0.lock() else { return Err(Reject::new(503, "Unhealthy")) };
-        let found = match *last {
-            Some((at, found)) if at.elapsed() < HEALTH_KEPT => found,
+        let found = match &*last {
+            Some((at, found)) if at.elapsed() < HEALTH_KEPT => found.clone(),
             _ => {
                 let found = self.jobs.health();
-                *last = Some((Instant::now(), found));
+                *last = Some((Instant::now(), found.clone()));
                 found
             }
         };
-        found.map_err(|why| Reject::new(503, why))?;
-        Ok(Response::json(200, &json!({"status": "ok"})))
+        let journal = found.map_err(|why| Reject::new(503, why))?;
+        Ok(Response::json(200, &json!({"status": "ok", "journal": journal})))
     }
 
     /// The counters, the follow streams open, and each job the token may

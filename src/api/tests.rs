@@ -342,7 +342,7 @@ fn access_log_fields_never_hold_the_token() {
 fn healthz_needs_no_token_and_says_what_fails() {
     let (api, runner) = api_with(loaded("inactive"));
     let (status, body) = call(&api, "GET", "/healthz", None);
-    assert_eq!((status, body.trim()), (200, r#"{"status":"ok"}"#));
+    assert_eq!((status, body.trim()), (200, r#"{"journal":"journal read through journalctl","status":"ok"}"#));
     let asked = runner.recorded().len();
     assert_eq!(call(&api, "GET", "/healthz", None).0, 200);
     assert_eq!(runner.recorded().len(), asked, "a fresh answer is reused, not asked again");

@@ -390,7 +390,10 @@ fn check_journal(config: &Config, jobs: &Jobs, report: &mut Report) {
             "not a member of systemd-journal, so logs cannot be read (fix: usermod -aG systemd-journal USER)".into(),
         ));
     }
-    report.push((true, jobs.journal_described()));
+    report.push(match jobs.journal_probe() {
+        Ok(line) => (true, line),
+        Err(e) => (false, format!("the journal cannot be read: {e}")),
+    });
     // A read as jobgate makes it: group membership is not enough where the
     // journal directory does not let the group in.
     let probe = crate::names::JobName::parse(&config.prefix, &format!("{}jobgate-check", config.prefix.as_str()));

@@ -132,18 +132,15 @@ impl JournalSource for NativeFirst {
         Ok(Box::new(ResumingText { unit, text, until, fallback: Box::new(fallback), rest: None }))
     }
 
-    fn describe(&self) -> String {
+    fn probe(&self) -> io::Result<String> {
         match self.native.open_files() {
-            Ok(n) => format!("journal read in-process from its files ({n} open), journalctl where that cannot"),
-            Err(e) => format!("journal read through journalctl: its files cannot be read in-process ({e})"),
+            Ok(n) => Ok(format!("journal read in-process from its files ({n} open), journalctl where that cannot")),
+            Err(e) => {
+                log::warn!("the journal's files cannot be read in-process: {e}");
+                let through = self.journalctl.probe()?;
+                Ok(format!("{through}: its files cannot be read in-process ({e})"))
+            }
         }
-    }
-
-    fn probe(&self) -> io::Result<()> {
-        self.native.open_files().map(drop).or_else(|e| {
-            log::warn!("the journal's files cannot be read in-process: {e}");
-            self.journalctl.probe()
-        })
     }
 }
 

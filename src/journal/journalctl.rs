@@ -56,14 +56,10 @@ impl JournalSource for Journalctl {
         self.read(Call::UnitEntries(read), read.unit, timeout, skip)
     }
 
-    fn describe(&self) -> String {
-        "journal read through journalctl (--journal-reader journalctl)".into()
-    }
-
-    fn probe(&self) -> io::Result<()> {
+    fn probe(&self) -> io::Result<String> {
         let out = self.runner.call(&Call::JournalProbe.argv(&self.tools))?;
         if out.success {
-            return Ok(());
+            return Ok("journal read through journalctl".into());
         }
         let why = format!("journalctl failed: {}", String::from_utf8_lossy(&out.stderr).trim());
         Err(io::Error::other(why))

@@ -57,11 +57,10 @@ pub trait JournalSource: Send + Sync {
     /// The text of the unit's own lines written from `since` to `until`
     /// (microseconds since the epoch, both included), one line each.
     fn unit_messages(&self, unit: &UnitName, since: u64, until: u64) -> io::Result<Messages>;
-    /// What reads the journal, in a line (for `check`).
-    fn describe(&self) -> String;
-    /// Whether the journal can be read now (for `check` and `/healthz`);
-    /// the reason, if not, is for the log.
-    fn probe(&self) -> io::Result<()>;
+    /// Whether the journal can be read now, and what reads it, in a line
+    /// (`check` and `/healthz` print it); the reason, if not, is for the
+    /// log.
+    fn probe(&self) -> io::Result<String>;
 }
 
 /// Lines of text, as a source yields them; dropping it ends the read.

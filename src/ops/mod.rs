@@ -280,9 +280,10 @@ impl Jobs {
 
     /// Whether jobgate can do its reads: the service manager answers (over
     /// the bus, as state is read, else through `systemctl show`) and the
-    /// journal can be opened. The reason, if not, is short and fixed
-    /// (for an unauthenticated client); the detail goes to the log.
-    pub fn health(&self) -> Result<(), &'static str> {
+    /// journal can be opened; what reads the journal, in a line. The
+    /// reason, if not, is short and fixed (for an unauthenticated client);
+    /// the detail goes to the log.
+    pub fn health(&self) -> Result<String, &'static str> {
         let works = |call: Call, what: &str| match self.call(call) {
             Ok(out) if out.success => true,
             Ok(out) => {
@@ -298,16 +299,15 @@ impl Jobs {
         if !over_bus && !works(Call::ManagerVersion, "systemctl show") {
             return Err("The service manager does not answer");
         }
-        if let Err(e) = self.runs.journal().probe() {
+        self.journal_probe().map_err(|e| {
             log::warn!("health: {e}");
-            return Err("The journal cannot be read");
-        }
-        Ok(())
+            "The journal cannot be read"
+        })
     }
 
-    /// What reads the journal, in a line (for `check`).
-    pub fn journal_described(&self) -> String {
-        self.runs.journal().describe()
+    /// Whether the journal can be read, and what reads it, in a line.
+    pub fn journal_probe(&self) -> io::Result<String> {
+        self.runs.journal().probe()
     }
 
     /// Whether `job`'s runs can be read as every read makes it (for

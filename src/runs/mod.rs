@@ -190,12 +190,8 @@ pub mod testing {
             Ok(Box::new(io::Cursor::new(text.into_bytes())))
         }
 
-        fn describe(&self) -> String {
-            "journal made up for a test".into()
-        }
-
-        fn probe(&self) -> io::Result<()> {
-            Ok(())
+        fn probe(&self) -> io::Result<String> {
+            Ok("journal made up for a test".into())
         }
     }
 }

@@ -132,15 +132,8 @@ impl JournalSource for Native {
         Ok(Box::new(self.text(unit, since, until)?))
     }
 
-    fn describe(&self) -> String {
-        match self.open_files() {
-            Ok(n) => format!("journal read in-process from its files ({n} open)"),
-            Err(e) => format!("journal's files cannot be read in-process ({e})"),
-        }
-    }
-
-    fn probe(&self) -> io::Result<()> {
-        self.open_files().map(drop)
+    fn probe(&self) -> io::Result<String> {
+        Ok(format!("journal read in-process from its files ({} open)", self.open_files()?))
     }
 }
 
