@@ -414,10 +414,12 @@ impl Jobs {
             run.next = None;
             if state.run_over() {
                 let exited = state.finished.map(|s| s * 1_000_000);
-                // The end message's time where it is not before the main
-                // process exited, else the exit's.
+                // The end message's time (to the microsecond) where it is in
+                // the second the manager says the main process exited in,
+                // else the exit's: a job running as root can send end
+                // messages for another job's run later.
                 run.finished = match (run.finished, exited) {
-                    (Some(logged), Some(exited)) if logged >= exited => Some(logged),
+                    (Some(logged), Some(exited)) if logged / 1_000_000 == exited / 1_000_000 => Some(logged),
                     (logged, exited) => exited.or(logged).or_else(|| Some(now_us())),
                 };
                 run.result = Some(state.result.clone());

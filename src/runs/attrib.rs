@@ -12,8 +12,10 @@
 //! - a line tagged with a run is that run's, and its writer is noted as
 //!   that run's;
 //! - an untagged line is the run's unless its writer is known to write for
-//!   another run, or it comes before the run's first message (there it is
-//!   the previous run's, whose writer is noted).
+//!   another run, or it comes before the run's first message and the unit
+//!   had a run before (there it is that run's, whose writer is noted; the
+//!   first run's early lines are its own: they come to journald on another
+//!   socket than the manager's message, and may be stored first).
 //!
 //! A run is read from shortly before its first message (the previous run's
 //! late lines are within [`JOURNAL_SETTLE`](super::JOURNAL_SETTLE) of it)
@@ -81,6 +83,13 @@ impl Writers {
     }
 }
 
+/// Whether an untagged line of a writer not yet seen, at `place`, is
+/// another run's by its place alone: before `run`'s first message, where
+/// the previous run's last lines are, if it had a previous run.
+pub fn before_the_run(run: &Run, place: &Place) -> bool {
+    run.previous.is_some() && place.is_before(&run.start.place)
+}
+
 /// Whether the manager's `entry` begins a run after the run `run` that
 /// began at `start`: a "Starting" (which may carry `run`'s id) or a message
 /// of another run, after `run`'s own first message. Used reading forwards
@@ -124,6 +133,8 @@ enum Phase {
 pub struct RunFilter {
     run: RunId,
     start: Place,
+    /// The unit had a run before this one.
+    previous: bool,
     next: Option<Place>,
     phase: Phase,
     writers: Writers,
@@ -138,6 +149,7 @@ impl RunFilter {
         RunFilter {
             run: run.run.clone(),
             start: run.start.place,
+            previous: run.previous.is_some(),
             next: run.next.as_ref().map(|n| n.place),
             phase: if inside { Phase::InRun } else { Phase::BeforeRun },
             writers: Writers::default(),
@@ -156,7 +168,10 @@ impl RunFilter {
             return Seen::Past;
         }
         if !entry.from_manager {
-            let untagged_are_others = matches!(self.phase, Phase::BeforeRun | Phase::AfterLater);
+            let untagged_are_others = match self.phase {
+                Phase::BeforeRun => self.previous,
+                _ => self.phase == Phase::AfterLater,
+            };
             return if self.writers.owns(&self.run, entry, untagged_are_others) { Seen::Line } else { Seen::Other };
         }
         if self.phase != Phase::BeforeRun && begins_a_later_run(&self.run, &self.start, entry) {
@@ -185,7 +200,8 @@ mod tests {
     use crate::runs::history::Mark;
     use crate::runs::testing::{line, manager, RUN_A, RUN_B};
 
-    /// Run A, begun by entry 10; `next`: where run B begins.
+    /// Run A, begun by entry 10 after a run begun by entry 1; `next`: where
+    /// run B begins.
     fn run_a(next: Option<u64>, current: bool) -> Run {
         let mark = |number| {
             let entry = manager(number, RUN_A, STARTED);
@@ -194,7 +210,7 @@ mod tests {
         Run {
             run: RunId::parse(RUN_A).expect("a run id"),
             start: mark(10),
-            previous: None,
+            previous: Some(mark(1)),
             next: next.map(mark),
             started: 0,
             finished: None,
@@ -285,6 +301,20 @@ mod tests {
             let seen: Vec<Seen> = entries.iter().map(|e| filter.see(e)).collect();
             assert_eq!(seen, *want, "{case}");
         }
+    }
+
+    #[test]
+    fn the_first_runs_early_lines_are_its_own() {
+        // journald may store a job's first lines before the manager's
+        // message that begins its run (another socket): with no run before
+        // it, they can be no other's.
+        let first = Run { previous: None, ..run_a(None, true) };
+        let mut filter = RunFilter::new(&first, None);
+        let entries = [line(8, "early", None, 7), manager(10, RUN_A, STARTED), line(11, "a", None, 7)];
+        let seen: Vec<Seen> = entries.iter().map(|e| filter.see(e)).collect();
+        assert_eq!(seen, [Seen::Line, Seen::Other, Seen::Line]);
+        assert!(!before_the_run(&first, &entries[0].place));
+        assert!(before_the_run(&run_a(None, true), &entries[0].place), "after a run, the previous run's");
     }
 
     #[test]

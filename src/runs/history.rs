@@ -55,16 +55,18 @@ struct Outcome {
 }
 
 impl Outcome {
-    /// Folds in one manager message; messages come newest first.
+    /// Folds in one manager message; messages come newest first. The run's
+    /// end is its oldest end message: a job running as root can send more
+    /// of them later, with pid 1's credentials, but not before the real one.
     fn apply(&mut self, entry: &Entry) {
         match entry.message_id.as_str() {
             message_ids::DEACTIVATED => {
-                self.finished.get_or_insert(entry.realtime);
+                self.finished = Some(entry.realtime);
                 self.result.get_or_insert_with(|| "success".into());
                 self.exit_status.get_or_insert(0);
             }
             message_ids::FAILED_RESULT => {
-                self.finished.get_or_insert(entry.realtime);
+                self.finished = Some(entry.realtime);
                 if let Some(result) = &entry.unit_result {
                     self.result.get_or_insert_with(|| result.clone());
                 }
@@ -274,6 +276,14 @@ mod tests {
 
     fn ids(runs: &[Run]) -> Vec<&str> {
         runs.iter().map(|r| r.run.as_str()).collect()
+    }
+
+    #[test]
+    fn a_runs_end_is_its_first_end_message_not_a_later_forged_one() {
+        let journal =
+            vec![manager(10, RUN_A, STARTED), manager(20, RUN_A, DEACTIVATED), manager(50, RUN_A, DEACTIVATED)];
+        let (runs, _) = runs_of(journal, 10, None);
+        assert_eq!(runs[0].finished, Some(2_000_000));
     }
 
     #[test]

@@ -17,7 +17,7 @@ use crate::journal::streams::{Drain, Streams};
 use crate::journal::{Entries, Entry, JournalSource, Messages};
 use crate::names::{Cursor, Place, UnitName, MAX_LINES};
 use crate::redact::Redactor;
-use crate::runs::attrib::{begins_a_later_run, RunFilter, Seen, Writer, Writers};
+use crate::runs::attrib::{before_the_run, begins_a_later_run, RunFilter, Seen, Writer, Writers};
 use crate::runs::history::Run;
 use crate::runs::{JOURNAL_SETTLE, LINES_IN_RECENT, LINES_IN_WAIT, SETTLE_US};
 use crate::systemd::argv::{EntryRead, Seek};
@@ -253,7 +253,7 @@ impl<'a> RunReader<'a> {
                 Writer::Ours => true,
                 Writer::Others => false,
                 // Before the run's first message: the previous run's.
-                Writer::Unknown if entry.place.is_before(&run.start.place) => false,
+                Writer::Unknown if before_the_run(run, &entry.place) => false,
                 Writer::Unknown if entry.realtime <= settled => return Ok(None),
                 Writer::Unknown => true,
             };

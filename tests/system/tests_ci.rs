@@ -107,6 +107,7 @@ fn ci_client_summary_and_outputs_cannot_be_steered(w: &World) {
     let want = inject_lines();
     let off = lines.first().and_then(|l| l.strip_prefix("::stop-commands::")).unwrap_or_default().to_string();
     assert_eq!(off.len(), 32, "{lines:?}");
+    assert_eq!(lines.len(), want.len() + 3, "every line once, in its fence: {lines:?}\n{stderr}");
     assert_eq!(lines[1..=want.len()], want[..]);
     assert_eq!(
         lines[want.len() + 1..],
