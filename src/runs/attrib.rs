@@ -26,7 +26,7 @@
 //! begin a later run does not end it: past such a message only the lines
 //! of writers known to be the run's are its own. Limits: a run's untagged
 //! lines on a stream first stored before its own first message are counted
-//! to the previous run.
+//! to the previous run, where the unit had one.
 #![forbid(unsafe_code)]
 
 use crate::journal::{message_ids, Entry, WriterId};
