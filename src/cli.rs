@@ -48,7 +48,7 @@ pub struct Args {
     /// how start and stop are allowed: sudo (the default, with contrib/sudoers.d/jobgate) or polkit (contrib/polkit/50-jobgate.rules)
     #[argh(option, default = "Privilege::Sudo", from_str_fn(privilege))]
     privilege: Privilege,
-    /// signed webhooks: NAME JOB SECRET [event=EVENT] [ref=REF] a line (POST /hook/JOB)
+    /// signed webhooks: NAME JOB SECRET [event=EVENT] [ref=REF] [gitlab=token] a line (POST /hook/JOB)
     #[argh(option)]
     hooks: Option<PathBuf>,
     /// CI identity tokens: issuer and trust lines (jobgate-trust(5)); off without it

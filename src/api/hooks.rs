@@ -1,11 +1,12 @@
 //! Signed webhooks: the hooks file (`--hooks FILE`) and the checks of a
 //! request's signature. Pure over the request and the file's text.
 //!
-//! A line is `NAME JOB SECRET [event=EVENT] [ref=REF]`: a POST to
-//! `/hook/JOB` starts JOB if it carries a valid signature made with SECRET,
-//! as GitHub (`X-Hub-Signature-256: sha256=HEX`), Cirrus CI
-//! (`X-Cirrus-Signature: HEX`, both HMAC-SHA256 of the raw body) or GitLab
-//! (`X-Gitlab-Token: SECRET`) send it; `event=` and `ref=` narrow it to one
+//! A line is `NAME JOB SECRET [event=EVENT] [ref=REF] [gitlab=token]`: a
+//! POST to `/hook/JOB` starts JOB if it carries a valid signature made with
+//! SECRET, as GitHub (`X-Hub-Signature-256: sha256=HEX`) and Cirrus CI
+//! (`X-Cirrus-Signature: HEX`, both HMAC-SHA256 of the raw body) send it,
+//! or, on a line with `gitlab=token`, GitLab's `X-Gitlab-Token: SECRET` (no
+//! signature: the secret itself); `event=` and `ref=` narrow it to one
 //! event (`X-GitHub-Event`, `X-Gitlab-Event`, `X-Cirrus-Event`) and one
 //! `ref` in the JSON payload.
 //!
@@ -36,6 +37,10 @@ pub struct Hook {
     secret: String,
     event: Option<String>,
     git_ref: Option<String>,
+    /// The operator takes GitLab's `X-Gitlab-Token` (`gitlab=token`): the
+    /// secret itself in every delivery, so a captured one can start the job
+    /// again with any body (and `ref=` binds nothing). Off, it is refused.
+    gitlab_token: bool,
 }
 
 #[derive(Debug, Default)]
@@ -138,7 +143,14 @@ impl Hook {
             return hmac_matches(cirrus);
         }
         if let Some(gitlab) = req.header("X-Gitlab-Token") {
-            return bool::from(gitlab.as_bytes().ct_eq(self.secret.as_bytes()));
+            let matches = bool::from(gitlab.as_bytes().ct_eq(self.secret.as_bytes()));
+            if matches && !self.gitlab_token {
+                log::warn!(
+                    "hook {}: GitLab's X-Gitlab-Token is the secret itself, refused without gitlab=token on its line",
+                    self.name
+                );
+            }
+            return matches && self.gitlab_token;
         }
         false
     }
@@ -165,7 +177,7 @@ impl Hook {
 fn parse_line(line: &str, prefix: &Prefix) -> Result<Hook, String> {
     let mut fields = line.split_whitespace();
     let (Some(name), Some(job), Some(secret)) = (fields.next(), fields.next(), fields.next()) else {
-        return Err("expected 'NAME JOB SECRET [event=EVENT] [ref=REF]'".into());
+        return Err("expected 'NAME JOB SECRET [event=EVENT] [ref=REF] [gitlab=token]'".into());
     };
     if !valid_token_name(name) {
         return Err(format!("invalid hook name '{}' (expected [a-zA-Z0-9_.-])", name.escape_debug()));
@@ -174,12 +186,23 @@ fn parse_line(line: &str, prefix: &Prefix) -> Result<Hook, String> {
     if secret.len() < MIN_SECRET_LEN || !secret.bytes().all(|b| b.is_ascii_graphic()) {
         return Err(format!("the secret must be at least {MIN_SECRET_LEN} printable characters"));
     }
-    let mut hook = Hook { name: name.to_string(), job, secret: secret.to_string(), event: None, git_ref: None };
+    let mut hook = Hook {
+        name: name.to_string(),
+        job,
+        secret: secret.to_string(),
+        event: None,
+        git_ref: None,
+        gitlab_token: false,
+    };
     for option in fields {
         match option.split_once('=') {
             Some(("event", value)) if !value.is_empty() => hook.event = Some(value.replace('+', " ")),
             Some(("ref", value)) if !value.is_empty() => hook.git_ref = Some(value.to_string()),
-            _ => return Err(format!("unknown option '{}' (expected event=EVENT or ref=REF)", option.escape_debug())),
+            Some(("gitlab", "token")) => hook.gitlab_token = true,
+            _ => {
+                let expected = "expected event=EVENT, ref=REF or gitlab=token";
+                return Err(format!("unknown option '{}' ({expected})", option.escape_debug()));
+            }
         }
     }
     Ok(hook)
@@ -251,7 +274,7 @@ mod tests {
     fn gitlab_token_and_filters() {
         let file = Hooks::parse(
             "hooks",
-            "gl ci-test-a gitlab-secret-0123456789 event=Push+Hook ref=refs/heads/main\n",
+            "gl ci-test-a gitlab-secret-0123456789 event=Push+Hook ref=refs/heads/main gitlab=token\n",
             &prefix(),
         )
         .expect("hooks");
@@ -275,6 +298,12 @@ mod tests {
             file.verify(&job("ci-test-a"), &post("", &[("X-Gitlab-Token", "gitlab-secret-012345678")])).is_empty(),
             "DENY!"
         );
+        // Without gitlab=token on its line, the right token is refused too.
+        let unacknowledged =
+            Hooks::parse("hooks", "gl ci-test-a gitlab-secret-0123456789\n", &prefix()).expect("hooks");
+        assert!(unacknowledged.verify(&job("ci-test-a"), &push).is_empty(), "a bearer secret, not taken unasked");
+        let github = "gh ci-test-a gitlab-secret-0123456789 gitlab=yes\n";
+        assert!(Hooks::parse("hooks", github, &prefix()).is_err(), "gitlab= takes only token");
     }
 
     #[test]
@@ -284,9 +313,9 @@ mod tests {
             ("x ssh 0123456789abcdef0\n", "hooks:1: invalid job 'ssh'"),
             (
                 "\nx ci-test-a 0123456789abcdef0 branch=main\n",
-                "hooks:2: unknown option 'branch=main' (expected event=EVENT or ref=REF)",
+                "hooks:2: unknown option 'branch=main' (expected event=EVENT, ref=REF or gitlab=token)",
             ),
-            ("x ci-test-a\n", "hooks:1: expected 'NAME JOB SECRET [event=EVENT] [ref=REF]'"),
+            ("x ci-test-a\n", "hooks:1: expected 'NAME JOB SECRET [event=EVENT] [ref=REF] [gitlab=token]'"),
         ];
         for (text, want) in cases {
             assert_eq!(Hooks::parse("hooks", text, &prefix()).err().as_deref(), Some(want));

@@ -30,7 +30,8 @@ const HOOKS: &str = "/run/jobgate-test/hooks";
 /// The webhook secrets the served jobgate knows (issue 4).
 pub const HOOK_SECRET: &str = "hook-secret-0123456789abcdef";
 const HOOK_LINES: &str = "github-count ci-test-count hook-secret-0123456789abcdef event=push ref=refs/heads/main\n\
-                          gitlab-count ci-test-count gitlab-token-0123456789abcdef\n";
+                          gitlab-count ci-test-count gitlab-token-0123456789abcdef gitlab=token\n\
+                          gitlab-unasked ci-test-hello gitlab-unasked-0123456789abcdef\n";
 /// The redaction rules the served jobgate applies (issue 6).
 const REDACT_RULES: &str =
     "# test rules\nskip ^DEBUG\nstrip /home/[a-z]+\nmask token=\\S+\n[ci-test-deploy*] mask branch\n";

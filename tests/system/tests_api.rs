@@ -1064,6 +1064,9 @@ fn signed_webhooks_start_jobs(w: &World) {
     assert!(w.units_started_since(since_replay).is_empty(), "a replayed delivery started the job");
     let gitlab = hook(w, "ci-test-count", "{}", &[("X-Gitlab-Token", "gitlab-token-0123456789abcdef".into())]);
     assert_eq!(gitlab.status, 200, "{}", gitlab.body);
+    // GitLab's token, the secret itself, on a line without gitlab=token.
+    let unasked = hook(w, "ci-test-hello", "{}", &[("X-Gitlab-Token", "gitlab-unasked-0123456789abcdef".into())]);
+    assert_eq!(unasked.status, 401, "{}", unasked.body);
     wait_until("the second hooked run has finished", Duration::from_secs(10), || {
         w.state("ci-test-count")["state"] == "inactive"
     });
