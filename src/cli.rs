@@ -253,7 +253,7 @@ struct TokenAddArgs {
     #[argh(positional, from_str_fn(token_name))]
     name: String,
     /// ro (read), rw (read, start and stop) or metrics (GET /metrics only)
-    #[argh(option, from_str_fn(scope))]
+    #[argh(option, from_str_fn(Scope::named))]
     scope: Scope,
     /// limit the token to jobs matching this glob (repeatable)
     #[argh(option, from_str_fn(job_pattern))]
@@ -458,10 +458,6 @@ fn ip(value: &str) -> Result<IpAddr, String> {
 
 fn token_name(value: &str) -> Result<String, String> {
     auth::check_token_name(value).map(|()| value.to_string())
-}
-
-fn scope(value: &str) -> Result<Scope, String> {
-    Scope::named(value)
 }
 
 fn job_pattern(value: &str) -> Result<String, String> {
